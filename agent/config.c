@@ -1,0 +1,63 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+
+#include "config.h"
+#include "macro.h"
+#include "manifest.h"
+
+void config_done(config *c) {
+        free(c->plugin_dir);
+        *c = (config){};
+}
+
+int config_load(const char *root, const char *explicit_path, config *ret, char **ret_error) {
+        _cleanup_free_ char *path = NULL;
+        _cleanup_(json_decrefp) json_t *doc = NULL;
+        _cleanup_(config_done) config c = {};
+        const char *key;
+        json_t *value;
+        int r;
+
+        path = explicit_path ? strdup(explicit_path)
+                             : strdup_printf("%s%s", streq(root, "/") ? "" : root, CONFIG_DEFAULT_PATH);
+        if (!path)
+                return -ENOMEM;
+
+        if (!explicit_path && access(path, F_OK) < 0 && errno == ENOENT) {
+                *ret = (config){};
+                return 0;
+        }
+        r = manifest_load(AT_FDCWD, path, &doc, ret_error);
+        if (r < 0)
+                return r;
+
+        json_object_foreach(doc, key, value) {
+                if (streq(key, "apiVersion")) {
+                        if (!json_is_string(value) || !streq(json_string_value(value), CONFIG_API_VERSION))
+                                return set_error(ret_error, -EINVAL, "%s: apiVersion must be \"%s\"", path,
+                                                 CONFIG_API_VERSION);
+                } else if (streq(key, "kind")) {
+                        if (!json_is_string(value) || !streq(json_string_value(value), CONFIG_KIND))
+                                return set_error(ret_error, -EINVAL, "%s: kind must be \"%s\"", path, CONFIG_KIND);
+                } else if (streq(key, "pluginDir")) {
+                        const char *s = json_string_value(value);
+
+                        if (!s || s[0] != '/')
+                                return set_error(ret_error, -EINVAL, "%s: pluginDir must be an absolute path", path);
+                        free(c.plugin_dir);
+                        c.plugin_dir = strdup(s);
+                        if (!c.plugin_dir)
+                                return -ENOMEM;
+                } else {
+                        return set_error(ret_error, -EINVAL, "%s: unknown field \"%s\"", path, key);
+                }
+        }
+        if (!json_object_get(doc, "kind")) {
+                return set_error(ret_error, -EINVAL, "%s: kind: %s is missing", path, CONFIG_KIND);
+        }
+        *ret = c;
+        c = (config){};
+        return 0;
+}

@@ -1,0 +1,21 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#pragma once
+
+/* /etc/cplet/config.yaml (kind: CpletConfiguration). */
+
+#include <stdbool.h>
+
+#define CONFIG_DEFAULT_PATH "/etc/cplet/config.yaml"
+#define CONFIG_API_VERSION "cplet.io/v1alpha1"
+#define CONFIG_KIND "CpletConfiguration"
+
+typedef struct config {
+        char *plugin_dir; /* NULL: the built-in default */
+} config;
+
+/* Loads the configuration. When `explicit_path` is NULL the default path under `root` is
+ * read if it exists (a missing default file means defaults); an explicit path must exist.
+ * Unknown fields, a wrong kind/apiVersion or a malformed value are refused with the file
+ * and the field named. */
+int config_load(const char *root, const char *explicit_path, config *ret, char **ret_error);
+void config_done(config *c);

@@ -1,0 +1,459 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include <errno.h>
+#include <string.h>
+
+#include "macro.h"
+#include "plan.h"
+
+const char *step_kind_to_string(step_kind k) {
+        switch (k) {
+        case STEP_BINARY:
+                return "binary";
+        case STEP_EMULATION:
+                return "emulation";
+        case STEP_MIN_COMPAT:
+                return "min-compatibility";
+        }
+        return "?";
+}
+
+/* A component's state while the plan is being built. */
+typedef struct working {
+        const plan_component *in;
+        const char *repository;
+        char *target_repository; /* the target's registry prefix + this image's name */
+        bool digest;
+        kversion binary;
+        kminor emulated, min_compat;
+        bool min_compat_explicit;
+        bool forward_compat;
+} working;
+
+typedef struct builder {
+        const plan_component *components;
+        working *w;
+        size_t n;
+        plan *plan;
+        const plan_target *target;
+        kminor target_emulated, target_min_compat;
+        char **error;
+} builder;
+
+typedef struct working_array {
+        working *items;
+        size_t n;
+} working_array;
+
+static void working_freep(working_array *w) {
+        for (size_t i = 0; i < w->n; i++)
+                free(w->items[i].target_repository);
+        free(w->items);
+}
+
+plan *plan_free(plan *p) {
+        if (!p)
+                return NULL;
+        for (size_t i = 0; i < p->n_steps; i++)
+                free(p->steps[i].image);
+        free(p->steps);
+        free(p);
+        return NULL;
+}
+
+static kminor binary_minor(const working *w) {
+        return kversion_minor(&w->binary);
+}
+
+static bool emulated_flag_needed(const working *w) {
+        return !kminor_eq(w->emulated, binary_minor(w));
+}
+
+/* A flag is written only when it differs from the binary's default. */
+static bool min_compat_flag_needed(const working *w) {
+        return !kminor_eq(w->min_compat, compat_default_min_compat(binary_minor(w), w->emulated));
+}
+
+/* Forward-compatibility flags only mean something while emulating below the binary, and
+ * the binary refuses them otherwise; a step drops them then. */
+static bool forward_compat_kept(const working *w) {
+        return w->forward_compat && emulated_flag_needed(w) &&
+               kminor_cmp(binary_minor(w), w->in->forward_compat_since) >= 0 && w->in->forward_compat_since.major;
+}
+
+/* Checks one component as its binary would at start, plus the flags its plugin knows. */
+static int check_component(const working *w, char **ret_error) {
+        kminor b = binary_minor(w), e, m;
+        compat_settings s = {
+                .binary = b,
+                .emulated_set = emulated_flag_needed(w),
+                .emulated = w->emulated,
+                .min_compat_set = min_compat_flag_needed(w),
+                .min_compat = w->min_compat,
+                .forward_compat_set = w->forward_compat,
+        };
+        char bs[KVERSION_STRING_MAX];
+        int r;
+
+        kversion_format(&w->binary, bs);
+        if (s.emulated_set && !(w->in->emulated_since.major && kminor_cmp(b, w->in->emulated_since) >= 0))
+                return set_error(ret_error, -EINVAL, "%s %s has no --emulated-version flag", w->in->name, bs);
+        if (s.min_compat_set && !(w->in->min_compat_since.major && kminor_cmp(b, w->in->min_compat_since) >= 0))
+                return set_error(ret_error, -EINVAL, "%s %s has no --min-compatibility-version flag", w->in->name, bs);
+
+        r = compat_validate(&s, &e, &m, ret_error);
+        if (r < 0)
+                return r;
+        /* A binary without the flags (1.31 accepts only 1.31 ...) may imply other versions. */
+        if (!kminor_eq(e, w->emulated) || !kminor_eq(m, w->min_compat)) {
+                char a[KMINOR_STRING_MAX], z[KMINOR_STRING_MAX];
+
+                kminor_format(w->emulated, a);
+                kminor_format(w->min_compat, z);
+                return set_error(ret_error, -EINVAL, "%s %s cannot run with emulated %s / min-compatibility %s",
+                                 w->in->name, bs, a, z);
+        }
+        return 0;
+}
+
+/* The skew rules between components: nobody emulates above the API server (the lowest rank)
+ * or below its min-compatibility version, and nobody runs a newer binary minor than it. */
+static int check_skew(const builder *b, char **ret_error) {
+        const working *ref = &b->w[0];
+        char x[KMINOR_STRING_MAX], y[KMINOR_STRING_MAX];
+
+        for (size_t i = 1; i < b->n; i++) {
+                const working *w = &b->w[i];
+
+                kminor_format(w->emulated, x);
+                if (kminor_cmp(w->emulated, ref->emulated) > 0) {
+                        kminor_format(ref->emulated, y);
+                        return set_error(ret_error, -EINVAL, "%s would emulate %s, above %s's %s", w->in->name, x,
+                                         ref->in->name, y);
+                }
+                if (kminor_cmp(w->emulated, ref->min_compat) < 0) {
+                        kminor_format(ref->min_compat, y);
+                        return set_error(ret_error, -EINVAL,
+                                         "%s would emulate %s, below %s's min-compatibility version %s", w->in->name,
+                                         x, ref->in->name, y);
+                }
+                if (kminor_cmp(binary_minor(w), binary_minor(ref)) > 0) {
+                        kminor_format(binary_minor(w), x);
+                        kminor_format(binary_minor(ref), y);
+                        return set_error(ret_error, -EINVAL, "%s binary %s would be newer than %s's %s", w->in->name,
+                                         x, ref->in->name, y);
+                }
+        }
+        return 0;
+}
+
+static char *image_for(const working *w) {
+        char tag[KVERSION_STRING_MAX];
+
+        kversion_format(&w->binary, tag);
+        return strdup_printf("%s:%s", w->repository, tag);
+}
+
+/* Applies a change already made to b->w[i], checks the whole node, records the step. */
+static int add_step(builder *b, size_t i, step_kind kind) {
+        working *w = &b->w[i];
+        _cleanup_free_ char *why = NULL;
+        plan_step *steps, *s;
+        int r = 0;
+
+        w->forward_compat = forward_compat_kept(w);
+        w->min_compat_explicit = min_compat_flag_needed(w);
+
+        for (size_t k = 0; k < b->n; k++) {
+                r = check_component(&b->w[k], &why);
+                if (r < 0)
+                        break;
+        }
+        if (r >= 0)
+                r = check_skew(b, &why);
+        if (r < 0)
+                return set_error(b->error, r, "no safe plan: step %zu (%s %s) would leave an invalid state: %s",
+                                 b->plan->n_steps + 1, w->in->name, step_kind_to_string(kind), why);
+
+        steps = realloc(b->plan->steps, (b->plan->n_steps + 1) * sizeof(plan_step));
+        if (!steps)
+                return -ENOMEM;
+        b->plan->steps = steps;
+        s = &steps[b->plan->n_steps];
+        *s = (plan_step){
+                .component = i,
+                .kind = kind,
+                .image = image_for(w),
+                .binary = w->binary,
+                .emulated = w->emulated,
+                .min_compat = w->min_compat,
+                .emulated_flag = emulated_flag_needed(w),
+                .min_compat_flag = min_compat_flag_needed(w),
+                .forward_compat = w->forward_compat,
+        };
+        if (!s->image)
+                return -ENOMEM;
+        b->plan->n_steps++;
+        return 0;
+}
+
+static bool binary_at_target(const builder *b, const working *w) {
+        const char *repo = w->target_repository ?: w->repository;
+
+        return kversion_cmp(&w->binary, &b->target->binary) == 0 && streq(repo, w->repository);
+}
+
+static int binary_step(builder *b, size_t i) {
+        working *w = &b->w[i];
+        kminor old_binary = binary_minor(w), new_binary = kversion_minor(&b->target->binary);
+        kminor floor = compat_floor(new_binary);
+        char e[KMINOR_STRING_MAX], lo[KMINOR_STRING_MAX], hi[KMINOR_STRING_MAX], v[KVERSION_STRING_MAX];
+
+        kversion_format(&b->target->binary, v);
+        kminor_format(w->emulated, e);
+
+        if (kminor_cmp(w->emulated, new_binary) > 0)
+                return set_error(b->error, -EINVAL,
+                                 "binary %s cannot run %s while it emulates %s: lower the emulated version to %u.%u first",
+                                 v, w->in->name, e, new_binary.major, new_binary.minor);
+
+        if (kminor_cmp(new_binary, KMINOR_EMULATED_FLAG_SINCE) >= 0 && kminor_cmp(w->emulated, floor) < 0) {
+                /* A binary from before compatibility versions cannot pin anything: moving from
+                 * it to the first minor that has them is the ordinary one-minor upgrade. */
+                bool old_has_flag = w->in->emulated_since.major && kminor_cmp(old_binary, w->in->emulated_since) >= 0;
+
+                if (!old_has_flag && kminor_eq(kminor_add(w->emulated, 1), floor))
+                        w->emulated = floor;
+                else {
+                        kminor_format(floor, lo);
+                        kminor_format(new_binary, hi);
+                        /* The newest binary whose window still holds the emulated version. */
+                        kminor reachable = old_has_flag ? kminor_add(w->emulated, 3) : kminor_add(w->emulated, 1);
+
+                        kminor_format(floor, lo);
+                        kminor_format(new_binary, hi);
+                        return set_error(b->error, -EINVAL,
+                                         "binary %s cannot emulate %s (allowed %s..%s): upgrade the binary to at most v%u.%u first",
+                                         v, e, lo, hi, reachable.major, reachable.minor);
+                }
+        }
+
+        w->binary = b->target->binary;
+        if (w->target_repository)
+                w->repository = w->target_repository;
+        w->digest = false;
+        if (!w->min_compat_explicit)
+                w->min_compat = compat_default_min_compat(new_binary, w->emulated);
+        return add_step(b, i, STEP_BINARY);
+}
+
+static int phase_binaries(builder *b) {
+        int r;
+
+        /* Downgrades first, in reverse rank order, then upgrades in rank order: at no point
+         * does a later component run a newer binary than an earlier one. */
+        for (size_t k = b->n; k-- > 0;) {
+                working *w = &b->w[k];
+
+                if (!binary_at_target(b, w) && kversion_cmp(&w->binary, &b->target->binary) > 0) {
+                        r = binary_step(b, k);
+                        if (r < 0)
+                                return r;
+                }
+        }
+        for (size_t k = 0; k < b->n; k++) {
+                working *w = &b->w[k];
+
+                if (!binary_at_target(b, w)) {
+                        r = binary_step(b, k);
+                        if (r < 0)
+                                return r;
+                }
+        }
+        return 0;
+}
+
+static int set_emulated(builder *b, size_t i, kminor m) {
+        working *w = &b->w[i];
+
+        w->emulated = m;
+        if (!w->min_compat_explicit) {
+                kminor d = compat_default_min_compat(binary_minor(w), m);
+
+                /* Raising emulation drags an implied min-compatibility along; never past what
+                 * the target asks for. */
+                if (kminor_cmp(d, b->target_min_compat) > 0 && kminor_cmp(b->target_min_compat, w->min_compat) >= 0) {
+                        w->min_compat = b->target_min_compat;
+                        w->min_compat_explicit = true;
+                } else
+                        w->min_compat = d;
+        }
+        return add_step(b, i, STEP_EMULATION);
+}
+
+static int phase_lower_emulation(builder *b) {
+        kminor highest = b->target_emulated;
+        int r;
+
+        for (size_t k = 0; k < b->n; k++)
+                if (kminor_cmp(b->w[k].emulated, highest) > 0)
+                        highest = b->w[k].emulated;
+
+        for (kminor m = kminor_add(highest, -1); kminor_cmp(m, b->target_emulated) >= 0; m = kminor_add(m, -1))
+                for (size_t k = b->n; k-- > 0;)
+                        if (kminor_cmp(b->w[k].emulated, m) > 0) {
+                                r = set_emulated(b, k, m);
+                                if (r < 0)
+                                        return r;
+                        }
+        return 0;
+}
+
+static int phase_raise_emulation(builder *b) {
+        kminor lowest = b->target_emulated;
+        int r;
+
+        for (size_t k = 0; k < b->n; k++)
+                if (kminor_cmp(b->w[k].emulated, lowest) < 0)
+                        lowest = b->w[k].emulated;
+
+        for (kminor m = kminor_add(lowest, 1); kminor_cmp(m, b->target_emulated) <= 0; m = kminor_add(m, 1))
+                for (size_t k = 0; k < b->n; k++)
+                        if (kminor_cmp(b->w[k].emulated, m) < 0) {
+                                r = set_emulated(b, k, m);
+                                if (r < 0)
+                                        return r;
+                        }
+        return 0;
+}
+
+static int set_min_compat(builder *b, size_t i) {
+        working *w = &b->w[i];
+
+        w->min_compat = b->target_min_compat;
+        return add_step(b, i, STEP_MIN_COMPAT);
+}
+
+static int phase_min_compat(builder *b, bool lower) {
+        int r;
+
+        for (size_t j = 0; j < b->n; j++) {
+                size_t k = lower ? b->n - 1 - j : j;
+                int c = kminor_cmp(b->w[k].min_compat, b->target_min_compat);
+
+                if (lower ? c > 0 : c < 0) {
+                        r = set_min_compat(b, k);
+                        if (r < 0)
+                                return r;
+                }
+        }
+        return 0;
+}
+
+static int check_target(builder *b) {
+        const plan_target *t = b->target;
+        kminor binary = kversion_minor(&t->binary);
+        char v[KVERSION_STRING_MAX];
+        _cleanup_free_ char *why = NULL;
+        compat_settings s;
+        int r;
+
+        kversion_format(&t->binary, v);
+        if (!t->binary.has_patch)
+                return set_error(b->error, -EINVAL, "--binary-version %s: give the full version (e.g. v%u.%u.0)", v,
+                                 t->binary.major, t->binary.minor);
+
+        b->target_emulated = t->emulated_set ? t->emulated : binary;
+        b->target_min_compat = t->min_compat_set ? t->min_compat
+                                                 : compat_default_min_compat(binary, b->target_emulated);
+        s = (compat_settings){
+                .binary = binary,
+                .emulated_set = t->emulated_set,
+                .emulated = b->target_emulated,
+                .min_compat_set = t->min_compat_set,
+                .min_compat = b->target_min_compat,
+        };
+        r = compat_validate(&s, NULL, NULL, &why);
+        if (r < 0)
+                return set_error(b->error, r, "the target is not valid for binary %s: %s", v, why);
+
+        /* Emulation may be rolled back only down to the min-compatibility version in force:
+         * storage may already use encodings an older emulation cannot read. */
+        for (size_t k = 0; k < b->n; k++)
+                if (kminor_cmp(b->target_emulated, b->w[k].min_compat) < 0) {
+                        char e[KMINOR_STRING_MAX], m[KMINOR_STRING_MAX];
+
+                        kminor_format(b->target_emulated, e);
+                        kminor_format(b->w[k].min_compat, m);
+                        return set_error(b->error, -EINVAL,
+                                         "cannot lower the emulated version to %s: %s runs with min-compatibility version %s, "
+                                         "and data may already need %s to be read",
+                                         e, b->w[k].in->name, m, m);
+                }
+        return 0;
+}
+
+int plan_compute(const plan_component *components, size_t n, const plan_target *target, plan **ret,
+                 char **ret_error) {
+        _cleanup_(plan_freep) plan *p = NULL;
+        _cleanup_(working_freep) working_array w = {};
+        builder b = {
+                .components = components,
+                .n = n,
+                .target = target,
+                .error = ret_error,
+        };
+        int r;
+
+        if (n == 0)
+                return set_error(ret_error, -ENOENT, "no control-plane components found");
+        p = calloc(1, sizeof(*p));
+        w.items = calloc(n, sizeof(working));
+        if (!p || !w.items)
+                return -ENOMEM;
+        w.n = n;
+        for (size_t k = 0; k < n; k++) {
+                w.items[k] = (working){
+                        .in = &components[k],
+                        .repository = components[k].repository,
+                        .digest = components[k].has_digest,
+                        .binary = components[k].binary,
+                        .emulated = components[k].emulated,
+                        .min_compat = components[k].min_compat,
+                        .min_compat_explicit = components[k].min_compat_explicit,
+                        .forward_compat = components[k].forward_compat,
+                };
+                /* Like kubeadm's imageRepository: a registry prefix; each component keeps
+                 * its own image name. */
+                if (target->image_repository) {
+                        const char *slash = strrchr(components[k].repository, '/');
+
+                        w.items[k].target_repository = strdup_printf("%s/%s", target->image_repository,
+                                                                     slash ? slash + 1 : components[k].repository);
+                        if (!w.items[k].target_repository)
+                                return -ENOMEM;
+                }
+        }
+        b.w = w.items;
+        b.plan = p;
+
+        r = check_target(&b);
+        if (r < 0)
+                return r;
+
+        r = phase_lower_emulation(&b);
+        if (r >= 0)
+                r = phase_min_compat(&b, /* lower= */ true);
+        if (r >= 0)
+                r = phase_binaries(&b);
+        if (r >= 0)
+                r = phase_raise_emulation(&b);
+        if (r >= 0)
+                r = phase_min_compat(&b, /* lower= */ false);
+        if (r < 0)
+                return r;
+
+        p->emulated = b.target_emulated;
+        p->min_compat = b.target_min_compat;
+        *ret = TAKE_PTR(p);
+        return 0;
+}

@@ -1,0 +1,79 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#pragma once
+
+/* The planner: a pure function from the node's current state and a target to the ordered
+ * list of steps that gets there, each changing one component's manifest, every intermediate
+ * state valid for every component — or a refusal with a reason a person can act on.
+ *
+ * Order (FACTS.md "Order and safety"): lower the emulated version one minor at a time in
+ * reverse rank order; lower min-compatibility; change binaries (upgrades in rank order, API
+ * server first, each keeping the emulated version it ran; downgrades in reverse); raise the
+ * emulated version one minor at a time, all components per minor in rank order; raise
+ * min-compatibility. */
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "version.h"
+
+typedef struct plan_component {
+        const char *name;
+        int rank;                 /* lowest rank is the skew reference (the API server) */
+        kminor emulated_since;    /* from the plugin: first binary with --emulated-version */
+        kminor min_compat_since;  /* ... with --min-compatibility-version */
+        kminor forward_compat_since;
+        const char *repository;   /* current image repository */
+        bool has_digest;          /* current image is pinned by digest too */
+        kversion binary;
+        kminor emulated;          /* effective */
+        kminor min_compat;        /* effective */
+        bool min_compat_explicit; /* set by flag: kept as is while emulation moves */
+        bool forward_compat;      /* a forward-compatibility flag is on */
+} plan_component;
+
+typedef struct plan_target {
+        kversion binary;
+        bool emulated_set; /* else: the binary's minor */
+        kminor emulated;
+        bool min_compat_set; /* else: the binary's default for the emulated version */
+        kminor min_compat;
+        /* A registry prefix, as kubeadm's imageRepository: "registry.k8s.io" gives
+         * registry.k8s.io/kube-apiserver. NULL: each component keeps its repository. */
+        const char *image_repository;
+} plan_target;
+
+typedef enum step_kind {
+        STEP_BINARY,
+        STEP_EMULATION,
+        STEP_MIN_COMPAT,
+} step_kind;
+
+const char *step_kind_to_string(step_kind k);
+
+typedef struct plan_step {
+        size_t component; /* index into the input array */
+        step_kind kind;
+        char *image;      /* image after the step */
+        kversion binary;  /* effective state after the step */
+        kminor emulated;
+        kminor min_compat;
+        bool emulated_flag;   /* write --emulated-version; else remove it */
+        bool min_compat_flag; /* write --min-compatibility-version; else remove it */
+        bool forward_compat;  /* keep the forward-compatibility flags; else remove them */
+} plan_step;
+
+typedef struct plan {
+        kminor emulated;   /* the target's effective emulated version */
+        kminor min_compat; /* ... and min-compatibility version */
+        plan_step *steps;
+        size_t n_steps;
+} plan;
+
+/* Computes the plan. Components must be given in rank order. Returns -EINVAL with a reason
+ * when the target is invalid or no safe order exists; 0 and a (possibly empty) plan else. */
+int plan_compute(const plan_component *components, size_t n, const plan_target *target, plan **ret,
+                 char **ret_error);
+plan *plan_free(plan *p);
+static inline void plan_freep(plan **p) {
+        plan_free(*p);
+}

@@ -1,0 +1,470 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The planner on a table of cases: each case is a node state, a target, and either the exact
+ * list of steps or the refusal (with words the reason must contain). */
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <string.h>
+
+#include "macro.h"
+#include "plan.h"
+
+/* One component of a test node: binary tag, and the kube minor of --emulated-version and
+ * --min-compatibility-version when given (0: absent). */
+typedef struct comp_spec {
+        const char *binary;
+        uint32_t emulated_flag;
+        uint32_t min_compat_flag;
+        bool forward_compat;
+} comp_spec;
+
+typedef struct plan_case {
+        const char *name;
+        comp_spec comps[3]; /* apiserver, controller-manager, scheduler; binary NULL: absent */
+        const char *target_binary;
+        uint32_t target_emulated;   /* 0: default */
+        uint32_t target_min_compat; /* 0: default */
+        const char *repository;     /* NULL: keep */
+        const char *steps[16];      /* "component kind binary emulated min-compat [flags]" */
+        const char *refusal;        /* words the reason contains; NULL: success */
+} plan_case;
+
+static const char *const names[] = { "kube-apiserver", "kube-controller-manager", "kube-scheduler" };
+
+static void build_components(const plan_case *c, plan_component *ret, size_t *ret_n) {
+        size_t n = 0;
+
+        for (size_t i = 0; i < 3; i++) {
+                const comp_spec *s = &c->comps[i];
+                plan_component *p = &ret[n];
+                compat_settings cs;
+
+                if (!s->binary)
+                        continue;
+                *p = (plan_component){
+                        .name = names[i],
+                        .rank = (int) (i + 1) * 10,
+                        .emulated_since = KMINOR(1, 31),
+                        .min_compat_since = KMINOR(1, 35),
+                        .forward_compat_since = i == 0 ? KMINOR(1, 33) : KMINOR(0, 0),
+                        .repository = i == 0   ? "registry.k8s.io/kube-apiserver"
+                                      : i == 1 ? "registry.k8s.io/kube-controller-manager"
+                                               : "registry.k8s.io/kube-scheduler",
+                        .min_compat_explicit = s->min_compat_flag != 0,
+                        .forward_compat = s->forward_compat,
+                };
+                assert_int_equal(kversion_parse(s->binary, &p->binary, NULL), 0);
+                cs = (compat_settings){
+                        .binary = kversion_minor(&p->binary),
+                        .emulated_set = s->emulated_flag != 0,
+                        .emulated = KMINOR(1, s->emulated_flag),
+                        .min_compat_set = s->min_compat_flag != 0,
+                        .min_compat = KMINOR(1, s->min_compat_flag),
+                        .forward_compat_set = s->forward_compat,
+                };
+                assert_int_equal(compat_validate(&cs, &p->emulated, &p->min_compat, NULL), 0);
+                n++;
+        }
+        *ret_n = n;
+}
+
+static void format_step(const plan_component *comps, const plan_step *s, char *buf, size_t size) {
+        char b[KVERSION_STRING_MAX], e[KMINOR_STRING_MAX], m[KMINOR_STRING_MAX];
+
+        kversion_format(&s->binary, b);
+        kminor_format(s->emulated, e);
+        kminor_format(s->min_compat, m);
+        snprintf(buf, size, "%s %s %s %s %s%s%s%s", comps[s->component].name, step_kind_to_string(s->kind), b, e, m,
+                 s->emulated_flag ? " +E" : "", s->min_compat_flag ? " +M" : "", s->forward_compat ? " +F" : "");
+}
+
+static void run_case(const plan_case *c) {
+        _cleanup_(plan_freep) plan *p = NULL;
+        _cleanup_free_ char *error = NULL;
+        plan_component comps[3];
+        plan_target t = {};
+        size_t n, expected = 0;
+        int r;
+
+        build_components(c, comps, &n);
+        assert_int_equal(kversion_parse(c->target_binary, &t.binary, NULL), 0);
+        t.emulated_set = c->target_emulated != 0;
+        t.emulated = KMINOR(1, c->target_emulated);
+        t.min_compat_set = c->target_min_compat != 0;
+        t.min_compat = KMINOR(1, c->target_min_compat);
+        t.image_repository = c->repository;
+
+        r = plan_compute(comps, n, &t, &p, &error);
+        if (c->refusal) {
+                if (r != -EINVAL)
+                        fail_msg("%s: expected a refusal, got %d", c->name, r);
+                if (!error || !strstr(error, c->refusal))
+                        fail_msg("%s: reason \"%s\" lacks \"%s\"", c->name, error ?: "", c->refusal);
+                return;
+        }
+        if (r < 0)
+                fail_msg("%s: refused: %s", c->name, error ?: "?");
+
+        while (expected < ELEMENTSOF(c->steps) && c->steps[expected])
+                expected++;
+        for (size_t i = 0; i < p->n_steps || i < expected; i++) {
+                char got[256] = "(none)";
+
+                if (i < p->n_steps)
+                        format_step(comps, &p->steps[i], got, sizeof(got));
+                if (i >= expected || !streq(got, c->steps[i]))
+                        fail_msg("%s: step %zu is \"%s\", want \"%s\"", c->name, i + 1, got,
+                                 i < expected ? c->steps[i] : "(none)");
+        }
+}
+
+#define V(b) { .binary = b }
+#define ALL(b) { V(b), V(b), V(b) }
+
+static const plan_case cases[] = {
+        {
+                .name = "1.34 -> 1.35: binaries pinned at 1.34, then emulation",
+                .comps = ALL("v1.34.2"),
+                .target_binary = "v1.35.0",
+                .steps = {
+                        "kube-apiserver binary v1.35.0 1.34 1.33 +E",
+                        "kube-controller-manager binary v1.35.0 1.34 1.33 +E",
+                        "kube-scheduler binary v1.35.0 1.34 1.33 +E",
+                        "kube-apiserver emulation v1.35.0 1.35 1.34",
+                        "kube-controller-manager emulation v1.35.0 1.35 1.34",
+                        "kube-scheduler emulation v1.35.0 1.35 1.34",
+                },
+        },
+        {
+                .name = "1.33 -> 1.35 skipping a binary minor, emulation one minor at a time",
+                .comps = ALL("v1.33.5"),
+                .target_binary = "v1.35.0",
+                .steps = {
+                        "kube-apiserver binary v1.35.0 1.33 1.32 +E",
+                        "kube-controller-manager binary v1.35.0 1.33 1.32 +E",
+                        "kube-scheduler binary v1.35.0 1.33 1.32 +E",
+                        "kube-apiserver emulation v1.35.0 1.34 1.33 +E",
+                        "kube-controller-manager emulation v1.35.0 1.34 1.33 +E",
+                        "kube-scheduler emulation v1.35.0 1.34 1.33 +E",
+                        "kube-apiserver emulation v1.35.0 1.35 1.34",
+                        "kube-controller-manager emulation v1.35.0 1.35 1.34",
+                        "kube-scheduler emulation v1.35.0 1.35 1.34",
+                },
+        },
+        {
+                .name = "1.30 -> 1.31: no compatibility versions before, the ordinary upgrade",
+                .comps = ALL("v1.30.14"),
+                .target_binary = "v1.31.0",
+                .steps = {
+                        "kube-apiserver binary v1.31.0 1.31 1.30",
+                        "kube-controller-manager binary v1.31.0 1.31 1.30",
+                        "kube-scheduler binary v1.31.0 1.31 1.30",
+                },
+        },
+        {
+                .name = "1.29 -> 1.31 is refused: two minors with no way to pin",
+                .comps = ALL("v1.29.2"),
+                .target_binary = "v1.31.0",
+                .refusal = "upgrade the binary to at most v1.30 first",
+        },
+        {
+                .name = "1.31 -> 1.35 is refused: 1.35 cannot emulate 1.31",
+                .comps = ALL("v1.31.4"),
+                .target_binary = "v1.35.0",
+                .refusal = "binary v1.35.0 cannot emulate 1.31 (allowed 1.32..1.35): upgrade the binary to at most v1.34 first",
+        },
+        {
+                .name = "greenfield: min-compatibility raised to the binary (point of no return, asked for)",
+                .comps = ALL("v1.35.0"),
+                .target_binary = "v1.35.0",
+                .target_min_compat = 35,
+                .steps = {
+                        "kube-apiserver min-compatibility v1.35.0 1.35 1.35 +M",
+                        "kube-controller-manager min-compatibility v1.35.0 1.35 1.35 +M",
+                        "kube-scheduler min-compatibility v1.35.0 1.35 1.35 +M",
+                },
+        },
+        {
+                .name = "1.34 -> 1.35 with min-compatibility 1.35: binaries, emulation, then min-compatibility",
+                .comps = ALL("v1.34.2"),
+                .target_binary = "v1.35.0",
+                .target_min_compat = 35,
+                .steps = {
+                        "kube-apiserver binary v1.35.0 1.34 1.33 +E",
+                        "kube-controller-manager binary v1.35.0 1.34 1.33 +E",
+                        "kube-scheduler binary v1.35.0 1.34 1.33 +E",
+                        "kube-apiserver emulation v1.35.0 1.35 1.34",
+                        "kube-controller-manager emulation v1.35.0 1.35 1.34",
+                        "kube-scheduler emulation v1.35.0 1.35 1.34",
+                        "kube-apiserver min-compatibility v1.35.0 1.35 1.35 +M",
+                        "kube-controller-manager min-compatibility v1.35.0 1.35 1.35 +M",
+                        "kube-scheduler min-compatibility v1.35.0 1.35 1.35 +M",
+                },
+        },
+        {
+                .name = "emulation downgrade 1.35 -> 1.34 goes in reverse order",
+                .comps = ALL("v1.35.0"),
+                .target_binary = "v1.35.0",
+                .target_emulated = 34,
+                .steps = {
+                        "kube-scheduler emulation v1.35.0 1.34 1.33 +E",
+                        "kube-controller-manager emulation v1.35.0 1.34 1.33 +E",
+                        "kube-apiserver emulation v1.35.0 1.34 1.33 +E",
+                },
+        },
+        {
+                .name = "emulation downgrade below the min-compatibility in force is refused",
+                .comps = ALL("v1.35.0"),
+                .target_binary = "v1.35.0",
+                .target_emulated = 33,
+                .refusal = "min-compatibility version 1.34",
+        },
+        {
+                .name = "binary rollback 1.35 -> 1.34 after emulation was lowered",
+                .comps = { { "v1.35.0", 34, 0, false }, { "v1.35.0", 34, 0, false }, { "v1.35.0", 34, 0, false } },
+                .target_binary = "v1.34.2",
+                .steps = {
+                        "kube-scheduler binary v1.34.2 1.34 1.33",
+                        "kube-controller-manager binary v1.34.2 1.34 1.33",
+                        "kube-apiserver binary v1.34.2 1.34 1.33",
+                },
+        },
+        {
+                .name = "binary rollback 1.35 -> 1.34 while emulating 1.35: emulation goes down first",
+                .comps = ALL("v1.35.0"),
+                .target_binary = "v1.34.2",
+                .steps = {
+                        "kube-scheduler emulation v1.35.0 1.34 1.33 +E",
+                        "kube-controller-manager emulation v1.35.0 1.34 1.33 +E",
+                        "kube-apiserver emulation v1.35.0 1.34 1.33 +E",
+                        "kube-scheduler binary v1.34.2 1.34 1.33",
+                        "kube-controller-manager binary v1.34.2 1.34 1.33",
+                        "kube-apiserver binary v1.34.2 1.34 1.33",
+                },
+        },
+        {
+                .name = "binary rollback refused when the old binary lacks the min-compatibility in force",
+                .comps = { { "v1.35.0", 34, 34, false }, { "v1.35.0", 34, 34, false }, { "v1.35.0", 34, 34, false } },
+                .target_binary = "v1.34.2",
+                .target_min_compat = 34,
+                .refusal = "--min-compatibility-version",
+        },
+        {
+                .name = "half done: the API server already runs the new binary",
+                .comps = { { "v1.35.0", 34, 0, false }, V("v1.34.2"), V("v1.34.2") },
+                .target_binary = "v1.35.0",
+                .steps = {
+                        "kube-controller-manager binary v1.35.0 1.34 1.33 +E",
+                        "kube-scheduler binary v1.35.0 1.34 1.33 +E",
+                        "kube-apiserver emulation v1.35.0 1.35 1.34",
+                        "kube-controller-manager emulation v1.35.0 1.35 1.34",
+                        "kube-scheduler emulation v1.35.0 1.35 1.34",
+                },
+        },
+        {
+                .name = "already at the target: empty plan",
+                .comps = ALL("v1.35.0"),
+                .target_binary = "v1.35.0",
+                .steps = { NULL },
+        },
+        {
+                .name = "patch upgrade keeps everything else",
+                .comps = ALL("v1.35.0"),
+                .target_binary = "v1.35.1",
+                .steps = {
+                        "kube-apiserver binary v1.35.1 1.35 1.34",
+                        "kube-controller-manager binary v1.35.1 1.35 1.34",
+                        "kube-scheduler binary v1.35.1 1.35 1.34",
+                },
+        },
+        {
+                .name = "forward-compatible flag is kept while emulating below, dropped at the binary",
+                .comps = { { "v1.35.0", 34, 0, true }, { "v1.35.0", 34, 0, false }, { "v1.35.0", 34, 0, false } },
+                .target_binary = "v1.35.0",
+                .steps = {
+                        "kube-apiserver emulation v1.35.0 1.35 1.34",
+                        "kube-controller-manager emulation v1.35.0 1.35 1.34",
+                        "kube-scheduler emulation v1.35.0 1.35 1.34",
+                },
+        },
+        {
+                .name = "explicit min-compatibility is kept while emulation rises",
+                .comps = { { "v1.35.0", 33, 32, false }, { "v1.35.0", 33, 32, false }, { "v1.35.0", 33, 32, false } },
+                .target_binary = "v1.35.0",
+                .target_min_compat = 32,
+                .steps = {
+                        "kube-apiserver emulation v1.35.0 1.34 1.32 +E +M",
+                        "kube-controller-manager emulation v1.35.0 1.34 1.32 +E +M",
+                        "kube-scheduler emulation v1.35.0 1.34 1.32 +E +M",
+                        "kube-apiserver emulation v1.35.0 1.35 1.32 +M",
+                        "kube-controller-manager emulation v1.35.0 1.35 1.32 +M",
+                        "kube-scheduler emulation v1.35.0 1.35 1.32 +M",
+                },
+        },
+        {
+                .name = "target emulated version outside the binary's range",
+                .comps = ALL("v1.34.2"),
+                .target_binary = "v1.35.0",
+                .target_emulated = 36,
+                .refusal = "emulation version 1.36 is not between [1.32, 1.35]",
+        },
+        {
+                .name = "min-compatibility on a binary that has no such flag",
+                .comps = ALL("v1.34.2"),
+                .target_binary = "v1.34.2",
+                .target_min_compat = 34,
+                .refusal = "unknown flag: --min-compatibility-version",
+        },
+        {
+                .name = "a binary version without patch is refused",
+                .comps = ALL("v1.34.2"),
+                .target_binary = "v1.35",
+                .refusal = "give the full version",
+        },
+        {
+                .name = "a controller-manager below the API server's min-compatibility is never planned around",
+                .comps = { V("v1.35.0"), { "v1.35.0", 33, 0, false }, V("v1.35.0") },
+                .target_binary = "v1.35.1",
+                .refusal = "kube-controller-manager would emulate 1.33, below kube-apiserver's min-compatibility version 1.34",
+        },
+        {
+                .name = "a controller-manager above the API server is repaired by raising the API server first",
+                .comps = { { "v1.35.0", 34, 0, false }, V("v1.35.0"), V("v1.35.0") },
+                .target_binary = "v1.35.0",
+                .steps = { "kube-apiserver emulation v1.35.0 1.35 1.34" },
+        },
+        {
+                .name = "image repository change counts as a binary step",
+                .comps = ALL("v1.35.0"),
+                .target_binary = "v1.35.0",
+                .repository = "mirror.example.com/k8s",
+                .steps = {
+                        "kube-apiserver binary v1.35.0 1.35 1.34",
+                        "kube-controller-manager binary v1.35.0 1.35 1.34",
+                        "kube-scheduler binary v1.35.0 1.35 1.34",
+                },
+        },
+        {
+                .name = "node with only an API server",
+                .comps = { V("v1.34.2") },
+                .target_binary = "v1.35.0",
+                .steps = {
+                        "kube-apiserver binary v1.35.0 1.34 1.33 +E",
+                        "kube-apiserver emulation v1.35.0 1.35 1.34",
+                },
+        },
+};
+
+static void test_case(void **state) {
+        run_case(*state);
+}
+
+static void test_step_images(void **state) {
+        _cleanup_(plan_freep) plan *p = NULL;
+        plan_component comps[3];
+        plan_target t = {};
+        size_t n;
+
+        build_components(&cases[0], comps, &n);
+        assert_int_equal(kversion_parse("v1.35.0", &t.binary, NULL), 0);
+        assert_int_equal(plan_compute(comps, n, &t, &p, NULL), 0);
+        assert_int_equal(p->n_steps, 6);
+        assert_string_equal(p->steps[0].image, "registry.k8s.io/kube-apiserver:v1.35.0");
+        assert_string_equal(p->steps[2].image, "registry.k8s.io/kube-scheduler:v1.35.0");
+        plan_free(TAKE_PTR(p));
+
+        t.image_repository = "mirror.example.com/k8s";
+        assert_int_equal(plan_compute(comps, n, &t, &p, NULL), 0);
+        assert_int_equal(p->n_steps, 6);
+        assert_string_equal(p->steps[0].image, "mirror.example.com/k8s/kube-apiserver:v1.35.0");
+        assert_string_equal(p->steps[1].image, "mirror.example.com/k8s/kube-controller-manager:v1.35.0");
+        plan_free(TAKE_PTR(p));
+
+        /* The registry each manifest already uses: nothing to change. */
+        t.image_repository = "registry.k8s.io";
+        assert_int_equal(kversion_parse("v1.34.2", &t.binary, NULL), 0);
+        assert_int_equal(plan_compute(comps, n, &t, &p, NULL), 0);
+        assert_int_equal(p->n_steps, 0);
+}
+
+static void test_no_components(void **state) {
+        _cleanup_free_ char *error = NULL;
+        plan_target t = {};
+        plan *p = NULL;
+
+        assert_int_equal(kversion_parse("v1.35.0", &t.binary, NULL), 0);
+        assert_int_equal(plan_compute(NULL, 0, &t, &p, &error), -ENOENT);
+        assert_null(p);
+        assert_non_null(error);
+}
+
+/* Every intermediate state of every successful case is valid: re-check each step's state
+ * with the rules, independently of the planner's own checks. */
+static void test_every_step_valid(void **state) {
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                _cleanup_(plan_freep) plan *p = NULL;
+                plan_component comps[3];
+                plan_target t = {};
+                size_t n;
+
+                if (cases[i].refusal)
+                        continue;
+                build_components(&cases[i], comps, &n);
+                assert_int_equal(kversion_parse(cases[i].target_binary, &t.binary, NULL), 0);
+                t.emulated_set = cases[i].target_emulated != 0;
+                t.emulated = KMINOR(1, cases[i].target_emulated);
+                t.min_compat_set = cases[i].target_min_compat != 0;
+                t.min_compat = KMINOR(1, cases[i].target_min_compat);
+                t.image_repository = cases[i].repository;
+                assert_int_equal(plan_compute(comps, n, &t, &p, NULL), 0);
+
+                for (size_t k = 0; k < p->n_steps; k++) {
+                        const plan_step *s = &p->steps[k];
+                        compat_settings cs = {
+                                .binary = kversion_minor(&s->binary),
+                                .emulated_set = s->emulated_flag,
+                                .emulated = s->emulated,
+                                .min_compat_set = s->min_compat_flag,
+                                .min_compat = s->min_compat,
+                                .forward_compat_set = s->forward_compat,
+                        };
+                        kminor e, m;
+
+                        if (compat_validate(&cs, &e, &m, NULL) < 0)
+                                fail_msg("%s: step %zu would not start", cases[i].name, k + 1);
+                        assert_true(kminor_eq(e, s->emulated));
+                        assert_true(kminor_eq(m, s->min_compat));
+                        /* Flags only where they differ from the default. */
+                        assert_int_equal(s->emulated_flag, !kminor_eq(s->emulated, kversion_minor(&s->binary)));
+                        /* One minor at a time. */
+                        if (s->kind == STEP_EMULATION) {
+                                int d = (int) s->emulated.minor - (int) comps[s->component].emulated.minor;
+
+                                assert_true(d == 1 || d == -1);
+                        }
+                        comps[s->component].emulated = s->emulated;
+                }
+        }
+}
+
+int main(void) {
+        struct CMUnitTest tests[ELEMENTSOF(cases) + 3] = {
+                cmocka_unit_test(test_step_images),
+                cmocka_unit_test(test_no_components),
+                cmocka_unit_test(test_every_step_valid),
+        };
+
+        /* One TAP case per table row, named after it. */
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++)
+                tests[3 + i] = (struct CMUnitTest){
+                        .name = cases[i].name,
+                        .test_func = test_case,
+                        .initial_state = (void *) &cases[i],
+                };
+
+        cmocka_set_message_output(CM_OUTPUT_TAP);
+        return _cmocka_run_group_tests("test-plan", tests, ELEMENTSOF(tests), NULL, NULL);
+}
