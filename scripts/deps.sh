@@ -1,0 +1,20 @@
+# Sourced by scripts/demo and scripts/test: installs what cplet needs to build and test,
+# from Debian's archive, only when something is missing.
+CPLET_DEPS="meson ninja-build pkg-config gcc libc6-dev libsystemd-dev libjansson-dev
+libcurl4-openssl-dev libyaml-dev libcmocka-dev python3 python3-yaml openssl"
+
+cplet_install_deps() {
+    local missing="" p
+    for p in $CPLET_DEPS; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
+    done
+    [ -z "$missing" ] && return 0
+    echo "Installing build dependencies:$missing"
+    local sudo=""
+    if [ "$(id -u)" != 0 ]; then
+        command -v sudo >/dev/null || { echo "need root (or sudo) to install:$missing" >&2; return 1; }
+        sudo=sudo
+    fi
+    $sudo apt-get update -qq &&
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends $missing >/dev/null
+}
