@@ -11,6 +11,12 @@ static const char *path_basename(const char *s) {
         return slash ? slash + 1 : s;
 }
 
+/* An item runs `binary` when its basename is the binary's name; a flag never does, whatever
+ * its value ends with (--log-file=/var/log/kube-apiserver). */
+static bool is_binary(const char *item, const char *binary) {
+        return item[0] != '-' && streq(path_basename(item), binary);
+}
+
 static size_t array_size(json_t *a) {
         return a ? json_array_size(a) : 0;
 }
@@ -75,7 +81,7 @@ bool cmdline_mentions_binary(json_t *container, const char *binary) {
                 size_t i;
 
                 json_array_foreach(a, i, v)
-                        if (json_is_string(v) && streq(path_basename(json_string_value(v)), binary))
+                        if (json_is_string(v) && is_binary(json_string_value(v), binary))
                                 return true;
         }
         return false;
@@ -101,7 +107,7 @@ int cmdline_open(json_t *container, const char *binary, cmdline *ret, char **ret
                                  binary, first);
 
         for (size_t i = 0; i < cmdline_size(&c); i++)
-                if (streq(path_basename(cmdline_item(&c, i)), binary)) {
+                if (is_binary(cmdline_item(&c, i), binary)) {
                         c.flags_start = i + 1;
                         *ret = c;
                         return 0;

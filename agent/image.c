@@ -20,6 +20,20 @@ static bool valid_chars(const char *s, const char *extra) {
         return true;
 }
 
+/* algorithm:hex, as in the OCI image spec ("sha256:" + 64 hex digits). */
+static bool valid_digest(const char *d) {
+        const char *colon = strchr(d, ':');
+        size_t hex;
+
+        if (!colon || colon == d)
+                return false;
+        for (const char *p = d; p < colon; p++)
+                if (!islower((unsigned char) *p) && !isdigit((unsigned char) *p) && !strchr("+._-", *p))
+                        return false;
+        hex = strspn(colon + 1, "0123456789abcdef");
+        return hex >= 32 && colon[1 + hex] == 0;
+}
+
 int image_ref_parse(const char *s, image_ref *ret, char **ret_error) {
         _cleanup_free_ char *copy = NULL;
         image_ref ref = {};
@@ -36,8 +50,8 @@ int image_ref_parse(const char *s, image_ref *ret, char **ret_error) {
         at = strchr(copy, '@');
         if (at) {
                 *at = 0;
-                if (!strchr(at + 1, ':') || !valid_chars(at + 1, ":"))
-                        return set_error(ret_error, -EINVAL, "image \"%s\": invalid digest", s);
+                if (!valid_digest(at + 1))
+                        return set_error(ret_error, -EINVAL, "image \"%s\": invalid digest (expected sha256:<hex>)", s);
                 ref.digest = strdup(at + 1);
                 if (!ref.digest)
                         return -ENOMEM;
