@@ -21,6 +21,15 @@ typedef struct cli {
         const char *plugin_dir_option;
         bool json;
 
+        /* positional arguments after the command */
+        char **args;
+        int n_args;
+
+        bool no_wait;
+        bool dry_run;
+        const char *component;
+        const char *to_revision;
+
         /* plan options */
         const char *binary_version;
         const char *emulated_version;
@@ -40,5 +49,31 @@ int cli_exit_code(int r);
  * (> 0) on failure. */
 int cli_load_node(cli *c);
 
+struct plan;
+struct plan_component;
+/* Parses the target options, loads the node and computes the plan; prints the error and
+ * returns an exit code (> 0) on failure. *ret_components is in node order. */
+int cli_compute_plan(cli *c, struct plan **ret, struct plan_component **ret_components);
+/* Builds the planner's view of one component (which must be plannable). */
+void cli_plan_component(const component *co, struct plan_component *ret);
+/* Takes the node lock; prints and returns an exit code (> 0) on failure. */
+int cli_lock(cli *c, const char *command, int *ret_fd);
+struct store;
+/* Opens the revision store read-only; prints and returns an exit code (> 0) on failure. */
+int cli_open_store(cli *c, struct store **ret);
+/* Checks a component's new tree (rules, skew against the others) and writes it as a new
+ * revision, or shows the diff with --dry-run. */
+int cli_write_component(cli *c, const component *co, json_t *new_pod, const char *command, const char *reason);
+/* Prints a unified diff of two manifests. */
+int cli_print_diff(const char *a, const char *b, const char *label_a, const char *label_b);
+
+struct plan_step;
+json_t *step_to_json(const node *n, const struct plan_step *s);
+
 int cmd_status(cli *c);
 int cmd_plan(cli *c);
+int cmd_upgrade(cli *c);
+int cmd_rollback(cli *c);
+int cmd_flags(cli *c);
+int cmd_history(cli *c);
+int cmd_diff(cli *c);

@@ -85,7 +85,7 @@ static int parse_target(const cli *c, plan_target *ret) {
         return 0;
 }
 
-static json_t *step_to_json(const node *n, const plan_step *s) {
+json_t *step_to_json(const node *n, const plan_step *s) {
         char b[KVERSION_STRING_MAX], e[KMINOR_STRING_MAX], m[KMINOR_STRING_MAX];
 
         kversion_format(&s->binary, b);
@@ -124,20 +124,38 @@ static void print_step(const node *n, size_t i, const plan_step *s) {
                s->emulated_flag ? " (flag)" : "", m, s->min_compat_flag ? " (flag)" : "");
 }
 
-int cmd_plan(cli *c) {
+void cli_plan_component(const component *co, plan_component *ret) {
+        *ret = (plan_component){
+                .name = co->plugin->name,
+                .rank = co->plugin->rank,
+                .emulated_since = co->plugin->emulated_version_since,
+                .min_compat_since = co->plugin->min_compatibility_version_since,
+                .forward_compat_since = co->plugin->emulation_forward_compatible_since,
+                .repository = co->image_ref.repository,
+                .has_digest = co->image_ref.digest != NULL,
+                .binary = co->binary,
+                .emulated = co->emulated,
+                .min_compat = co->min_compat,
+                .min_compat_explicit = co->min_compat_explicit,
+                .forward_compat = co->forward_compat_set,
+        };
+}
+
+int cli_compute_plan(cli *c, plan **ret, plan_component **ret_components) {
         _cleanup_(plan_freep) plan *p = NULL;
         _cleanup_free_ plan_component *pc = NULL;
         _cleanup_free_ char *error = NULL;
-        char e[KMINOR_STRING_MAX], m[KMINOR_STRING_MAX], v[KVERSION_STRING_MAX];
         plan_target target;
         const node *n;
         int r;
 
         if (parse_target(c, &target) < 0)
                 return EXIT_INVALID;
-        r = cli_load_node(c);
-        if (r != EXIT_OK)
-                return r;
+        if (!c->node) {
+                r = cli_load_node(c);
+                if (r != EXIT_OK)
+                        return r;
+        }
         n = c->node;
 
         if (n->n_components == 0) {
@@ -155,20 +173,7 @@ int cmd_plan(cli *c) {
                         cli_error("cannot plan: %s (%s/%s): %s", co->plugin->name, n->manifest_dir, co->file, why);
                         return EXIT_INVALID;
                 }
-                pc[i] = (plan_component){
-                        .name = co->plugin->name,
-                        .rank = co->plugin->rank,
-                        .emulated_since = co->plugin->emulated_version_since,
-                        .min_compat_since = co->plugin->min_compatibility_version_since,
-                        .forward_compat_since = co->plugin->emulation_forward_compatible_since,
-                        .repository = co->image_ref.repository,
-                        .has_digest = co->image_ref.digest != NULL,
-                        .binary = co->binary,
-                        .emulated = co->emulated,
-                        .min_compat = co->min_compat,
-                        .min_compat_explicit = co->min_compat_explicit,
-                        .forward_compat = co->forward_compat_set,
-                };
+                cli_plan_component(co, &pc[i]);
         }
 
         r = plan_compute(pc, n->n_components, &target, &p, &error);
@@ -176,8 +181,30 @@ int cmd_plan(cli *c) {
                 cli_error("plan refused: %s", error ?: strerror(-r));
                 return cli_exit_code(r);
         }
+        *ret = TAKE_PTR(p);
+        if (ret_components)
+                *ret_components = TAKE_PTR(pc);
+        return EXIT_OK;
+}
 
-        kversion_format(&target.binary, v);
+int cmd_plan(cli *c) {
+        _cleanup_(plan_freep) plan *p = NULL;
+        char e[KMINOR_STRING_MAX], m[KMINOR_STRING_MAX], v[KVERSION_STRING_MAX];
+        const node *n;
+        int r;
+
+        r = cli_compute_plan(c, &p, NULL);
+        if (r != EXIT_OK)
+                return r;
+        n = c->node;
+
+        {
+                kversion t;
+
+                /* Already parsed successfully by cli_compute_plan(). */
+                (void) kversion_parse(c->binary_version, &t, NULL);
+                kversion_format(&t, v);
+        }
         kminor_format(p->emulated, e);
         kminor_format(p->min_compat, m);
         if (c->json) {

@@ -4,6 +4,7 @@
 
 #include "component.h"
 #include "macro.h"
+#include "plan.h"
 
 const char *container_name(json_t *container) {
         return json_string_value(json_object_get(container, "name")) ?: "";
@@ -144,4 +145,94 @@ bool component_is_plannable(const component *c, const char **ret_reason) {
         if (!ok && ret_reason)
                 *ret_reason = reason ?: "its state cannot be read";
         return ok;
+}
+
+json_t *component_container_in(const component *c, json_t *pod) {
+        json_t *mine = json_object_get(json_object_get(c->pod, "spec"), "containers");
+        json_t *theirs = json_object_get(json_object_get(pod, "spec"), "containers");
+        json_t *v;
+        size_t i;
+
+        json_array_foreach(mine, i, v)
+                if (v == c->container)
+                        return json_array_get(theirs, i);
+        return NULL;
+}
+
+/* Rewrites a --emulated-version style flag for kube, keeping entries for other components
+ * (kube=1.34,wardle=1.2). minor NULL removes the kube entry. */
+static int set_compat_flag(cmdline *cl, const char *flag, const char *minor) {
+        _cleanup_free_ char *others = NULL, *value = NULL, *copy = NULL;
+        const char *old = NULL;
+        char *save = NULL;
+
+        if (cmdline_get_flag(cl, flag, &old) > 0 && old) {
+                copy = strdup(old);
+                if (!copy)
+                        return -ENOMEM;
+                for (char *e = strtok_r(copy, ",", &save); e; e = strtok_r(NULL, ",", &save)) {
+                        char *joined;
+
+                        if (!strchr(e, '=') || startswith(e, "kube="))
+                                continue;
+                        joined = strdup_printf("%s%s%s", others ?: "", others ? "," : "", e);
+                        if (!joined)
+                                return -ENOMEM;
+                        free(others);
+                        others = joined;
+                }
+        }
+        if (!minor && !others)
+                return cmdline_unset_flag(cl, flag) < 0 ? -ENOMEM : 0;
+        if (!others)
+                value = strdup(minor);
+        else if (!minor)
+                value = strdup(others);
+        else
+                value = strdup_printf("kube=%s,%s", minor, others);
+        if (!value)
+                return -ENOMEM;
+        return cmdline_set_flag(cl, flag, value);
+}
+
+int component_apply_step(const component *c, const struct plan_step *step, json_t **ret, char **ret_error) {
+        json_auto_t *pod = json_deep_copy(c->pod);
+        char e[KMINOR_STRING_MAX], m[KMINOR_STRING_MAX];
+        _cleanup_(component_done) component check = {};
+        json_t *container;
+        cmdline cl;
+        int r;
+
+        if (!pod)
+                return -ENOMEM;
+        container = component_container_in(c, pod);
+        if (!container)
+                return set_error(ret_error, -EINVAL, "%s: container not found in %s", c->plugin->name, c->file);
+        r = cmdline_open(container, c->plugin->name, &cl, ret_error);
+        if (r < 0)
+                return r;
+
+        kminor_format(step->emulated, e);
+        kminor_format(step->min_compat, m);
+        if (json_object_set_new(container, "image", json_string(step->image)) < 0)
+                return -ENOMEM;
+        r = set_compat_flag(&cl, "emulated-version", step->emulated_flag ? e : NULL);
+        if (r >= 0)
+                r = set_compat_flag(&cl, "min-compatibility-version", step->min_compat_flag ? m : NULL);
+        for (const char *const *f = c->plugin->forward_compatible_flags; r >= 0 && f && *f; f++)
+                if (!step->forward_compat)
+                        r = cmdline_unset_flag(&cl, *f);
+        if (r < 0)
+                return r;
+
+        /* Read the result back the way status would: it must say exactly what the step says. */
+        r = component_read(pod, container, c->plugin, c->file, &check);
+        if (r < 0)
+                return r;
+        if (!check.versions_known || kversion_cmp(&check.binary, &step->binary) != 0 ||
+            !kminor_eq(check.emulated, step->emulated) || !kminor_eq(check.min_compat, step->min_compat))
+                return set_error(ret_error, -EINVAL, "%s: the rewritten manifest does not show the step's versions (%s)",
+                                 c->plugin->name, check.versions_error ?: check.binary_unknown_reason ?: "mismatch");
+        *ret = TAKE_PTR(pod);
+        return 0;
 }

@@ -50,3 +50,15 @@ const char *container_name(json_t *container);
 /* True when the component is fully known and valid: binary version, command line, and
  * compatibility versions. Otherwise *ret_reason says why (borrowed). */
 bool component_is_plannable(const component *c, const char **ret_reason);
+
+struct plan_step;
+
+/* Returns a new pod tree: the component's manifest with the step applied (image; the
+ * compatibility flags written only where they differ from the binary's default; the
+ * forward-compatibility flags removed when the step drops them). Everything else in the
+ * document stays as it was. The result is re-read and must show exactly the step's
+ * versions, or -EINVAL. */
+int component_apply_step(const component *c, const struct plan_step *step, json_t **ret, char **ret_error);
+
+/* Finds the component's container in another tree of the same shape (e.g. a copy). */
+json_t *component_container_in(const component *c, json_t *pod);

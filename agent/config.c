@@ -50,6 +50,13 @@ int config_load(const char *root, const char *explicit_path, config *ret, char *
                         c.plugin_dir = strdup(s);
                         if (!c.plugin_dir)
                                 return -ENOMEM;
+                } else if (streq(key, "revisionsToKeep")) {
+                        json_int_t n = json_integer_value(value);
+
+                        if (!json_is_integer(value) || n < 2 || n > 10000)
+                                return set_error(ret_error, -EINVAL,
+                                                 "%s: revisionsToKeep must be an integer between 2 and 10000", path);
+                        c.keep_revisions = (unsigned) n;
                 } else {
                         return set_error(ret_error, -EINVAL, "%s: unknown field \"%s\"", path, key);
                 }

@@ -11,6 +11,7 @@
 
 typedef struct config {
         char *plugin_dir; /* NULL: the built-in default */
+        unsigned keep_revisions; /* 0: the default (20) */
 } config;
 
 /* Loads the configuration. When `explicit_path` is NULL the default path under `root` is

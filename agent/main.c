@@ -23,17 +23,25 @@ enum {
         OPT_EMULATED_VERSION,
         OPT_MIN_COMPAT_VERSION,
         OPT_IMAGE_REPOSITORY,
+        OPT_NO_WAIT,
+        OPT_DRY_RUN,
+        OPT_COMPONENT,
+        OPT_TO_REVISION,
 };
 
 /* Bits for the command options a command accepts. */
 enum {
         TAKES_TARGET = 1 << 0,
+        TAKES_WRITE = 1 << 1,     /* --no-wait, --dry-run */
+        TAKES_COMPONENT = 1 << 2, /* --component */
+        TAKES_REVISION = 1 << 3,  /* --to-revision */
 };
 
 typedef struct command {
         const char *name;
         int (*run)(cli *c);
         unsigned takes;
+        int min_args, max_args; /* positional arguments after the command */
         const char *summary;
         const char *help;
 } command;
@@ -72,6 +80,72 @@ static const command commands[] = {
                         "\n"
                         "Exit status: 0 a plan (possibly empty), 2 invalid input or a plan refused by the\n"
                         "safety rules (the reason is printed).\n",
+        },
+        {
+                .name = "upgrade",
+                .run = cmd_upgrade,
+                .takes = TAKES_TARGET | TAKES_WRITE,
+                .summary = "execute the plan, one revision per step",
+                .help = "Usage: cplet upgrade --binary-version V [--emulated-version E]\n"
+                        "                     [--min-compatibility-version M] [--image-repository R]\n"
+                        "                     --no-wait [--dry-run] [--json]\n"
+                        "\n"
+                        "Executes the plan of cplet plan step by step: each step is written as a new\n"
+                        "revision of that component's manifest and swapped in atomically. Live manifests\n"
+                        "are adopted (revision 1) or recorded as an external edit first.\n"
+                        "\n"
+                        "  --no-wait   write every step without waiting for the component to restart and\n"
+                        "              become healthy (required: gated rollouts are not in this version)\n"
+                        "  --dry-run   print what would be written (a diff per step) and write nothing\n",
+        },
+        {
+                .name = "rollback",
+                .run = cmd_rollback,
+                .takes = TAKES_COMPONENT | TAKES_REVISION | TAKES_WRITE,
+                .summary = "write an earlier revision of a component back, as a new revision",
+                .help = "Usage: cplet rollback --component C --to-revision N --no-wait [--dry-run]\n"
+                        "\n"
+                        "Writes revision N's content back as a new revision (history only grows), after\n"
+                        "checking that the resulting state is one the binaries accept and that the skew\n"
+                        "rules between components hold. Otherwise exits 2 with the reason.\n",
+        },
+        {
+                .name = "flags",
+                .run = cmd_flags,
+                .takes = TAKES_WRITE,
+                .min_args = 2,
+                .max_args = 1000,
+                .summary = "set or unset other flags of a component, as a new revision",
+                .help = "Usage: cplet [OPTIONS] flags set COMPONENT --NAME=VALUE... --no-wait [--dry-run]\n"
+                        "       cplet [OPTIONS] flags unset COMPONENT NAME... --no-wait [--dry-run]\n"
+                        "\n"
+                        "Changes flags of a component's command line and writes the result as a new\n"
+                        "revision. After COMPONENT every --NAME=VALUE is the component's flag; cplet's\n"
+                        "own options with values (--root, --config, --plugin-dir) go before \"flags\".\n"
+                        "The compatibility flags (--emulated-version, --min-compatibility-version,\n"
+                        "--emulation-forward-compatible...) are refused: they go through plan/upgrade.\n"
+                        "A value must be a single command-line item: no white space or control\n"
+                        "characters.\n",
+        },
+        {
+                .name = "history",
+                .run = cmd_history,
+                .takes = TAKES_COMPONENT,
+                .summary = "list the revisions of each component, newest first",
+                .help = "Usage: cplet history [--component C] [--json]\n"
+                        "\n"
+                        "Lists revisions newest first: number, time, reason, versions, and which one is\n"
+                        "live (byte-equal to the manifest the kubelet runs). Changes nothing.\n",
+        },
+        {
+                .name = "diff",
+                .run = cmd_diff,
+                .min_args = 2,
+                .max_args = 3,
+                .summary = "show the difference between two revisions of a component",
+                .help = "Usage: cplet diff COMPONENT A [B]\n"
+                        "\n"
+                        "Unified diff from revision A to revision B (default: the live manifest).\n",
         },
 };
 
@@ -170,6 +244,60 @@ static const command *find_command(const char *name) {
         return NULL;
 }
 
+/* "flags set COMPONENT --NAME=VALUE...": after the command word, everything but cplet's own
+ * boolean options belongs to the component, so it is kept away from getopt. The command
+ * word is the first argument that is not an option or an option's value. */
+static int split_flags_command(int argc, char *argv[], char ***ret_argv, int *ret_argc, cli *c) {
+        static const char *const with_value[] = { "--root", "--config", "--plugin-dir", "--binary-version",
+                                                  "--emulated-version", "--min-compatibility-version",
+                                                  "--image-repository", "--component", "--to-revision" };
+        static const char *const own_booleans[] = { "--no-wait", "--dry-run", "--json", "--help", "-h" };
+        char **out = calloc(argc + 1, sizeof(char *));
+        int n = 0, i;
+
+        if (!out)
+                return -ENOMEM;
+        for (i = 0; i < argc; i++) {
+                bool takes_value = false;
+
+                if (i > 0 && argv[i][0] != '-' && streq(argv[i], "flags"))
+                        break;
+                out[n++] = argv[i];
+                for (size_t k = 0; k < ELEMENTSOF(with_value); k++)
+                        if (streq(argv[i], with_value[k]))
+                                takes_value = true;
+                if (i > 0 && argv[i][0] != '-' && !takes_value)
+                        break; /* another command */
+                if (takes_value && i + 1 < argc)
+                        out[n++] = argv[++i];
+        }
+        if (i < argc && streq(argv[i], "flags")) {
+                c->args = calloc(argc, sizeof(char *));
+                if (!c->args) {
+                        free(out);
+                        return -ENOMEM;
+                }
+                out[n++] = argv[i];
+                for (i++; i < argc; i++) {
+                        bool own = false;
+
+                        for (size_t k = 0; k < ELEMENTSOF(own_booleans); k++)
+                                if (streq(argv[i], own_booleans[k]))
+                                        own = true;
+                        if (own)
+                                out[n++] = argv[i];
+                        else
+                                c->args[c->n_args++] = argv[i];
+                }
+        } else
+                for (i++; i < argc; i++)
+                        out[n++] = argv[i];
+        out[n] = NULL;
+        *ret_argv = out;
+        *ret_argc = n;
+        return 0;
+}
+
 int main(int argc, char *argv[]) {
         static const struct option options[] = {
                 { "root", required_argument, NULL, OPT_ROOT },
@@ -182,18 +310,29 @@ int main(int argc, char *argv[]) {
                 { "emulated-version", required_argument, NULL, OPT_EMULATED_VERSION },
                 { "min-compatibility-version", required_argument, NULL, OPT_MIN_COMPAT_VERSION },
                 { "image-repository", required_argument, NULL, OPT_IMAGE_REPOSITORY },
+                { "no-wait", no_argument, NULL, OPT_NO_WAIT },
+                { "dry-run", no_argument, NULL, OPT_DRY_RUN },
+                { "component", required_argument, NULL, OPT_COMPONENT },
+                { "to-revision", required_argument, NULL, OPT_TO_REVISION },
                 {},
         };
         _cleanup_free_ char *plugin_dir = NULL;
-        const char *root = "/", *target_option = NULL;
+        const char *root = "/", *target_option = NULL, *write_option = NULL, *component_option = NULL,
+                   *revision_option = NULL;
+        _cleanup_free_ char **argv_main = NULL;
+        int argc_main;
         bool help = false, version = false;
         const command *cmd = NULL;
         cli c = {};
         int opt, r, ret;
 
+        r = split_flags_command(argc, argv, &argv_main, &argc_main, &c);
+        if (r < 0)
+                return EXIT_FAILED;
+
         /* "+" is not used: GNU getopt permutes, so options may follow the command. */
         opterr = 0;
-        while ((opt = getopt_long(argc, argv, ":h", options, NULL)) >= 0) {
+        while ((opt = getopt_long(argc_main, argv_main, ":h", options, NULL)) >= 0) {
                 switch (opt) {
                 case OPT_ROOT:
                         root = optarg;
@@ -232,11 +371,27 @@ int main(int argc, char *argv[]) {
                         c.image_repository = optarg;
                         target_option = "--image-repository";
                         break;
+                case OPT_NO_WAIT:
+                        c.no_wait = true;
+                        write_option = "--no-wait";
+                        break;
+                case OPT_DRY_RUN:
+                        c.dry_run = true;
+                        write_option = "--dry-run";
+                        break;
+                case OPT_COMPONENT:
+                        c.component = optarg;
+                        component_option = "--component";
+                        break;
+                case OPT_TO_REVISION:
+                        c.to_revision = optarg;
+                        revision_option = "--to-revision";
+                        break;
                 case ':':
-                        cli_error("option %s needs a value", argv[optind - 1]);
+                        cli_error("option %s needs a value", argv_main[optind - 1]);
                         return EXIT_INVALID;
                 default:
-                        cli_error("unknown option %s (see cplet --help)", argv[optind - 1]);
+                        cli_error("unknown option %s (see cplet --help)", argv_main[optind - 1]);
                         return EXIT_INVALID;
                 }
         }
@@ -245,15 +400,15 @@ int main(int argc, char *argv[]) {
                 printf("cplet %s\n", CPLET_VERSION);
                 return EXIT_OK;
         }
-        if (optind < argc) {
-                cmd = find_command(argv[optind]);
+        if (optind < argc_main) {
+                cmd = find_command(argv_main[optind]);
                 if (!cmd) {
-                        cli_error("unknown command \"%s\" (see cplet --help)", argv[optind]);
+                        cli_error("unknown command \"%s\" (see cplet --help)", argv_main[optind]);
                         return EXIT_INVALID;
                 }
-                if (optind + 1 < argc) {
-                        cli_error("%s: unexpected argument \"%s\"", cmd->name, argv[optind + 1]);
-                        return EXIT_INVALID;
+                if (!streq(cmd->name, "flags")) {
+                        c.args = argv_main + optind + 1;
+                        c.n_args = argc_main - optind - 1;
                 }
         }
         if (help) {
@@ -267,8 +422,23 @@ int main(int argc, char *argv[]) {
                 print_usage(stderr);
                 return EXIT_INVALID;
         }
-        if (target_option && !(cmd->takes & TAKES_TARGET)) {
-                cli_error("%s: option %s does not apply to this command", cmd->name, target_option);
+        {
+                const char *misplaced = target_option && !(cmd->takes & TAKES_TARGET)         ? target_option
+                                        : write_option && !(cmd->takes & TAKES_WRITE)         ? write_option
+                                        : component_option && !(cmd->takes & TAKES_COMPONENT) ? component_option
+                                        : revision_option && !(cmd->takes & TAKES_REVISION)   ? revision_option
+                                                                                               : NULL;
+
+                if (misplaced) {
+                        cli_error("%s: option %s does not apply to this command", cmd->name, misplaced);
+                        return EXIT_INVALID;
+                }
+        }
+        if (c.n_args < cmd->min_args || c.n_args > cmd->max_args) {
+                if (c.n_args > cmd->max_args)
+                        cli_error("%s: unexpected argument \"%s\"", cmd->name, c.args[cmd->max_args]);
+                else
+                        cli_error("%s: missing arguments (see cplet %s --help)", cmd->name, cmd->name);
                 return EXIT_INVALID;
         }
 
@@ -278,6 +448,8 @@ int main(int argc, char *argv[]) {
 
         ret = cmd->run(&c);
 
+        if (cmd && streq(cmd->name, "flags"))
+                free(c.args);
         node_free(c.node);
         plugin_set_free(c.plugins);
         config_done(&c.config);

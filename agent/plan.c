@@ -202,6 +202,30 @@ static bool binary_at_target(const builder *b, const working *w) {
         return kversion_cmp(&w->binary, &b->target->binary) == 0 && streq(repo, w->repository);
 }
 
+int plan_validate_state(const plan_component *components, size_t n, char **ret_error) {
+        _cleanup_free_ working *w = calloc(n ?: 1, sizeof(working));
+        builder b = { .n = n };
+        int r;
+
+        if (!w)
+                return -ENOMEM;
+        for (size_t k = 0; k < n; k++) {
+                w[k] = (working){
+                        .in = &components[k],
+                        .repository = components[k].repository,
+                        .binary = components[k].binary,
+                        .emulated = components[k].emulated,
+                        .min_compat = components[k].min_compat,
+                        .forward_compat = components[k].forward_compat,
+                };
+                r = check_component(&w[k], ret_error);
+                if (r < 0)
+                        return r;
+        }
+        b.w = w;
+        return n > 0 ? check_skew(&b, ret_error) : 0;
+}
+
 static int binary_step(builder *b, size_t i) {
         working *w = &b->w[i];
         kminor old_binary = binary_minor(w), new_binary = kversion_minor(&b->target->binary);

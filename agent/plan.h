@@ -74,6 +74,10 @@ typedef struct plan {
 int plan_compute(const plan_component *components, size_t n, const plan_target *target, plan **ret,
                  char **ret_error);
 plan *plan_free(plan *p);
+
+/* Checks a node state as it stands (each component as its binary would check it at start,
+ * and the skew rules). Components in rank order. */
+int plan_validate_state(const plan_component *components, size_t n, char **ret_error);
 static inline void plan_freep(plan **p) {
         plan_free(*p);
 }

@@ -1,7 +1,7 @@
 # Sourced by scripts/demo and scripts/test: installs what cplet needs to build and test,
 # from Debian's archive, only when something is missing.
 CPLET_DEPS="meson ninja-build pkg-config gcc libc6-dev libsystemd-dev libjansson-dev
-libcurl4-openssl-dev libyaml-dev libcmocka-dev python3 python3-yaml openssl"
+libcurl4-openssl-dev libssl-dev libyaml-dev libcmocka-dev python3 python3-yaml openssl"
 
 cplet_install_deps() {
     local missing="" p

@@ -1,0 +1,176 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include <errno.h>
+#include <string.h>
+
+#include "cli.h"
+#include "macro.h"
+#include "manifest.h"
+#include "plan.h"
+#include "store.h"
+
+int cli_write_component(cli *c, const component *co, json_t *new_pod, const char *command, const char *reason) {
+        _cleanup_(component_done) component next = {};
+        _cleanup_(store_freep) store *s = NULL;
+        _cleanup_free_ plan_component *pc = NULL;
+        _cleanup_free_ char *error = NULL;
+        _cleanup_close_ int lock_fd = -EBADF;
+        json_t *container = NULL, *containers;
+        char b[KVERSION_STRING_MAX], e[KMINOR_STRING_MAX], m[KMINOR_STRING_MAX];
+        const node *n = c->node;
+        const char *why;
+        unsigned live = 0, number = 0;
+        size_t i;
+        int r;
+
+        /* The new tree must still hold the component, readable and valid for its binary. */
+        containers = json_object_get(json_object_get(new_pod, "spec"), "containers");
+        json_array_foreach(containers, i, container)
+                if (streq(container_name(container), container_name(co->container)))
+                        break;
+        if (!container || i == json_array_size(containers)) {
+                cli_error("%s: the new manifest has no container \"%s\"", co->plugin->name, container_name(co->container));
+                return EXIT_INVALID;
+        }
+        r = component_read(new_pod, container, co->plugin, co->file, &next);
+        if (r < 0)
+                return EXIT_FAILED;
+        if (!component_is_plannable(&next, &why)) {
+                cli_error("refused: %s would not be valid: %s", co->plugin->name, why);
+                return EXIT_INVALID;
+        }
+
+        pc = calloc(n->n_components, sizeof(*pc));
+        if (!pc)
+                return EXIT_FAILED;
+        for (size_t k = 0; k < n->n_components; k++) {
+                const component *x = streq(n->components[k].plugin->name, co->plugin->name) ? &next : &n->components[k];
+
+                if (!component_is_plannable(x, &why)) {
+                        cli_error("refused: %s (%s) cannot be checked: %s", x->plugin->name, x->file, why);
+                        return EXIT_INVALID;
+                }
+                cli_plan_component(x, &pc[k]);
+        }
+        r = plan_validate_state(pc, n->n_components, &error);
+        if (r < 0) {
+                cli_error("refused: the node would be in an invalid state: %s", error);
+                return EXIT_INVALID;
+        }
+
+        kversion_format(&next.binary, b);
+        kminor_format(next.emulated, e);
+        kminor_format(next.min_compat, m);
+
+        if (c->dry_run) {
+                _cleanup_free_ char *before = NULL, *after = NULL, *label = NULL;
+                size_t size;
+
+                r = store_open(c->root, c->config.keep_revisions, false, &s, &error);
+                if (r >= 0)
+                        r = store_read_live(s, co->file, &before, &size, &error);
+                if (r >= 0)
+                        r = manifest_render(new_pod, &after, &size);
+                label = strdup_printf("%s (new revision)", co->file);
+                if (r < 0 || !label) {
+                        cli_error("%s", error ?: strerror(-r));
+                        return cli_exit_code(r);
+                }
+                return cli_print_diff(before, after, co->file, label) < 0 ? EXIT_FAILED : EXIT_OK;
+        }
+
+        r = cli_lock(c, command, &lock_fd);
+        if (r != EXIT_OK)
+                return r;
+        r = store_open(c->root, c->config.keep_revisions, true, &s, &error);
+        if (r >= 0) {
+                char cb[KVERSION_STRING_MAX], ce[KMINOR_STRING_MAX], cm[KMINOR_STRING_MAX];
+                revision_info cur;
+
+                kversion_format(&co->binary, cb);
+                kminor_format(co->emulated, ce);
+                kminor_format(co->min_compat, cm);
+                cur = (revision_info){ .binary_version = cb, .emulated_version = ce, .min_compat_version = cm };
+                r = store_sync_live(s, co->plugin->name, co->file, &cur, &live, &error);
+        }
+        if (r >= 0) {
+                revision_info info = {
+                        .reason = reason,
+                        .binary_version = b,
+                        .emulated_version = e,
+                        .min_compat_version = m,
+                };
+
+                r = store_commit(s, co->plugin->name, co->file, new_pod, &info, live, &number, &error);
+        }
+        if (r < 0) {
+                cli_error("%s", error ?: strerror(-r));
+                return cli_exit_code(r);
+        }
+        if (c->json)
+                printf("{\"component\": \"%s\", \"revision\": %u, \"parent\": %u}\n", co->plugin->name, number, live);
+        else
+                printf("%s: revision %u is live (%s; binary %s, emulated %s, min-compatibility %s)\n",
+                       co->plugin->name, number, reason, b, e, m);
+        return EXIT_OK;
+}
+
+static int find_component(cli *c, const char *name, const component **ret) {
+        const component *co = node_find(c->node, name);
+
+        if (!co) {
+                cli_error("no component \"%s\" on this node (see cplet status)", name);
+                return EXIT_INVALID;
+        }
+        *ret = co;
+        return EXIT_OK;
+}
+
+int cmd_rollback(cli *c) {
+        _cleanup_(store_freep) store *s = NULL;
+        _cleanup_free_ char *error = NULL, *data = NULL, *name = NULL, *reason = NULL;
+        json_auto_t *pod = NULL;
+        const component *co;
+        unsigned long number;
+        char *end;
+        size_t size;
+        int r;
+
+        if (!c->component || !c->to_revision) {
+                cli_error("rollback: --component and --to-revision are required (see cplet rollback --help)");
+                return EXIT_INVALID;
+        }
+        number = strtoul(c->to_revision, &end, 10);
+        if (!*c->to_revision || *end || number == 0 || number > 999999999 || c->to_revision[0] == '-') {
+                cli_error("--to-revision \"%s\": expected a revision number (see cplet history)", c->to_revision);
+                return EXIT_INVALID;
+        }
+        if (!c->no_wait && !c->dry_run) {
+                cli_error("rollback: waiting for health is not in this version; pass --no-wait (or --dry-run)");
+                return EXIT_INVALID;
+        }
+
+        r = cli_load_node(c);
+        if (r != EXIT_OK)
+                return r;
+        r = find_component(c, c->component, &co);
+        if (r != EXIT_OK)
+                return r;
+
+        r = store_open(c->root, 0, false, &s, &error);
+        if (r >= 0)
+                r = store_read(s, co->plugin->name, (unsigned) number, &data, &size, &error);
+        if (r < 0) {
+                cli_error("%s", error ?: strerror(-r));
+                return cli_exit_code(r);
+        }
+        name = strdup_printf("%s/%s/%lu.yaml", s->revisions_dir, co->plugin->name, number);
+        reason = strdup_printf("rollback to revision %lu", number);
+        if (!name || !reason)
+                return EXIT_FAILED;
+        r = manifest_parse(data, size, name, &pod, &error);
+        if (r < 0) {
+                cli_error("%s", error ?: strerror(-r));
+                return EXIT_INVALID;
+        }
+        return cli_write_component(c, co, pod, "cplet rollback", reason);
+}

@@ -1,0 +1,518 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "fs-util.h"
+#include "macro.h"
+#include "manifest.h"
+#include "store.h"
+
+#define META_SIZE_MAX (64 * 1024)
+#define REVISION_MAX 999999999u
+
+void revision_list_done(revision_list *l) {
+        for (size_t i = 0; i < l->n; i++) {
+                revision *r = &l->items[i];
+
+                free(r->component);
+                free(r->manifest);
+                free(r->time);
+                free(r->binary_version);
+                free(r->emulated_version);
+                free(r->min_compat_version);
+                free(r->reason);
+                free(r->plan_id);
+        }
+        free(l->items);
+        *l = (revision_list){};
+}
+
+const revision *revision_list_find(const revision_list *l, unsigned number) {
+        for (size_t i = 0; i < l->n; i++)
+                if (l->items[i].number == number)
+                        return &l->items[i];
+        return NULL;
+}
+
+store *store_free(store *s) {
+        if (!s)
+                return NULL;
+        if (s->manifest_fd >= 0)
+                close(s->manifest_fd);
+        if (s->revisions_fd >= 0)
+                close(s->revisions_fd);
+        free(s->root);
+        free(s->manifest_dir);
+        free(s->revisions_dir);
+        free(s);
+        return NULL;
+}
+
+static char *under_root(const char *root, const char *path) {
+        return strdup_printf("%s/%s", streq(root, "/") ? "" : root, path);
+}
+
+int store_open(const char *root, unsigned keep, bool writable, store **ret, char **ret_error) {
+        _cleanup_(store_freep) store *s = NULL;
+        _cleanup_close_ int rootfd = -EBADF, statefd = -EBADF;
+        _cleanup_free_ char *state_dir = NULL;
+        int r;
+
+        s = calloc(1, sizeof(*s));
+        if (!s)
+                return -ENOMEM;
+        s->manifest_fd = s->revisions_fd = -EBADF;
+        s->keep = keep > 0 ? keep : STORE_KEEP_DEFAULT;
+        s->writable = writable;
+        s->root = strdup(root);
+        s->manifest_dir = under_root(root, STORE_MANIFEST_DIR);
+        s->revisions_dir = under_root(root, STORE_REVISIONS_DIR);
+        state_dir = under_root(root, STORE_STATE_DIR);
+        if (!s->root || !s->manifest_dir || !s->revisions_dir || !state_dir)
+                return -ENOMEM;
+
+        rootfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (rootfd < 0)
+                return set_error(ret_error, -errno, "%s: %s", root, strerror(errno));
+
+        r = open_dir_chain(rootfd, STORE_MANIFEST_DIR, 0, &s->manifest_fd, ret_error, s->manifest_dir);
+        if (r < 0)
+                return r;
+        r = check_dir_private(s->manifest_fd, s->manifest_dir, ret_error);
+        if (r < 0)
+                return r;
+
+        if (writable) {
+                r = open_dir_chain(rootfd, STORE_STATE_DIR, 0700, &statefd, ret_error, state_dir);
+                if (r < 0)
+                        return r;
+                r = check_dir_private(statefd, state_dir, ret_error);
+                if (r < 0)
+                        return r;
+                r = open_dir_chain(statefd, "revisions", 0700, &s->revisions_fd, ret_error, s->revisions_dir);
+                if (r < 0)
+                        return r;
+                r = check_dir_private(s->revisions_fd, s->revisions_dir, ret_error);
+                if (r < 0)
+                        return r;
+                (void) remove_stale_temporaries(s->manifest_fd);
+        } else {
+                r = open_dir_chain(rootfd, STORE_REVISIONS_DIR, 0, &s->revisions_fd, NULL, s->revisions_dir);
+                if (r == -ENOENT)
+                        s->revisions_fd = -EBADF; /* nothing recorded yet */
+                else if (r < 0)
+                        return set_error(ret_error, r, "%s: %s", s->revisions_dir, strerror(-r));
+                else {
+                        r = check_dir_private(s->revisions_fd, s->revisions_dir, ret_error);
+                        if (r < 0)
+                                return r;
+                }
+        }
+
+        *ret = TAKE_PTR(s);
+        return 0;
+}
+
+int store_lock(const char *root, const char *command, int *ret_fd, char **ret_error) {
+        _cleanup_free_ char *display = under_root(root, STORE_LOCK_DIR "/" STORE_LOCK_FILE), *line = NULL;
+        _cleanup_close_ int rootfd = -EBADF, dirfd = -EBADF, fd = -EBADF;
+        int r;
+
+        if (!display)
+                return -ENOMEM;
+        rootfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (rootfd < 0)
+                return set_error(ret_error, -errno, "%s: %s", root, strerror(errno));
+        r = open_dir_chain(rootfd, STORE_LOCK_DIR, 0700, &dirfd, ret_error, display);
+        if (r < 0)
+                return r;
+        fd = openat(dirfd, STORE_LOCK_FILE, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY, 0600);
+        if (fd < 0)
+                return set_error(ret_error, -errno, "%s: %s", display, strerror(errno));
+
+        if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+                char holder[256] = "";
+                ssize_t n;
+
+                if (errno != EWOULDBLOCK)
+                        return set_error(ret_error, -errno, "%s: %s", display, strerror(errno));
+                n = pread(fd, holder, sizeof(holder) - 1, 0);
+                holder[n > 0 ? n : 0] = 0;
+                holder[strcspn(holder, "\n")] = 0;
+                return set_error(ret_error, -EBUSY,
+                                 "another cplet is changing this node (%s holds %s: pid and command \"%s\"); "
+                                 "wait for it to finish",
+                                 display, display, *holder ? holder : "unknown");
+        }
+
+        line = strdup_printf("%d %s\n", (int) getpid(), command);
+        if (!line)
+                return -ENOMEM;
+        if (ftruncate(fd, 0) < 0 || pwrite(fd, line, strlen(line), 0) < 0)
+                return set_error(ret_error, -errno, "%s: %s", display, strerror(errno));
+        *ret_fd = TAKE_FD(fd);
+        return 0;
+}
+
+static int component_dir(store *s, const char *component, bool create, int *ret_fd, char **ret_error) {
+        _cleanup_free_ char *display = strdup_printf("%s/%s", s->revisions_dir, component);
+
+        if (!display)
+                return -ENOMEM;
+        if (s->revisions_fd < 0)
+                return -ENOENT;
+        return open_dir_chain(s->revisions_fd, component, create ? 0700 : 0, ret_fd, ret_error, display);
+}
+
+static char *dup_or_null(json_t *v) {
+        const char *s = json_string_value(v);
+
+        return s ? strdup(s) : NULL;
+}
+
+static int parse_meta(const char *data, size_t size, const char *display, revision *ret, char **ret_error) {
+        json_auto_t *j = NULL;
+        json_error_t e;
+        revision r = {};
+        json_int_t n, parent;
+        const char *sha;
+
+        j = json_loadb(data, size, JSON_REJECT_DUPLICATES, &e);
+        if (!j || !json_is_object(j))
+                return set_error(ret_error, -EINVAL, "%s: not valid revision metadata (%s)", display,
+                                 j ? "not an object" : e.text);
+        n = json_integer_value(json_object_get(j, "revision"));
+        parent = json_integer_value(json_object_get(j, "parent"));
+        sha = json_string_value(json_object_get(j, "sha256"));
+        if (n <= 0 || n > REVISION_MAX || parent < 0 || parent > REVISION_MAX || !sha || strlen(sha) != 64 ||
+            !json_is_string(json_object_get(j, "component")) || !json_is_string(json_object_get(j, "reason")))
+                return set_error(ret_error, -EINVAL, "%s: revision metadata is missing fields", display);
+
+        r.number = (unsigned) n;
+        r.parent = (unsigned) parent;
+        memcpy(r.sha256, sha, 65);
+        r.component = dup_or_null(json_object_get(j, "component"));
+        r.manifest = dup_or_null(json_object_get(j, "manifest"));
+        r.time = dup_or_null(json_object_get(j, "time"));
+        r.binary_version = dup_or_null(json_object_get(j, "binaryVersion"));
+        r.emulated_version = dup_or_null(json_object_get(j, "emulatedVersion"));
+        r.min_compat_version = dup_or_null(json_object_get(j, "minCompatibilityVersion"));
+        r.reason = dup_or_null(json_object_get(j, "reason"));
+        r.plan_id = dup_or_null(json_object_get(j, "planId"));
+        r.healthy = json_is_true(json_object_get(j, "healthy"));
+        *ret = r;
+        return 0;
+}
+
+static int revision_cmp(const void *a, const void *b) {
+        const revision *x = a, *y = b;
+
+        return x->number < y->number ? -1 : x->number > y->number;
+}
+
+/* "N.json" → N, else 0. */
+static unsigned meta_number(const char *name) {
+        char *end;
+        unsigned long n;
+
+        if (name[0] < '1' || name[0] > '9')
+                return 0;
+        n = strtoul(name, &end, 10);
+        return streq(end, ".json") && n <= REVISION_MAX ? (unsigned) n : 0;
+}
+
+int store_list(store *s, const char *component, revision_list *ret, char **ret_error) {
+        _cleanup_(revision_list_done) revision_list l = {};
+        _cleanup_close_ int dirfd = -EBADF;
+        struct dirent *de;
+        DIR *d;
+        int r;
+
+        r = component_dir(s, component, false, &dirfd, NULL);
+        if (r == -ENOENT) {
+                *ret = (revision_list){};
+                return 0;
+        }
+        if (r < 0)
+                return set_error(ret_error, r, "%s/%s: %s", s->revisions_dir, component, strerror(-r));
+
+        d = fdopendir(fcntl(dirfd, F_DUPFD_CLOEXEC, 3));
+        if (!d)
+                return -errno;
+        while ((de = readdir(d))) {
+                _cleanup_free_ char *data = NULL, *display = NULL;
+                unsigned n = meta_number(de->d_name);
+                revision *grown;
+                size_t size;
+
+                if (n == 0)
+                        continue;
+                display = strdup_printf("%s/%s/%s", s->revisions_dir, component, de->d_name);
+                if (!display) {
+                        r = -ENOMEM;
+                        break;
+                }
+                r = read_file_at(dirfd, de->d_name, META_SIZE_MAX, &data, &size);
+                if (r < 0) {
+                        set_error(ret_error, r, "%s: %s", display, strerror(-r));
+                        break;
+                }
+                grown = realloc(l.items, (l.n + 1) * sizeof(revision));
+                if (!grown) {
+                        r = -ENOMEM;
+                        break;
+                }
+                l.items = grown;
+                r = parse_meta(data, size, display, &l.items[l.n], ret_error);
+                if (r < 0)
+                        break;
+                if (l.items[l.n].number != n) {
+                        l.n++;
+                        r = set_error(ret_error, -EINVAL, "%s: says it is revision %u", display, l.items[l.n - 1].number);
+                        break;
+                }
+                l.n++;
+        }
+        closedir(d);
+        if (r < 0)
+                return r;
+        if (l.n > 0)
+                qsort(l.items, l.n, sizeof(revision), revision_cmp);
+        *ret = l;
+        l = (revision_list){};
+        return 0;
+}
+
+int store_read(store *s, const char *component, unsigned number, char **ret, size_t *ret_size, char **ret_error) {
+        _cleanup_close_ int dirfd = -EBADF;
+        char name[32];
+        int r;
+
+        r = component_dir(s, component, false, &dirfd, NULL);
+        snprintf(name, sizeof(name), "%u.yaml", number);
+        if (r >= 0)
+                r = read_file_at(dirfd, name, MANIFEST_SIZE_MAX, ret, ret_size);
+        if (r < 0)
+                return set_error(ret_error, r == -ENOENT ? -ENOENT : r, "%s/%s/%s: %s", s->revisions_dir, component,
+                                 name, r == -ENOENT ? "no such revision" : strerror(-r));
+        return 0;
+}
+
+int store_read_live(store *s, const char *file, char **ret, size_t *ret_size, char **ret_error) {
+        int r = read_file_at(s->manifest_fd, file, MANIFEST_SIZE_MAX, ret, ret_size);
+
+        if (r < 0)
+                return set_error(ret_error, r, "%s/%s: %s", s->manifest_dir, file,
+                                 r == -ELOOP ? "is a symbolic link; refusing to follow it" : strerror(-r));
+        return 0;
+}
+
+unsigned store_live_number(const revision_list *l, const char *live, size_t size) {
+        char sha[65];
+
+        sha256_hex(live, size, sha);
+        for (size_t i = l->n; i-- > 0;)
+                if (streq(l->items[i].sha256, sha))
+                        return l->items[i].number;
+        return 0;
+}
+
+static void now_rfc3339(char buf[static 32]) {
+        struct timespec ts;
+        struct tm tm;
+
+        clock_gettime(CLOCK_REALTIME, &ts);
+        gmtime_r(&ts.tv_sec, &tm);
+        strftime(buf, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/* Writes N.yaml then N.json (the metadata is what makes a revision exist). */
+static int record(store *s, const char *component, const char *file, unsigned number, const char *data, size_t size,
+                  const revision_info *info, unsigned parent, char **ret_error) {
+        _cleanup_close_ int dirfd = -EBADF;
+        _cleanup_free_ char *meta = NULL;
+        json_auto_t *j = NULL;
+        char name[32], sha[65], now[32];
+        int r;
+
+        r = component_dir(s, component, true, &dirfd, ret_error);
+        if (r < 0)
+                return r;
+        r = check_dir_private(dirfd, s->revisions_dir, ret_error);
+        if (r < 0)
+                return r;
+
+        sha256_hex(data, size, sha);
+        now_rfc3339(now);
+        j = json_pack("{s:I, s:s, s:s, s:s, s:s, s:s?, s:s?, s:s?, s:s, s:s?, s:I, s:b}",
+                      "revision", (json_int_t) number, "component", component, "manifest", file, "time", now,
+                      "sha256", sha, "binaryVersion", info->binary_version, "emulatedVersion",
+                      info->emulated_version, "minCompatibilityVersion", info->min_compat_version, "reason",
+                      info->reason, "planId", info->plan_id, "parent", (json_int_t) parent, "healthy", 0);
+        if (!j)
+                return -ENOMEM;
+        meta = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+        if (!meta)
+                return -ENOMEM;
+
+        snprintf(name, sizeof(name), "%u.yaml", number);
+        r = write_file_atomic(dirfd, name, data, size, 0600);
+        if (r >= 0) {
+                snprintf(name, sizeof(name), "%u.json", number);
+                r = write_file_atomic(dirfd, name, meta, strlen(meta), 0600);
+        }
+        if (r < 0)
+                return set_error(ret_error, r, "%s/%s/%s: %s", s->revisions_dir, component, name, strerror(-r));
+        return 0;
+}
+
+/* Removes N.yaml files whose N.json was never written (a crash between the two). */
+static void remove_orphans(store *s, const char *component, const revision_list *l) {
+        _cleanup_close_ int dirfd = -EBADF;
+        struct dirent *de;
+        DIR *d;
+
+        if (component_dir(s, component, false, &dirfd, NULL) < 0)
+                return;
+        (void) remove_stale_temporaries(dirfd);
+        d = fdopendir(fcntl(dirfd, F_DUPFD_CLOEXEC, 3));
+        if (!d)
+                return;
+        while ((de = readdir(d))) {
+                char *end;
+                unsigned long n = strtoul(de->d_name, &end, 10);
+
+                if (n > 0 && streq(end, ".yaml") && !revision_list_find(l, (unsigned) n))
+                        (void) unlinkat(dirfd, de->d_name, 0);
+        }
+        closedir(d);
+}
+
+static unsigned next_number(const revision_list *l) {
+        return l->n > 0 ? l->items[l->n - 1].number + 1 : 1;
+}
+
+int store_sync_live(store *s, const char *component, const char *file, const revision_info *info, unsigned *ret_live,
+                    char **ret_error) {
+        _cleanup_(revision_list_done) revision_list l = {};
+        _cleanup_free_ char *live = NULL;
+        revision_info adopted = *info;
+        size_t size;
+        unsigned n;
+        int r;
+
+        if (!s->writable)
+                return -EROFS;
+        r = store_list(s, component, &l, ret_error);
+        if (r < 0)
+                return r;
+        remove_orphans(s, component, &l);
+        r = store_read_live(s, file, &live, &size, ret_error);
+        if (r < 0)
+                return r;
+
+        n = store_live_number(&l, live, size);
+        if (n > 0) {
+                *ret_live = n;
+                return 0;
+        }
+        /* Never silently overwrite a hand edit: it becomes history first. */
+        adopted.reason = l.n == 0 ? "adopted" : "external edit";
+        adopted.plan_id = NULL;
+        n = next_number(&l);
+        r = record(s, component, file, n, live, size, &adopted, l.n > 0 ? l.items[l.n - 1].number : 0, ret_error);
+        if (r < 0)
+                return r;
+        *ret_live = n;
+        return 0;
+}
+
+int store_render(json_t *pod, unsigned number, char **ret, size_t *ret_size) {
+        json_t *metadata, *annotations;
+        char value[16];
+
+        if (!json_is_object(pod))
+                return -EINVAL;
+        metadata = json_object_get(pod, "metadata");
+        if (!metadata) {
+                metadata = json_object();
+                if (!metadata || json_object_set_new(pod, "metadata", metadata) < 0)
+                        return -ENOMEM;
+        }
+        if (!json_is_object(metadata))
+                return -EINVAL;
+        annotations = json_object_get(metadata, "annotations");
+        if (!annotations || json_is_null(annotations)) {
+                annotations = json_object();
+                if (!annotations || json_object_set_new(metadata, "annotations", annotations) < 0)
+                        return -ENOMEM;
+        }
+        if (!json_is_object(annotations))
+                return -EINVAL;
+        /* The kubelet copies it into the mirror pod: anyone can see which revision runs. */
+        snprintf(value, sizeof(value), "%u", number);
+        if (json_object_set_new(annotations, STORE_REVISION_ANNOTATION, json_string(value)) < 0)
+                return -ENOMEM;
+        return manifest_render(pod, ret, ret_size);
+}
+
+/* Keeps the newest `keep` revisions, never the live one nor the newest known healthy one. */
+static void prune(store *s, const char *component, unsigned live) {
+        _cleanup_(revision_list_done) revision_list l = {};
+        _cleanup_close_ int dirfd = -EBADF;
+        unsigned newest_healthy = 0;
+
+        if (store_list(s, component, &l, NULL) < 0 || l.n <= s->keep)
+                return;
+        if (component_dir(s, component, false, &dirfd, NULL) < 0)
+                return;
+        for (size_t i = 0; i < l.n; i++)
+                if (l.items[i].healthy)
+                        newest_healthy = l.items[i].number;
+        for (size_t i = 0; i + s->keep < l.n; i++) {
+                unsigned n = l.items[i].number;
+                char name[32];
+
+                if (n == live || n == newest_healthy)
+                        continue;
+                /* Metadata first: a revision without metadata does not exist. */
+                snprintf(name, sizeof(name), "%u.json", n);
+                (void) unlinkat(dirfd, name, 0);
+                snprintf(name, sizeof(name), "%u.yaml", n);
+                (void) unlinkat(dirfd, name, 0);
+        }
+        (void) fsync(dirfd);
+}
+
+int store_commit(store *s, const char *component, const char *file, json_t *pod, const revision_info *info,
+                 unsigned parent, unsigned *ret_number, char **ret_error) {
+        _cleanup_(revision_list_done) revision_list l = {};
+        _cleanup_free_ char *data = NULL;
+        size_t size;
+        unsigned n;
+        int r;
+
+        if (!s->writable)
+                return -EROFS;
+        r = store_list(s, component, &l, ret_error);
+        if (r < 0)
+                return r;
+        n = next_number(&l);
+        r = store_render(pod, n, &data, &size);
+        if (r < 0)
+                return set_error(ret_error, r, "%s: cannot render the new manifest: %s", component, strerror(-r));
+        r = record(s, component, file, n, data, size, info, parent, ret_error);
+        if (r < 0)
+                return r;
+        r = write_file_atomic(s->manifest_fd, file, data, size, 0600);
+        if (r < 0)
+                return set_error(ret_error, r, "%s/%s: %s", s->manifest_dir, file, strerror(-r));
+        prune(s, component, n);
+        *ret_number = n;
+        return 0;
+}
