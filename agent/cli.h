@@ -17,6 +17,7 @@ enum {
 
 typedef struct cli {
         char *root; /* absolute, no trailing slash except for "/" */
+        char *command_line; /* argv joined, for the lock holder's description */
         const char *config_path;
         const char *plugin_dir_option;
         bool json;
@@ -57,13 +58,13 @@ int cli_compute_plan(cli *c, struct plan **ret, struct plan_component **ret_comp
 /* Builds the planner's view of one component (which must be plannable). */
 void cli_plan_component(const component *co, struct plan_component *ret);
 /* Takes the node lock; prints and returns an exit code (> 0) on failure. */
-int cli_lock(cli *c, const char *command, int *ret_fd);
+int cli_lock(cli *c, int *ret_fd);
 struct store;
 /* Opens the revision store read-only; prints and returns an exit code (> 0) on failure. */
 int cli_open_store(cli *c, struct store **ret);
 /* Checks a component's new tree (rules, skew against the others) and writes it as a new
  * revision, or shows the diff with --dry-run. */
-int cli_write_component(cli *c, const component *co, json_t *new_pod, const char *command, const char *reason);
+int cli_write_component(cli *c, const component *co, json_t *new_pod, const char *reason);
 /* Prints a unified diff of two manifests. */
 int cli_print_diff(const char *a, const char *b, const char *label_a, const char *label_b);
 

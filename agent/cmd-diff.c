@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
+#include <ctype.h>
 #include <errno.h>
 #include <string.h>
 
@@ -10,7 +11,7 @@ static int parse_number(const char *s, unsigned *ret) {
         char *end;
         unsigned long n = strtoul(s, &end, 10);
 
-        if (!*s || *end || s[0] == '-' || n == 0 || n > 999999999) {
+        if (!isdigit((unsigned char) s[0]) || *end || n == 0 || n > 999999999) {
                 cli_error("diff: \"%s\" is not a revision number (see cplet history)", s);
                 return EXIT_INVALID;
         }

@@ -23,13 +23,24 @@ static bool valid_flag_name(const char *s, size_t len) {
         return true;
 }
 
+/* Flag names as the components compare them: "_" and "-" are the same (pflag's
+ * WordSepNormalizeFunc). */
+static bool same_flag(const char *name, size_t len, const char *wanted) {
+        if (strlen(wanted) != len)
+                return false;
+        for (size_t i = 0; i < len; i++)
+                if ((name[i] == '_' ? '-' : name[i]) != wanted[i])
+                        return false;
+        return true;
+}
+
 static int check_name(const char *name, size_t len) {
         if (!valid_flag_name(name, len)) {
                 cli_error("flags: \"%.*s\" is not a flag name", (int) len, name);
                 return EXIT_INVALID;
         }
         for (size_t k = 0; k < ELEMENTSOF(compat_flags); k++)
-                if (strlen(compat_flags[k]) == len && strneq(name, compat_flags[k], len)) {
+                if (same_flag(name, len, compat_flags[k])) {
                         cli_error("flags: --%s is a compatibility flag; change it with cplet plan/upgrade, which "
                                   "keeps every intermediate state valid",
                                   compat_flags[k]);
@@ -138,5 +149,5 @@ int cmd_flags(cli *c) {
         }
         if (!reason)
                 return EXIT_FAILED;
-        return cli_write_component(c, co, pod, "cplet flags", reason);
+        return cli_write_component(c, co, pod, reason);
 }

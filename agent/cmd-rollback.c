@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
+#include <ctype.h>
 #include <errno.h>
 #include <string.h>
 
@@ -8,7 +9,7 @@
 #include "plan.h"
 #include "store.h"
 
-int cli_write_component(cli *c, const component *co, json_t *new_pod, const char *command, const char *reason) {
+int cli_write_component(cli *c, const component *co, json_t *new_pod, const char *reason) {
         _cleanup_(component_done) component next = {};
         _cleanup_(store_freep) store *s = NULL;
         _cleanup_free_ plan_component *pc = NULL;
@@ -78,7 +79,7 @@ int cli_write_component(cli *c, const component *co, json_t *new_pod, const char
                 return cli_print_diff(before, after, co->file, label) < 0 ? EXIT_FAILED : EXIT_OK;
         }
 
-        r = cli_lock(c, command, &lock_fd);
+        r = cli_lock(c, &lock_fd);
         if (r != EXIT_OK)
                 return r;
         r = store_open(c->root, c->config.keep_revisions, true, &s, &error);
@@ -140,7 +141,7 @@ int cmd_rollback(cli *c) {
                 return EXIT_INVALID;
         }
         number = strtoul(c->to_revision, &end, 10);
-        if (!*c->to_revision || *end || number == 0 || number > 999999999 || c->to_revision[0] == '-') {
+        if (!isdigit((unsigned char) c->to_revision[0]) || *end || number == 0 || number > 999999999) {
                 cli_error("--to-revision \"%s\": expected a revision number (see cplet history)", c->to_revision);
                 return EXIT_INVALID;
         }
@@ -172,5 +173,5 @@ int cmd_rollback(cli *c) {
                 cli_error("%s", error ?: strerror(-r));
                 return EXIT_INVALID;
         }
-        return cli_write_component(c, co, pod, "cplet rollback", reason);
+        return cli_write_component(c, co, pod, reason);
 }

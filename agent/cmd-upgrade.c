@@ -9,9 +9,9 @@
 #include "plan.h"
 #include "store.h"
 
-int cli_lock(cli *c, const char *command, int *ret_fd) {
+int cli_lock(cli *c, int *ret_fd) {
         _cleanup_free_ char *error = NULL;
-        int r = store_lock(c->root, command, ret_fd, &error);
+        int r = store_lock(c->root, c->command_line ?: "cplet", ret_fd, &error);
 
         if (r < 0) {
                 cli_error("%s", error ?: strerror(-r));
@@ -225,7 +225,7 @@ int cmd_upgrade(cli *c) {
                 return run_steps(c, s, p, "dry-run");
         }
 
-        r = cli_lock(c, "cplet upgrade", &lock_fd);
+        r = cli_lock(c, &lock_fd);
         if (r != EXIT_OK)
                 return r;
         /* The node may have changed before the lock was ours: read and plan again under it. */

@@ -179,8 +179,18 @@ int cmdline_foreach_flag(const cmdline *c, cmdline_flag_fn fn, void *userdata) {
         return 0;
 }
 
+/* The components normalise flag names with pflag's WordSepNormalizeFunc: "_" is "-".
+ * --emulated_version is --emulated-version to the binary, so it must be to cplet too. */
 static bool name_matches(const char *name, size_t len, const char *wanted) {
-        return strlen(wanted) == len && strneq(name, wanted, len);
+        if (strlen(wanted) != len)
+                return false;
+        for (size_t i = 0; i < len; i++) {
+                char a = name[i] == '_' ? '-' : name[i], b = wanted[i] == '_' ? '-' : wanted[i];
+
+                if (a != b)
+                        return false;
+        }
+        return true;
 }
 
 int cmdline_get_flag(const cmdline *c, const char *name, const char **ret_value) {

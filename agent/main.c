@@ -205,17 +205,22 @@ int cli_load_node(cli *c) {
         const char *dir;
         int r;
 
-        r = config_load(c->root, c->config_path, &c->config, &error);
-        if (r < 0) {
-                cli_error("%s", error ?: strerror(-r));
-                return cli_exit_code(r);
+        /* Configuration and plugins are loaded once; the node may be read again (under the
+         * lock, after planning read-only). */
+        if (!c->plugins) {
+                r = config_load(c->root, c->config_path, &c->config, &error);
+                if (r < 0) {
+                        cli_error("%s", error ?: strerror(-r));
+                        return cli_exit_code(r);
+                }
+                dir = c->plugin_dir_option ?: c->config.plugin_dir ?: CPLET_PLUGIN_DIR;
+                r = plugin_set_load(dir, &c->plugins, &error);
+                if (r < 0) {
+                        cli_error("%s", error ?: strerror(-r));
+                        return cli_exit_code(r);
+                }
         }
-        dir = c->plugin_dir_option ?: c->config.plugin_dir ?: CPLET_PLUGIN_DIR;
-        r = plugin_set_load(dir, &c->plugins, &error);
-        if (r < 0) {
-                cli_error("%s", error ?: strerror(-r));
-                return cli_exit_code(r);
-        }
+        c->node = node_free(c->node);
         r = node_load(c->root, c->plugins, &c->node, &error);
         if (r < 0) {
                 cli_error("%s", error ?: strerror(-r));
@@ -235,6 +240,26 @@ static int absolute_dir(const char *option, const char *path, char **ret) {
         }
         *ret = strdup(buf);
         return *ret ? 0 : -ENOMEM;
+}
+
+/* "cplet upgrade --binary-version v1.35.0 --no-wait", at most 200 characters, one line. */
+static char *join_argv(int argc, char *argv[]) {
+        char *s = calloc(1, 201);
+        size_t len = 0;
+
+        if (!s)
+                return NULL;
+        for (int i = 0; i < argc && len < 200; i++) {
+                const char *a = i == 0 ? "cplet" : argv[i];
+
+                len += (size_t) snprintf(s + len, 201 - len, "%s%s", i ? " " : "", a);
+                if (len > 200)
+                        len = 200;
+        }
+        for (char *p = s; *p; p++)
+                if (*p == '\n' || *p == '\r')
+                        *p = ' ';
+        return s;
 }
 
 static const command *find_command(const char *name) {
@@ -320,15 +345,19 @@ int main(int argc, char *argv[]) {
         const char *root = "/", *target_option = NULL, *write_option = NULL, *component_option = NULL,
                    *revision_option = NULL;
         _cleanup_free_ char **argv_main = NULL;
+        _cleanup_free_ char *command_line = NULL;
+        _cleanup_free_ char **flags_args = NULL;
         int argc_main;
         bool help = false, version = false;
         const command *cmd = NULL;
         cli c = {};
         int opt, r, ret;
 
+        c.command_line = command_line = join_argv(argc, argv);
         r = split_flags_command(argc, argv, &argv_main, &argc_main, &c);
         if (r < 0)
                 return EXIT_FAILED;
+        flags_args = c.args; /* owned only for "flags"; NULL otherwise */
 
         /* "+" is not used: GNU getopt permutes, so options may follow the command. */
         opterr = 0;
@@ -448,8 +477,6 @@ int main(int argc, char *argv[]) {
 
         ret = cmd->run(&c);
 
-        if (cmd && streq(cmd->name, "flags"))
-                free(c.args);
         node_free(c.node);
         plugin_set_free(c.plugins);
         config_done(&c.config);
