@@ -138,15 +138,32 @@ int open_dir_chain(int rootfd, const char *path, mode_t mode, int *ret_fd, char 
         return 0;
 }
 
+DIR *opendir_dup(int dirfd) {
+        int fd = fcntl(dirfd, F_DUPFD_CLOEXEC, 3);
+        DIR *d;
+
+        if (fd < 0)
+                return NULL;
+        d = fdopendir(fd);
+        if (!d) {
+                int saved = errno;
+
+                close(fd);
+                errno = saved;
+                return NULL;
+        }
+        rewinddir(d);
+        return d;
+}
+
 int remove_stale_temporaries(int dirfd) {
         struct dirent *de;
         DIR *d;
         int n = 0;
 
-        d = fdopendir(fcntl(dirfd, F_DUPFD_CLOEXEC, 3));
+        d = opendir_dup(dirfd);
         if (!d)
                 return -errno;
-        rewinddir(d);
         while ((de = readdir(d))) {
                 size_t l = strlen(de->d_name);
 

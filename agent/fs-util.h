@@ -3,6 +3,7 @@
 
 /* Careful file operations for the directories the kubelet and cplet share. */
 
+#include <dirent.h>
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -23,6 +24,11 @@ int check_dir_private(int fd, const char *display, char **ret_error);
 
 /* Removes temporary files this module left behind after a crash (".cplet-*.tmp"). */
 int remove_stale_temporaries(int dirfd);
+
+/* Reads a directory through a duplicate of dirfd. A duplicate shares the read position with
+ * every other duplicate, so it is rewound first: an earlier listing must not leave the next
+ * one empty. NULL with errno set on failure. */
+DIR *opendir_dup(int dirfd);
 
 /* Lower-case hex SHA-256 of data. */
 void sha256_hex(const void *data, size_t size, char ret[static 65]);

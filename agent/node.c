@@ -5,6 +5,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "fs-util.h"
 #include "macro.h"
 #include "manifest.h"
 #include "node.h"
@@ -120,7 +121,7 @@ static int list_files(int dirfd, const char *dir, char ***ret, size_t *ret_n, ch
         struct dirent *de;
         DIR *d;
 
-        d = fdopendir(dup(dirfd));
+        d = opendir_dup(dirfd);
         if (!d)
                 return set_error(ret_error, -errno, "%s: %s", dir, strerror(errno));
         files = calloc(1, sizeof(char *));

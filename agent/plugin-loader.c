@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "fs-util.h"
 #include "macro.h"
 #include "plugin-loader.h"
 
@@ -176,7 +177,7 @@ int plugin_set_load(const char *dir, plugin_set **ret, char **ret_error) {
         if (dirfd < 0)
                 return set_error(ret_error, -errno, "plugin directory %s: %s", dir, strerror(errno));
 
-        d = fdopendir(dup(dirfd));
+        d = opendir_dup(dirfd);
         if (!d)
                 return set_error(ret_error, -errno, "plugin directory %s: %s", dir, strerror(errno));
         while ((de = readdir(d))) {

@@ -46,6 +46,8 @@ store *store_free(store *s) {
                 close(s->manifest_fd);
         if (s->revisions_fd >= 0)
                 close(s->revisions_fd);
+        if (s->state_fd >= 0)
+                close(s->state_fd);
         free(s->root);
         free(s->manifest_dir);
         free(s->revisions_dir);
@@ -66,7 +68,7 @@ int store_open(const char *root, unsigned keep, bool writable, store **ret, char
         s = calloc(1, sizeof(*s));
         if (!s)
                 return -ENOMEM;
-        s->manifest_fd = s->revisions_fd = -EBADF;
+        s->manifest_fd = s->revisions_fd = s->state_fd = -EBADF;
         s->keep = keep > 0 ? keep : STORE_KEEP_DEFAULT;
         s->writable = writable;
         s->root = strdup(root);
@@ -101,7 +103,15 @@ int store_open(const char *root, unsigned keep, bool writable, store **ret, char
                 if (r < 0)
                         return r;
                 (void) remove_stale_temporaries(s->manifest_fd);
+                (void) remove_stale_temporaries(statefd);
+                s->state_fd = TAKE_FD(statefd);
         } else {
+                if (open_dir_chain(rootfd, STORE_STATE_DIR, 0, &statefd, NULL, state_dir) >= 0) {
+                        r = check_dir_private(statefd, state_dir, ret_error);
+                        if (r < 0)
+                                return r;
+                        s->state_fd = TAKE_FD(statefd);
+                }
                 r = open_dir_chain(rootfd, STORE_REVISIONS_DIR, 0, &s->revisions_fd, NULL, s->revisions_dir);
                 if (r == -ENOENT)
                         s->revisions_fd = -EBADF; /* nothing recorded yet */
@@ -141,13 +151,19 @@ int store_lock(const char *root, const char *command, int *ret_fd, char **ret_er
 
                 if (errno != EWOULDBLOCK)
                         return set_error(ret_error, -errno, "%s: %s", display, strerror(errno));
+                const char *space;
+
                 n = pread(fd, holder, sizeof(holder) - 1, 0);
                 holder[n > 0 ? n : 0] = 0;
                 holder[strcspn(holder, "\n")] = 0;
+                space = strchr(holder, ' ');
+                if (!space)
+                        return set_error(ret_error, -EBUSY,
+                                         "another cplet is changing this node (it holds %s); wait for it to finish",
+                                         display);
                 return set_error(ret_error, -EBUSY,
-                                 "another cplet is changing this node (%s holds %s: pid and command \"%s\"); "
-                                 "wait for it to finish",
-                                 display, display, *holder ? holder : "unknown");
+                                 "another cplet is changing this node: pid %.*s (%s) holds %s; wait for it to finish",
+                                 (int) (space - holder), holder, space + 1, display);
         }
 
         line = strdup_printf("%d %s\n", (int) getpid(), command);
@@ -241,7 +257,7 @@ int store_list(store *s, const char *component, revision_list *ret, char **ret_e
         if (r < 0)
                 return set_error(ret_error, r, "%s/%s: %s", s->revisions_dir, component, strerror(-r));
 
-        d = fdopendir(fcntl(dirfd, F_DUPFD_CLOEXEC, 3));
+        d = opendir_dup(dirfd);
         if (!d)
                 return -errno;
         while ((de = readdir(d))) {
@@ -380,7 +396,7 @@ static void remove_orphans(store *s, const char *component, const revision_list 
         if (component_dir(s, component, false, &dirfd, NULL) < 0)
                 return;
         (void) remove_stale_temporaries(dirfd);
-        d = fdopendir(fcntl(dirfd, F_DUPFD_CLOEXEC, 3));
+        d = opendir_dup(dirfd);
         if (!d)
                 return;
         while ((de = readdir(d))) {
@@ -489,8 +505,8 @@ static void prune(store *s, const char *component, unsigned live) {
         (void) fsync(dirfd);
 }
 
-int store_commit(store *s, const char *component, const char *file, json_t *pod, const revision_info *info,
-                 unsigned parent, unsigned *ret_number, char **ret_error) {
+int store_prepare(store *s, const char *component, const char *file, json_t *pod, const revision_info *info,
+                  unsigned parent, unsigned *ret_number, char **ret_error) {
         _cleanup_(revision_list_done) revision_list l = {};
         _cleanup_free_ char *data = NULL;
         size_t size;
@@ -509,10 +525,109 @@ int store_commit(store *s, const char *component, const char *file, json_t *pod,
         r = record(s, component, file, n, data, size, info, parent, ret_error);
         if (r < 0)
                 return r;
+        *ret_number = n;
+        return 0;
+}
+
+int store_swap(store *s, const char *component, const char *file, unsigned number, char **ret_error) {
+        _cleanup_free_ char *data = NULL;
+        size_t size;
+        int r;
+
+        if (!s->writable)
+                return -EROFS;
+        r = store_read(s, component, number, &data, &size, ret_error);
+        if (r < 0)
+                return r;
         r = write_file_atomic(s->manifest_fd, file, data, size, 0600);
         if (r < 0)
                 return set_error(ret_error, r, "%s/%s: %s", s->manifest_dir, file, strerror(-r));
-        prune(s, component, n);
+        prune(s, component, number);
+        return 0;
+}
+
+int store_commit(store *s, const char *component, const char *file, json_t *pod, const revision_info *info,
+                 unsigned parent, unsigned *ret_number, char **ret_error) {
+        unsigned n;
+        int r;
+
+        r = store_prepare(s, component, file, pod, info, parent, &n, ret_error);
+        if (r < 0)
+                return r;
+        r = store_swap(s, component, file, n, ret_error);
+        if (r < 0)
+                return r;
         *ret_number = n;
+        return 0;
+}
+
+int store_journal_save(store *s, json_t *journal, char **ret_error) {
+        _cleanup_free_ char *text = NULL;
+        int r;
+
+        if (s->state_fd < 0)
+                return -EROFS;
+        text = json_dumps(journal, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+        if (!text)
+                return -ENOMEM;
+        r = write_file_atomic(s->state_fd, STORE_JOURNAL_FILE, text, strlen(text), 0600);
+        if (r < 0)
+                return set_error(ret_error, r, "%s/%s: %s", s->root, STORE_STATE_DIR "/" STORE_JOURNAL_FILE,
+                                 strerror(-r));
+        return 0;
+}
+
+int store_journal_load(store *s, json_t **ret, char **ret_error) {
+        _cleanup_free_ char *data = NULL;
+        json_error_t e;
+        json_t *j;
+        size_t size;
+        int r;
+
+        if (s->state_fd < 0)
+                return -ENOENT;
+        r = read_file_at(s->state_fd, STORE_JOURNAL_FILE, 4 * 1024 * 1024, &data, &size);
+        if (r == -ENOENT)
+                return r;
+        if (r < 0)
+                return set_error(ret_error, r, "%s/%s: %s", s->root, STORE_STATE_DIR "/" STORE_JOURNAL_FILE,
+                                 strerror(-r));
+        j = json_loadb(data, size, JSON_REJECT_DUPLICATES, &e);
+        if (!j || !json_is_object(j)) {
+                json_decref(j);
+                return set_error(ret_error, -EINVAL, "%s/%s:%d:%d: not a rollout journal: %s", s->root,
+                                 STORE_STATE_DIR "/" STORE_JOURNAL_FILE, e.line, e.column, e.text);
+        }
+        *ret = j;
+        return 0;
+}
+
+int store_high_water_load(store *s, char ret[static 24]) {
+        _cleanup_free_ char *data = NULL;
+        json_auto_t *j = NULL;
+        const char *v;
+        size_t size;
+
+        ret[0] = 0;
+        if (s->state_fd < 0 || read_file_at(s->state_fd, STORE_HIGH_WATER_FILE, 4096, &data, &size) < 0)
+                return 0;
+        j = json_loadb(data, size, 0, NULL);
+        v = json_string_value(json_object_get(j, "minCompatibilityVersion"));
+        if (v && strlen(v) < 24)
+                strcpy(ret, v);
+        return 0;
+}
+
+int store_high_water_save(store *s, const char *version, char **ret_error) {
+        _cleanup_free_ char *text = strdup_printf("{\"minCompatibilityVersion\": \"%s\"}\n", version);
+        int r;
+
+        if (!text)
+                return -ENOMEM;
+        if (s->state_fd < 0)
+                return -EROFS;
+        r = write_file_atomic(s->state_fd, STORE_HIGH_WATER_FILE, text, strlen(text), 0600);
+        if (r < 0)
+                return set_error(ret_error, r, "%s: %s", STORE_HIGH_WATER_FILE, strerror(-r));
         return 0;
 }

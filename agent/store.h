@@ -52,6 +52,7 @@ typedef struct store {
         char *revisions_dir; /* for messages */
         int manifest_fd;
         int revisions_fd; /* -EBADF when opened read-only and absent */
+        int state_fd;     /* ROOT/var/lib/cplet; -EBADF when opened read-only and absent */
         unsigned keep;
         bool writable;
 } store;
@@ -100,9 +101,28 @@ int store_sync_live(store *s, const char *component, const char *file, const rev
 
 /* Writes a new revision of the component with the pod tree (annotated with its number) and
  * swaps it in as the live manifest, then applies retention. `parent` is the live revision it
- * replaces. Returns the new number. */
+ * replaces. Returns the new number. Equivalent to store_prepare() + store_swap(). */
 int store_commit(store *s, const char *component, const char *file, json_t *pod, const revision_info *info,
                  unsigned parent, unsigned *ret_number, char **ret_error);
+
+/* The two halves of store_commit, for callers that journal in between: store_prepare writes
+ * revision N (not live yet); store_swap makes a stored revision the live manifest by one
+ * atomic rename and applies retention. */
+int store_prepare(store *s, const char *component, const char *file, json_t *pod, const revision_info *info,
+                  unsigned parent, unsigned *ret_number, char **ret_error);
+int store_swap(store *s, const char *component, const char *file, unsigned number, char **ret_error);
+
+/* The rollout journal, ROOT/var/lib/cplet/rollout.json (fsync'd on every save). Load returns
+ * -ENOENT when there is none. */
+#define STORE_JOURNAL_FILE "rollout.json"
+int store_journal_save(store *s, json_t *journal, char **ret_error);
+int store_journal_load(store *s, json_t **ret, char **ret_error);
+
+/* The min-compatibility high-water mark, ROOT/var/lib/cplet/min-compatibility.json: the
+ * highest version a completed step raised --min-compatibility-version to. "" when none. */
+#define STORE_HIGH_WATER_FILE "min-compatibility.json"
+int store_high_water_load(store *s, char ret[static 24]);
+int store_high_water_save(store *s, const char *version, char **ret_error);
 
 /* Renders a pod as store_commit would write it for revision `number` (for --dry-run). */
 int store_render(json_t *pod, unsigned number, char **ret, size_t *ret_size);
