@@ -28,6 +28,12 @@ typedef struct cli {
 
         bool no_wait;
         bool dry_run;
+        bool quiet;
+        bool force;
+        const char *stable_for;
+        const char *step_timeout;
+        const char *on_failure;
+        char *rollback_owned[2]; /* target strings rollback made up (freed at exit) */
         const char *component;
         const char *to_revision;
 
@@ -78,3 +84,11 @@ int cmd_rollback(cli *c);
 int cmd_flags(cli *c);
 int cmd_history(cli *c);
 int cmd_diff(cli *c);
+int cmd_resume(cli *c);
+int cmd_abort(cli *c);
+
+/* Runs a plan gated (the heart of upgrade and of rollback by version). `command` names it in
+ * the journal ("upgrade", "rollback"). */
+int cli_run_gated(cli *c, const char *command);
+/* Refuses (exit 2) when the journal shows a rollout that has not finished. */
+int cli_refuse_if_interrupted(cli *c);

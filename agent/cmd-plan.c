@@ -5,6 +5,7 @@
 #include "cli.h"
 #include "macro.h"
 #include "plan.h"
+#include "store.h"
 
 /* "host[:port]/path/elements": a port only on the first element, no tag, no digest. */
 static bool valid_registry_prefix(const char *s) {
@@ -124,6 +125,33 @@ static void print_step(const node *n, size_t i, const plan_step *s) {
                s->emulated_flag ? " (flag)" : "", m, s->min_compat_flag ? " (flag)" : "");
 }
 
+/* Raising --min-compatibility-version to a version is the point after which storage may use
+ * encodings older releases cannot read; a plan that would go below the highest version ever
+ * raised to is refused unless --force. */
+static int check_high_water(cli *c, const plan *p) {
+        _cleanup_(store_freep) store *s = NULL;
+        char mark[24];
+        kminor hw;
+
+        if (c->force || store_open(c->root, 0, false, &s, NULL) < 0)
+                return EXIT_OK;
+        store_high_water_load(s, mark);
+        if (!*mark || kminor_parse(mark, &hw, NULL) < 0)
+                return EXIT_OK;
+        for (size_t i = 0; i < p->n_steps; i++)
+                if (kminor_cmp(p->steps[i].min_compat, hw) < 0) {
+                        char m[KMINOR_STRING_MAX];
+
+                        kminor_format(p->steps[i].min_compat, m);
+                        cli_error("plan refused: step %zu would lower the min-compatibility version of %s to %s, "
+                                  "below %s, which it was raised to before: storage may already use encodings "
+                                  "older releases cannot read. Pass --force if you are sure",
+                                  i + 1, c->node->components[p->steps[i].component].plugin->name, m, mark);
+                        return EXIT_INVALID;
+                }
+        return EXIT_OK;
+}
+
 void cli_plan_component(const component *co, plan_component *ret) {
         *ret = (plan_component){
                 .name = co->plugin->name,
@@ -181,6 +209,9 @@ int cli_compute_plan(cli *c, plan **ret, plan_component **ret_components) {
                 cli_error("plan refused: %s", error ?: strerror(-r));
                 return cli_exit_code(r);
         }
+        r = check_high_water(c, p);
+        if (r != EXIT_OK)
+                return r;
         *ret = TAKE_PTR(p);
         if (ret_components)
                 *ret_components = TAKE_PTR(pc);

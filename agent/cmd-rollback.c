@@ -79,6 +79,9 @@ int cli_write_component(cli *c, const component *co, json_t *new_pod, const char
                 return cli_print_diff(before, after, co->file, label) < 0 ? EXIT_FAILED : EXIT_OK;
         }
 
+        r = cli_refuse_if_interrupted(c);
+        if (r != EXIT_OK)
+                return r;
         r = cli_lock(c, &lock_fd);
         if (r != EXIT_OK)
                 return r;
@@ -126,6 +129,70 @@ static int find_component(cli *c, const char *name, const component **ret) {
         return EXIT_OK;
 }
 
+/* rollback --emulated-version E / --binary-version V: a gated plan back down, in reverse
+ * order, with the versions not named kept as they are in force. */
+static int rollback_versions(cli *c) {
+        const component *ref;
+        char b[KVERSION_STRING_MAX], e[KMINOR_STRING_MAX];
+        int r;
+
+        r = cli_load_node(c);
+        if (r != EXIT_OK)
+                return r;
+        if (c->node->n_components == 0) {
+                cli_error("no control-plane components in %s", c->node->manifest_dir);
+                return EXIT_INVALID;
+        }
+        ref = &c->node->components[0];
+        for (size_t i = 0; i < c->node->n_components; i++) {
+                const component *co = &c->node->components[i];
+                const char *why;
+
+                if (!component_is_plannable(co, &why)) {
+                        cli_error("cannot plan: %s: %s", co->plugin->name, why);
+                        return EXIT_INVALID;
+                }
+                if (kversion_cmp(&co->binary, &ref->binary) != 0 || !kminor_eq(co->emulated, ref->emulated)) {
+                        cli_error("rollback: the components run different versions (%s and %s differ); finish the "
+                                  "rollout or roll back with cplet rollback --component first",
+                                  ref->plugin->name, co->plugin->name);
+                        return EXIT_INVALID;
+                }
+        }
+        kversion_format(&ref->binary, b);
+        kminor_format(ref->emulated, e);
+
+        if (c->emulated_version && !c->binary_version) {
+                kminor want;
+
+                if (kminor_parse_flag("--emulated-version", c->emulated_version, &want, NULL, NULL) >= 0 &&
+                    kminor_cmp(want, ref->emulated) >= 0) {
+                        cli_error("rollback: the emulated version in force is %s; %s is not lower (use cplet upgrade "
+                                  "to raise it)",
+                                  e, c->emulated_version);
+                        return EXIT_INVALID;
+                }
+                c->binary_version = strdup_printf("%s", b);
+        } else if (c->binary_version) {
+                kversion want;
+
+                if (kversion_parse(c->binary_version, &want, NULL) >= 0 && kversion_cmp(&want, &ref->binary) >= 0) {
+                        cli_error("rollback: the binaries run %s; %s is not older (use cplet upgrade)", b,
+                                  c->binary_version);
+                        return EXIT_INVALID;
+                }
+                /* The old binary must accept the emulated version in force (FACTS.md): keep it, so
+                 * that the plan is refused rather than lowering emulation behind the user's back. */
+                if (!c->emulated_version)
+                        c->emulated_version = strdup_printf("%s", e);
+        }
+        if (!c->binary_version || !c->emulated_version)
+                return EXIT_FAILED;
+        c->rollback_owned[0] = (char *) c->binary_version;
+        c->rollback_owned[1] = (char *) c->emulated_version;
+        return c->no_wait || c->dry_run ? cmd_upgrade(c) : cli_run_gated(c, "rollback");
+}
+
 int cmd_rollback(cli *c) {
         _cleanup_(store_freep) store *s = NULL;
         _cleanup_free_ char *error = NULL, *data = NULL, *name = NULL, *reason = NULL;
@@ -136,8 +203,20 @@ int cmd_rollback(cli *c) {
         size_t size;
         int r;
 
+        if (!c->component && !c->to_revision && (c->emulated_version || c->binary_version)) {
+                if (c->min_compat_version || c->image_repository) {
+                        cli_error("rollback: only --emulated-version or --binary-version (see cplet rollback --help)");
+                        return EXIT_INVALID;
+                }
+                return rollback_versions(c);
+        }
         if (!c->component || !c->to_revision) {
-                cli_error("rollback: --component and --to-revision are required (see cplet rollback --help)");
+                cli_error("rollback: give --component C --to-revision N, or --emulated-version E, or "
+                          "--binary-version V (see cplet rollback --help)");
+                return EXIT_INVALID;
+        }
+        if (c->emulated_version || c->binary_version) {
+                cli_error("rollback: --to-revision does not combine with version options");
                 return EXIT_INVALID;
         }
         number = strtoul(c->to_revision, &end, 10);
@@ -146,7 +225,8 @@ int cmd_rollback(cli *c) {
                 return EXIT_INVALID;
         }
         if (!c->no_wait && !c->dry_run) {
-                cli_error("rollback: waiting for health is not in this version; pass --no-wait (or --dry-run)");
+                cli_error("rollback --to-revision: waiting for health is not available for single revisions yet; "
+                          "pass --no-wait (or --dry-run), or roll back by version, which is gated");
                 return EXIT_INVALID;
         }
 

@@ -3,6 +3,8 @@
 
 #include "cli.h"
 #include "macro.h"
+#include "rollout.h"
+#include "store.h"
 
 static json_t *version_or_null(bool known, const char *s) {
         return known ? json_string(s) : json_null();
@@ -41,7 +43,33 @@ static const char *marked(char *buf, size_t size, bool known, const char *v, boo
         return buf;
 }
 
+/* The journal of a rollout that did not finish, or NULL. */
+static json_t *unfinished_rollout(cli *c) {
+        _cleanup_(store_freep) store *s = NULL;
+        json_t *j = NULL;
+
+        if (store_open(c->root, 0, false, &s, NULL) < 0 || store_journal_load(s, &j, NULL) < 0)
+                return NULL;
+        if (!rollout_journal_in_progress(j)) {
+                json_decref(j);
+                return NULL;
+        }
+        return j;
+}
+
+static json_t *rollout_summary(json_t *j) {
+        json_t *steps = json_object_get(j, "steps");
+        json_t *last = json_array_get(steps, json_array_size(steps) - 1);
+
+        return json_pack("{s:O, s:O, s:O, s:O, s:I, s:O, s:O}", "planId", json_object_get(j, "planId"), "command",
+                         json_object_get(j, "command"), "phase", json_object_get(j, "phase"), "target",
+                         json_object_get(j, "target"), "step", (json_int_t) json_array_size(steps), "component",
+                         last ? json_object_get(last, "component") : json_null(), "state",
+                         last ? json_object_get(last, "state") : json_null());
+}
+
 int cmd_status(cli *c) {
+        json_auto_t *journal = NULL;
         const node *n;
         int r;
 
@@ -49,6 +77,7 @@ int cmd_status(cli *c) {
         if (r != EXIT_OK)
                 return r;
         n = c->node;
+        journal = unfinished_rollout(c);
 
         if (c->json) {
                 json_auto_t *root = json_pack("{s:[]}", "components");
@@ -56,6 +85,8 @@ int cmd_status(cli *c) {
 
                 for (size_t i = 0; i < n->n_components; i++)
                         json_array_append_new(list, component_to_json(n, &n->components[i]));
+                if (journal)
+                        json_object_set_new(root, "interruptedRollout", rollout_summary(journal));
                 json_dumpf(root, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
                 fputc('\n', stdout);
                 return EXIT_OK;
@@ -85,6 +116,17 @@ int cmd_status(cli *c) {
 
                 if (!component_is_plannable(&n->components[i], &why))
                         printf("\n%s: %s\n", n->components[i].plugin->name, why);
+        }
+        if (journal) {
+                json_auto_t *sum = rollout_summary(journal);
+
+                printf("\nRollout %s (%s) did not finish: it stopped at step %lld (%s, %s).\n"
+                       "Run cplet resume to continue it, or cplet abort to undo it.\n",
+                       json_string_value(json_object_get(sum, "planId")) ?: "?",
+                       json_string_value(json_object_get(sum, "command")) ?: "?",
+                       (long long) json_integer_value(json_object_get(sum, "step")),
+                       json_string_value(json_object_get(sum, "component")) ?: "-",
+                       json_string_value(json_object_get(sum, "state")) ?: "-");
         }
         return EXIT_OK;
 }

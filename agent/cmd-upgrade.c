@@ -30,7 +30,7 @@ int cli_print_diff(const char *a, const char *b, const char *label_a, const char
         return 0;
 }
 
-static void new_plan_id(char buf[static 32]) {
+static void no_wait_plan_id(char buf[static 32]) {
         uint32_t rnd = 0;
 
         if (getrandom(&rnd, sizeof(rnd), GRND_NONBLOCK) != sizeof(rnd))
@@ -198,12 +198,11 @@ int cmd_upgrade(cli *c) {
         char plan_id[32];
         int r;
 
-        if (!c->no_wait && !c->dry_run) {
-                cli_error("upgrade: gated rollouts (waiting for each new process and its health, with automatic "
-                          "rollback) are not in this version; pass --no-wait to write the revisions without "
-                          "waiting, or --dry-run to see them");
-                return EXIT_INVALID;
-        }
+        if (!c->no_wait && !c->dry_run)
+                return cli_run_gated(c, "upgrade");
+        r = cli_refuse_if_interrupted(c);
+        if (r != EXIT_OK)
+                return r;
 
         /* Plan first, read-only: a refused plan leaves the node exactly as it was. */
         r = cli_compute_plan(c, &p, NULL);
@@ -240,6 +239,6 @@ int cmd_upgrade(cli *c) {
                 cli_error("%s", error ?: strerror(-r));
                 return cli_exit_code(r);
         }
-        new_plan_id(plan_id);
+        no_wait_plan_id(plan_id);
         return run_steps(c, s, p, plan_id);
 }

@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <string.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -17,6 +18,8 @@
 #define _printf_(a, b) __attribute__((format(printf, a, b)))
 #define _warn_unused_result_ __attribute__((warn_unused_result))
 
+#define MIN(a, b) ((a) < (b) ? (a) : (b))
+#define MAX(a, b) ((a) > (b) ? (a) : (b))
 #define ELEMENTSOF(x) (sizeof(x) / sizeof((x)[0]))
 
 /* Hands ownership out of a _cleanup_ variable. */
@@ -77,3 +80,7 @@ char *strdup_printf(const char *fmt, ...) _printf_(1, 2);
 
 /* True when s starts with prefix; returns the rest or NULL. */
 const char *startswith(const char *s, const char *prefix);
+
+/* Parses a duration as Kubernetes users write them: "0s", "30s", "5m", "1m30s", "500ms",
+ * "1h". A bare number is refused (seconds or milliseconds? say which). */
+int parse_duration(const char *s, uint64_t *ret_usec);

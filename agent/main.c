@@ -27,6 +27,11 @@ enum {
         OPT_DRY_RUN,
         OPT_COMPONENT,
         OPT_TO_REVISION,
+        OPT_STABLE_FOR,
+        OPT_STEP_TIMEOUT,
+        OPT_ON_FAILURE,
+        OPT_QUIET,
+        OPT_FORCE,
 };
 
 /* Bits for the command options a command accepts. */
@@ -35,6 +40,8 @@ enum {
         TAKES_WRITE = 1 << 1,     /* --no-wait, --dry-run */
         TAKES_COMPONENT = 1 << 2, /* --component */
         TAKES_REVISION = 1 << 3,  /* --to-revision */
+        TAKES_GATE = 1 << 4,      /* --stable-for, --step-timeout, --on-failure, --quiet */
+        TAKES_FORCE = 1 << 5,     /* --force */
 };
 
 typedef struct command {
@@ -84,30 +91,50 @@ static const command commands[] = {
         {
                 .name = "upgrade",
                 .run = cmd_upgrade,
-                .takes = TAKES_TARGET | TAKES_WRITE,
-                .summary = "execute the plan, one revision per step",
+                .takes = TAKES_TARGET | TAKES_WRITE | TAKES_GATE | TAKES_FORCE,
+                .summary = "execute the plan, step by step, each gated by process, versions and health",
                 .help = "Usage: cplet upgrade --binary-version V [--emulated-version E]\n"
                         "                     [--min-compatibility-version M] [--image-repository R]\n"
-                        "                     --no-wait [--dry-run] [--json]\n"
+                        "                     [--stable-for D] [--step-timeout D] [--on-failure rollback|stop]\n"
+                        "                     [--no-wait] [--dry-run] [--force] [--json|--quiet]\n"
                         "\n"
-                        "Executes the plan of cplet plan step by step: each step is written as a new\n"
-                        "revision of that component's manifest and swapped in atomically. Live manifests\n"
-                        "are adopted (revision 1) or recorded as an external edit first.\n"
+                        "Executes the plan of cplet plan step by step. Each step is written as a new\n"
+                        "revision and swapped in atomically; then cplet waits until a process runs with\n"
+                        "exactly the new command line (started after the swap), the component reports the\n"
+                        "step's versions (kube-apiserver /version), and the manifest's own probes answer\n"
+                        "2xx for the stability window. A step that fails or times out is restored to the\n"
+                        "previous revision (which must come back healthy), then the plan's completed steps\n"
+                        "are unwound in reverse (--on-failure rollback, the default) or left (stop).\n"
+                        "Every transition is journaled: after a crash, cplet resume or cplet abort.\n"
                         "\n"
-                        "  --no-wait   write every step without waiting for the component to restart and\n"
-                        "              become healthy (required: gated rollouts are not in this version)\n"
-                        "  --dry-run   print what would be written (a diff per step) and write nothing\n",
+                        "  --stable-for D      how long health must hold (default 10s; durations: 0s, 30s, 5m, 1m30s)\n"
+                        "  --step-timeout D    give up on a step after D (default 5m)\n"
+                        "  --on-failure P      rollback (default) or stop\n"
+                        "  --no-wait           write every step without waiting (image builders, offline nodes)\n"
+                        "  --dry-run           print what would be written (a diff per step) and write nothing\n"
+                        "  --force             allow lowering the min-compatibility version below its high-water mark\n"
+                        "  --json              one JSON object per transition; --quiet: errors only\n"
+                        "\n"
+                        "Exit status: 0 done, 1 a step failed (restored and unwound as said) or interrupted,\n"
+                        "2 invalid input or a plan refused by the safety rules.\n",
         },
         {
                 .name = "rollback",
                 .run = cmd_rollback,
-                .takes = TAKES_COMPONENT | TAKES_REVISION | TAKES_WRITE,
-                .summary = "write an earlier revision of a component back, as a new revision",
-                .help = "Usage: cplet rollback --component C --to-revision N --no-wait [--dry-run]\n"
+                .takes = TAKES_COMPONENT | TAKES_REVISION | TAKES_WRITE | TAKES_TARGET | TAKES_GATE | TAKES_FORCE,
+                .summary = "go back: to an earlier emulated or binary version (gated), or to a revision",
+                .help = "Usage: cplet rollback --emulated-version E [gate options]\n"
+                        "       cplet rollback --binary-version V [gate options]\n"
+                        "       cplet rollback --component C --to-revision N --no-wait [--dry-run]\n"
                         "\n"
-                        "Writes revision N's content back as a new revision (history only grows), after\n"
-                        "checking that the resulting state is one the binaries accept and that the skew\n"
-                        "rules between components hold. Otherwise exits 2 with the reason.\n",
+                        "--emulated-version lowers the emulated version one minor at a time, components in\n"
+                        "reverse order, never below the min-compatibility version in force; each step\n"
+                        "gated like an upgrade step (see cplet upgrade --help for the gate options).\n"
+                        "--binary-version goes back to an older binary, in reverse order, only when that\n"
+                        "binary accepts the emulated and min-compatibility versions in force.\n"
+                        "--to-revision writes revision N's content back as a new revision (history only\n"
+                        "grows), after checking that the result is valid for the binaries and the skew\n"
+                        "rules. Refusals exit 2 with the reason.\n",
         },
         {
                 .name = "flags",
@@ -126,6 +153,28 @@ static const command commands[] = {
                         "--emulation-forward-compatible...) are refused: they go through plan/upgrade.\n"
                         "A value must be a single command-line item: no white space or control\n"
                         "characters.\n",
+        },
+        {
+                .name = "resume",
+                .run = cmd_resume,
+                .takes = TAKES_GATE,
+                .summary = "continue a rollout that was interrupted (crash, reboot, signal)",
+                .help = "Usage: cplet resume [--stable-for D] [--step-timeout D] [--on-failure P] [--json|--quiet]\n"
+                        "\n"
+                        "Checks the live manifests against the rollout journal (a change made since is\n"
+                        "refused), waits for the step that was interrupted, then continues the plan to the\n"
+                        "same target. Options default to those the rollout began with.\n",
+        },
+        {
+                .name = "abort",
+                .run = cmd_abort,
+                .takes = TAKES_GATE,
+                .summary = "undo an interrupted rollout: unwind its completed steps in reverse",
+                .help = "Usage: cplet abort [--stable-for D] [--step-timeout D] [--json|--quiet]\n"
+                        "\n"
+                        "Checks the live manifests against the rollout journal, then restores, in reverse\n"
+                        "order and gated, the revision each completed step replaced: the node returns to\n"
+                        "the state before the plan.\n",
         },
         {
                 .name = "history",
@@ -275,7 +324,8 @@ static const command *find_command(const char *name) {
 static int split_flags_command(int argc, char *argv[], char ***ret_argv, int *ret_argc, cli *c) {
         static const char *const with_value[] = { "--root", "--config", "--plugin-dir", "--binary-version",
                                                   "--emulated-version", "--min-compatibility-version",
-                                                  "--image-repository", "--component", "--to-revision" };
+                                                  "--image-repository", "--component", "--to-revision",
+                                                  "--stable-for", "--step-timeout", "--on-failure" };
         static const char *const own_booleans[] = { "--no-wait", "--dry-run", "--json", "--help", "-h" };
         char **out = calloc(argc + 1, sizeof(char *));
         int n = 0, i;
@@ -339,11 +389,16 @@ int main(int argc, char *argv[]) {
                 { "dry-run", no_argument, NULL, OPT_DRY_RUN },
                 { "component", required_argument, NULL, OPT_COMPONENT },
                 { "to-revision", required_argument, NULL, OPT_TO_REVISION },
+                { "stable-for", required_argument, NULL, OPT_STABLE_FOR },
+                { "step-timeout", required_argument, NULL, OPT_STEP_TIMEOUT },
+                { "on-failure", required_argument, NULL, OPT_ON_FAILURE },
+                { "quiet", no_argument, NULL, OPT_QUIET },
+                { "force", no_argument, NULL, OPT_FORCE },
                 {},
         };
         _cleanup_free_ char *plugin_dir = NULL;
         const char *root = "/", *target_option = NULL, *write_option = NULL, *component_option = NULL,
-                   *revision_option = NULL;
+                   *revision_option = NULL, *gate_option = NULL, *force_option = NULL;
         _cleanup_free_ char **argv_main = NULL;
         _cleanup_free_ char *command_line = NULL;
         _cleanup_free_ char **flags_args = NULL;
@@ -416,6 +471,26 @@ int main(int argc, char *argv[]) {
                         c.to_revision = optarg;
                         revision_option = "--to-revision";
                         break;
+                case OPT_STABLE_FOR:
+                        c.stable_for = optarg;
+                        gate_option = "--stable-for";
+                        break;
+                case OPT_STEP_TIMEOUT:
+                        c.step_timeout = optarg;
+                        gate_option = "--step-timeout";
+                        break;
+                case OPT_ON_FAILURE:
+                        c.on_failure = optarg;
+                        gate_option = "--on-failure";
+                        break;
+                case OPT_QUIET:
+                        c.quiet = true;
+                        gate_option = "--quiet";
+                        break;
+                case OPT_FORCE:
+                        c.force = true;
+                        force_option = "--force";
+                        break;
                 case ':':
                         cli_error("option %s needs a value", argv_main[optind - 1]);
                         return EXIT_INVALID;
@@ -456,6 +531,8 @@ int main(int argc, char *argv[]) {
                                         : write_option && !(cmd->takes & TAKES_WRITE)         ? write_option
                                         : component_option && !(cmd->takes & TAKES_COMPONENT) ? component_option
                                         : revision_option && !(cmd->takes & TAKES_REVISION)   ? revision_option
+                                        : gate_option && !(cmd->takes & TAKES_GATE)           ? gate_option
+                                        : force_option && !(cmd->takes & TAKES_FORCE)         ? force_option
                                                                                                : NULL;
 
                 if (misplaced) {
@@ -481,5 +558,7 @@ int main(int argc, char *argv[]) {
         plugin_set_free(c.plugins);
         config_done(&c.config);
         free(c.root);
+        free(c.rollback_owned[0]);
+        free(c.rollback_owned[1]);
         return ret;
 }

@@ -35,3 +35,43 @@ const char *startswith(const char *s, const char *prefix) {
 
         return strncmp(s, prefix, l) == 0 ? s + l : NULL;
 }
+
+int parse_duration(const char *s, uint64_t *ret_usec) {
+        static const struct {
+                const char *unit;
+                uint64_t usec;
+        } units[] = {
+                { "ms", 1000ULL }, { "h", 3600ULL * 1000000ULL }, { "m", 60ULL * 1000000ULL }, { "s", 1000000ULL },
+        };
+        uint64_t total = 0;
+        const char *p = s;
+
+        if (!s || !*s)
+                return -EINVAL;
+        while (*p) {
+                uint64_t n = 0;
+                size_t k;
+                bool matched = false;
+
+                if (*p < '0' || *p > '9')
+                        return -EINVAL;
+                for (; *p >= '0' && *p <= '9'; p++) {
+                        n = n * 10 + (uint64_t) (*p - '0');
+                        if (n > 1000000000ULL)
+                                return -ERANGE;
+                }
+                for (k = 0; k < ELEMENTSOF(units); k++)
+                        if (startswith(p, units[k].unit)) {
+                                total += n * units[k].usec;
+                                p += strlen(units[k].unit);
+                                matched = true;
+                                break;
+                        }
+                if (!matched)
+                        return -EINVAL;
+                if (total > 7ULL * 24 * 3600 * 1000000ULL)
+                        return -ERANGE;
+        }
+        *ret_usec = total;
+        return 0;
+}

@@ -1,0 +1,411 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Gated rollouts from the command line: upgrade (without --no-wait), rollback by version,
+ * resume and abort. Progress: one line per step on a terminal (rewritten while waiting),
+ * JSON lines with --json, errors only with --quiet. */
+
+#include <errno.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include "cli.h"
+#include "macro.h"
+#include "plan.h"
+#include "probe.h"
+#include "rollout.h"
+#include "store.h"
+
+typedef struct output {
+        cli *c;
+        bool tty;
+        uint64_t started;
+        size_t steps_done;
+        uint64_t detection_sum;
+} output;
+
+static uint64_t now_usec(void) {
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * 1000000ULL + (uint64_t) ts.tv_nsec / 1000;
+}
+
+static void on_progress(const rollout_event *ev, void *userdata) {
+        output *o = userdata;
+        char step[32] = "";
+
+        if (o->c->json) {
+                json_auto_t *j = json_pack("{s:s, s:I, s:s?, s:s?, s:I, s:s?, s:f, s:f}", "event", ev->event, "step",
+                                           (json_int_t) ev->step, "component", ev->component, "kind", ev->kind,
+                                           "revision", (json_int_t) ev->revision, "detail", ev->detail, "elapsed",
+                                           ev->elapsed_usec / 1e6, "detectionLatency", ev->detection_usec / 1e6);
+
+                if (j) {
+                        json_dumpf(j, stdout, JSON_COMPACT | JSON_PRESERVE_ORDER);
+                        fputc('\n', stdout);
+                        fflush(stdout);
+                }
+                return;
+        }
+        if (o->c->quiet)
+                return;
+        if (ev->n_planned > 0)
+                snprintf(step, sizeof(step), "[%zu/%zu]", ev->step, ev->n_planned);
+        else
+                snprintf(step, sizeof(step), "[%s]", ev->kind ?: "");
+
+        if (streq(ev->event, "waiting")) {
+                if (o->tty) {
+                        printf("\r\033[K%-8s %-24s %-18s revision %-4u waiting for %s (%.1fs)", step, ev->component,
+                               ev->kind, ev->revision, ev->detail ?: "", ev->elapsed_usec / 1e6);
+                        fflush(stdout);
+                }
+        } else if (streq(ev->event, "done") || streq(ev->event, "failed")) {
+                if (o->tty)
+                        printf("\r\033[K");
+                printf("%-8s %-24s %-18s revision %-4u %s in %.2fs%s%s\n", step, ev->component, ev->kind,
+                       ev->revision, streq(ev->event, "done") ? "healthy" : "FAILED", ev->elapsed_usec / 1e6,
+                       ev->detail ? ": " : "", ev->detail ?: "");
+                if (streq(ev->event, "done")) {
+                        o->steps_done++;
+                        o->detection_sum += ev->detection_usec;
+                }
+        } else if (streq(ev->event, "restore") || streq(ev->event, "unwind")) {
+                printf("%-8s %-24s %-18s back to revision %u\n", step, ev->component, ev->event, ev->revision);
+        }
+        fflush(stdout);
+}
+
+static int parse_options(cli *c, rollout_options *ret) {
+        rollout_options o = {
+                .stable_usec = ROLLOUT_STABLE_DEFAULT_USEC,
+                .step_timeout_usec = ROLLOUT_TIMEOUT_DEFAULT_USEC,
+                .unwind_on_failure = true,
+        };
+
+        if (c->stable_for && parse_duration(c->stable_for, &o.stable_usec) < 0) {
+                cli_error("--stable-for \"%s\": expected a duration such as 0s, 10s, 1m30s", c->stable_for);
+                return -EINVAL;
+        }
+        if (c->step_timeout && (parse_duration(c->step_timeout, &o.step_timeout_usec) < 0 || o.step_timeout_usec == 0)) {
+                cli_error("--step-timeout \"%s\": expected a duration such as 30s, 5m", c->step_timeout);
+                return -EINVAL;
+        }
+        if (c->on_failure) {
+                if (streq(c->on_failure, "rollback"))
+                        o.unwind_on_failure = true;
+                else if (streq(c->on_failure, "stop"))
+                        o.unwind_on_failure = false;
+                else {
+                        cli_error("--on-failure \"%s\": expected rollback or stop", c->on_failure);
+                        return -EINVAL;
+                }
+        }
+        *ret = o;
+        return 0;
+}
+
+static volatile bool interrupted;
+
+static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
+        interrupted = true;
+        return 0;
+}
+
+/* Everything a gated run needs besides the plan. */
+typedef struct session {
+        store *store;
+        sd_event *event;
+        http_client *http;
+        rollout *rollout;
+        int lock_fd;
+        output out;
+} session;
+
+static void session_done(session *s) {
+        rollout_free(s->rollout);
+        http_client_free(s->http);
+        sd_event_unref(s->event);
+        store_free(s->store);
+        if (s->lock_fd >= 0)
+                close(s->lock_fd);
+        *s = (session){ .lock_fd = -EBADF };
+}
+
+/* Takes the lock, reads the node again under it, opens the store for writing and sets up one
+ * event loop with SIGINT/SIGTERM as sources: a signal ends the wait, never a write. */
+static int session_open(cli *c, session *s, const rollout_options *o) {
+        _cleanup_free_ char *error = NULL;
+        sigset_t mask;
+        int r;
+
+        *s = (session){ .lock_fd = -EBADF };
+        r = cli_lock(c, &s->lock_fd);
+        if (r != EXIT_OK)
+                return r;
+        c->node = node_free(c->node);
+        r = cli_load_node(c);
+        if (r != EXIT_OK)
+                return r;
+        r = store_open(c->root, c->config.keep_revisions, true, &s->store, &error);
+        if (r < 0) {
+                cli_error("%s", error ?: strerror(-r));
+                return cli_exit_code(r);
+        }
+
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGINT);
+        sigaddset(&mask, SIGTERM);
+        if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0 || sd_event_new(&s->event) < 0 ||
+            sd_event_add_signal(s->event, NULL, SIGINT, on_signal, NULL) < 0 ||
+            sd_event_add_signal(s->event, NULL, SIGTERM, on_signal, NULL) < 0 ||
+            http_client_new(s->event, &s->http) < 0 ||
+            rollout_new(s->store, c->node, s->event, s->http, o, &s->rollout) < 0) {
+                cli_error("cannot set up the event loop");
+                return EXIT_FAILED;
+        }
+        s->out = (output){ .c = c, .tty = isatty(STDOUT_FILENO), .started = now_usec() };
+        s->rollout->progress = on_progress;
+        s->rollout->userdata = &s->out;
+        s->rollout->interrupted = &interrupted;
+        return EXIT_OK;
+}
+
+static void new_plan_id(char buf[static 32]) {
+        uint32_t rnd = 0;
+
+        if (getrandom(&rnd, sizeof(rnd), GRND_NONBLOCK) != sizeof(rnd))
+                rnd = (uint32_t) getpid();
+        snprintf(buf, 32, "plan-%08x", rnd);
+}
+
+int cli_refuse_if_interrupted(cli *c) {
+        _cleanup_(store_freep) store *s = NULL;
+        json_auto_t *j = NULL;
+
+        if (store_open(c->root, 0, false, &s, NULL) < 0 || store_journal_load(s, &j, NULL) < 0)
+                return EXIT_OK;
+        if (!rollout_journal_in_progress(j))
+                return EXIT_OK;
+        cli_error("rollout %s (%s) did not finish: run cplet resume to continue it or cplet abort to undo it first",
+                  json_string_value(json_object_get(j, "planId")) ?: "?",
+                  json_string_value(json_object_get(j, "command")) ?: "?");
+        return EXIT_INVALID;
+}
+
+/* Ends a run: journal phase, summary line, exit code. */
+static int conclude(cli *c, session *s, int r, const char *verb) {
+        double secs = (now_usec() - s->out.started) / 1e6;
+
+        if (r == -EINTR) {
+                cli_error("interrupted: the journal keeps the rollout where it stopped (nothing half-written); "
+                          "run cplet resume to continue or cplet abort to undo it");
+                return EXIT_FAILED;
+        }
+        if (r == 0) {
+                (void) rollout_finish(s->rollout, streq(verb, "abort") ? "aborted" : "done");
+                if (!c->quiet && !c->json)
+                        printf("%s complete: %zu step%s in %.2fs.\n", verb, s->out.steps_done,
+                               s->out.steps_done == 1 ? "" : "s", secs);
+                if (c->json)
+                        printf("{\"event\":\"finished\",\"result\":\"done\",\"elapsed\":%.6f}\n", secs);
+                return EXIT_OK;
+        }
+        (void) rollout_finish(s->rollout, "failed");
+        if (c->json)
+                printf("{\"event\":\"finished\",\"result\":\"failed\",\"elapsed\":%.6f}\n", secs);
+        cli_error("%s failed: %s", verb, s->rollout->error ?: strerror(-r));
+        return EXIT_FAILED;
+}
+
+static json_t *target_to_json(cli *c) {
+        return json_pack("{s:s?, s:s?, s:s?, s:s?}", "binaryVersion", c->binary_version, "emulatedVersion",
+                         c->emulated_version, "minCompatibilityVersion", c->min_compat_version, "imageRepository",
+                         c->image_repository);
+}
+
+int cli_run_gated(cli *c, const char *command) {
+        _cleanup_(plan_freep) plan *p = NULL;
+        _cleanup_free_ char *error = NULL;
+        json_auto_t *target = NULL;
+        rollout_options o;
+        session s = { .lock_fd = -EBADF };
+        char plan_id[32];
+        int r;
+
+        if (parse_options(c, &o) < 0)
+                return EXIT_INVALID;
+        r = cli_refuse_if_interrupted(c);
+        if (r != EXIT_OK)
+                return r;
+        /* Plan first, read-only: a refused plan leaves the node exactly as it was. */
+        r = cli_compute_plan(c, &p, NULL);
+        if (r != EXIT_OK)
+                return r;
+        if (p->n_steps == 0) {
+                if (!c->quiet)
+                        printf(c->json ? "{\"event\":\"finished\",\"result\":\"nothing to do\"}\n"
+                                       : "Nothing to do: the node is already at the target.\n");
+                return EXIT_OK;
+        }
+
+        r = session_open(c, &s, &o);
+        if (r == EXIT_OK) {
+                p = plan_free(p);
+                r = cli_compute_plan(c, &p, NULL); /* again, under the lock */
+        }
+        if (r != EXIT_OK) {
+                session_done(&s);
+                return r;
+        }
+        target = target_to_json(c);
+        new_plan_id(plan_id);
+        r = target ? rollout_begin(s.rollout, plan_id, command, target, &error) : -ENOMEM;
+        if (r < 0) {
+                cli_error("%s", error ?: strerror(-r));
+                session_done(&s);
+                return EXIT_FAILED;
+        }
+        if (!c->quiet && !c->json)
+                printf("%s %s: %zu steps (stable for %.0fs, step timeout %.0fs, on failure: %s)\n", command, plan_id,
+                       p->n_steps, o.stable_usec / 1e6, o.step_timeout_usec / 1e6,
+                       o.unwind_on_failure ? "rollback" : "stop");
+        r = rollout_run(s.rollout, p);
+        r = conclude(c, &s, r, command);
+        session_done(&s);
+        return r;
+}
+
+/* Loads the unfinished journal; EXIT_OK with *ret NULL when there is none. */
+static int load_journal(cli *c, session *s, json_t **ret) {
+        _cleanup_free_ char *error = NULL;
+        json_t *j = NULL;
+        int r;
+
+        r = store_journal_load(s->store, &j, &error);
+        if (r == -ENOENT || (r >= 0 && !rollout_journal_in_progress(j))) {
+                json_decref(j);
+                *ret = NULL;
+                return EXIT_OK;
+        }
+        if (r < 0) {
+                cli_error("%s", error ?: strerror(-r));
+                return EXIT_INVALID;
+        }
+        *ret = j;
+        return EXIT_OK;
+}
+
+static void options_from_journal(json_t *j, rollout_options *o) {
+        json_t *opts = json_object_get(j, "options");
+
+        if (json_is_integer(json_object_get(opts, "stableForUsec")))
+                o->stable_usec = (uint64_t) json_integer_value(json_object_get(opts, "stableForUsec"));
+        if (json_is_integer(json_object_get(opts, "stepTimeoutUsec")))
+                o->step_timeout_usec = (uint64_t) json_integer_value(json_object_get(opts, "stepTimeoutUsec"));
+        if (json_is_string(json_object_get(opts, "onFailure")))
+                o->unwind_on_failure = streq(json_string_value(json_object_get(opts, "onFailure")), "rollback");
+}
+
+static int take_over(cli *c, session *s, json_t *j, bool settle) {
+        _cleanup_free_ char *error = NULL;
+        int r = rollout_take_over(s->rollout, j, settle, &error);
+
+        if (r == -ESTALE) {
+                cli_error("%s", error ?: "the node changed since the rollout was interrupted");
+                return EXIT_INVALID;
+        }
+        if (r < 0 && r != -EIO && r != -EINTR && !s->rollout->error) {
+                cli_error("%s", error ?: strerror(-r));
+                return EXIT_FAILED;
+        }
+        return r == 0 ? EXIT_OK : conclude(c, s, r, settle ? "resume" : "abort");
+}
+
+int cmd_resume(cli *c) {
+        json_auto_t *j = NULL;
+        _cleanup_(plan_freep) plan *p = NULL;
+        rollout_options o;
+        session s = { .lock_fd = -EBADF };
+        json_t *t;
+        int r;
+
+        if (parse_options(c, &o) < 0)
+                return EXIT_INVALID;
+        r = session_open(c, &s, &o);
+        if (r == EXIT_OK)
+                r = load_journal(c, &s, &j);
+        if (r != EXIT_OK || !j) {
+                if (r == EXIT_OK && !c->quiet)
+                        printf("Nothing to resume: no rollout was interrupted.\n");
+                session_done(&s);
+                return r;
+        }
+        options_from_journal(j, &s.rollout->options);
+        if (c->stable_for || c->step_timeout || c->on_failure)
+                s.rollout->options = o;
+
+        if (!c->quiet && !c->json)
+                printf("Resuming %s %s.\n", json_string_value(json_object_get(j, "command")) ?: "rollout",
+                       json_string_value(json_object_get(j, "planId")) ?: "?");
+        r = take_over(c, &s, j, true);
+        if (r != EXIT_OK) {
+                session_done(&s);
+                return r;
+        }
+        if (streq(json_string_value(json_object_get(j, "phase")) ?: "", "unwinding")) {
+                r = conclude(c, &s, rollout_unwind(s.rollout), "abort");
+                session_done(&s);
+                return r;
+        }
+
+        /* The rest of the way: plan again from the node as it now stands to the same target. */
+        t = json_object_get(j, "target");
+        c->binary_version = json_string_value(json_object_get(t, "binaryVersion"));
+        c->emulated_version = json_string_value(json_object_get(t, "emulatedVersion"));
+        c->min_compat_version = json_string_value(json_object_get(t, "minCompatibilityVersion"));
+        c->image_repository = json_string_value(json_object_get(t, "imageRepository"));
+        c->force = true; /* the high-water mark was checked when the rollout began */
+        r = cli_compute_plan(c, &p, NULL);
+        if (r != EXIT_OK) {
+                session_done(&s);
+                return r;
+        }
+        r = conclude(c, &s, rollout_run(s.rollout, p), "resume");
+        session_done(&s);
+        return r;
+}
+
+int cmd_abort(cli *c) {
+        json_auto_t *j = NULL;
+        rollout_options o;
+        session s = { .lock_fd = -EBADF };
+        int r;
+
+        if (parse_options(c, &o) < 0)
+                return EXIT_INVALID;
+        r = session_open(c, &s, &o);
+        if (r == EXIT_OK)
+                r = load_journal(c, &s, &j);
+        if (r != EXIT_OK || !j) {
+                if (r == EXIT_OK && !c->quiet)
+                        printf("Nothing to abort: no rollout was interrupted.\n");
+                session_done(&s);
+                return r;
+        }
+        options_from_journal(j, &s.rollout->options);
+        if (c->stable_for || c->step_timeout)
+                s.rollout->options = o;
+        s.rollout->options.unwind_on_failure = true;
+
+        if (!c->quiet && !c->json)
+                printf("Aborting %s %s: unwinding its completed steps.\n",
+                       json_string_value(json_object_get(j, "command")) ?: "rollout",
+                       json_string_value(json_object_get(j, "planId")) ?: "?");
+        r = take_over(c, &s, j, false);
+        if (r == EXIT_OK)
+                r = conclude(c, &s, rollout_unwind(s.rollout), "abort");
+        session_done(&s);
+        return r;
+}

@@ -1,0 +1,62 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#pragma once
+
+/* The gate of a rollout step: after a manifest is swapped in, wait until
+ *   1. a process runs with exactly the manifest's command line, started after the swap;
+ *   2. the component reports the step's versions (where its plugin reads them);
+ *   3. the manifest's own probes answer 2xx, held for the stability window;
+ * or fail: timeout, the process exited, wrong versions. Everything runs on one sd-event
+ * loop: /proc is looked at on a short timer while a process is awaited, probes are issued
+ * back to back while waiting and spaced out during the stability window. */
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <systemd/sd-event.h>
+
+#include "plugin-loader.h"
+#include "probe.h"
+#include "version.h"
+
+typedef enum gate_phase {
+        GATE_PROCESS,
+        GATE_VERSIONS,
+        GATE_HEALTH,
+        GATE_STABLE,
+        GATE_DONE,
+} gate_phase;
+
+const char *gate_phase_to_string(gate_phase p);
+
+typedef struct gate_spec {
+        json_t *container; /* the container of the manifest that was swapped in (borrowed) */
+        const plugin *plugin;
+        kversion binary; /* expected versions (reported ones are checked where available) */
+        kminor emulated;
+        kminor min_compat;
+        uint64_t not_before_ticks; /* the swap time, boot_ticks_now() before the rename */
+        uint64_t stable_usec;
+        uint64_t timeout_usec;
+        /* Called on every phase change (may be NULL). */
+        void (*progress)(gate_phase phase, const char *detail, void *userdata);
+        void *userdata;
+        /* Set (by the caller's signal handler on the same loop) to stop waiting: -EINTR. */
+        const volatile bool *interrupted;
+} gate_spec;
+
+typedef struct gate_result {
+        bool ok;
+        gate_phase phase;     /* where it stopped */
+        char *message;        /* why it failed, with the last probe result */
+        uint64_t healthy_usec; /* monotonic time the probes first all answered 2xx */
+        uint64_t noticed_usec; /* monotonic time cplet saw it (the gate's detection moment) */
+        uint64_t done_usec;
+        proc_info process;
+} gate_result;
+
+void gate_result_done(gate_result *r);
+
+/* Runs the event loop until the gate opens or fails. Returns 0 with *ret filled (ret->ok says
+ * which), or a negative errno if waiting itself was impossible; -EINTR when *interrupted
+ * became true (a signal source of the caller's on the same loop). */
+int gate_wait(sd_event *e, http_client *http, const gate_spec *spec, gate_result *ret);

@@ -1,0 +1,945 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include <curl/curl.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/epoll.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cplet-build.h"
+#include "macro.h"
+#include "probe.h"
+
+/* A control-plane command line is a few KiB; anything far larger is not one we are after. */
+#define PROC_CMDLINE_MAX (128 * 1024)
+/* 52 numeric fields and a comm of at most 64 bytes fit easily. */
+#define PROC_STAT_MAX 4096
+#define PROBE_HOST_MAX 253
+#define PROBE_PATH_MAX 4096
+/* A Pod lists a handful of ports; the kubelet itself bounds nothing, we do. */
+#define CONTAINER_PORTS_MAX 1024
+/* Interpreter layers skipped in front of a script (env → python3 → script). */
+#define INTERPRETER_SKIP_MAX 2
+
+/* ------------------------------------------------------------------------------------------ */
+/* Probes from a container */
+
+void http_probe_done(http_probe *p) {
+        if (!p)
+                return;
+        free(p->scheme);
+        free(p->host);
+        free(p->path);
+        *p = (http_probe){};
+}
+
+void http_probes_free(http_probe *probes, size_t n) {
+        for (size_t i = 0; i < n; i++)
+                http_probe_done(&probes[i]);
+        free(probes);
+}
+
+char *http_probe_url(const http_probe *p) {
+        /* An IPv6 literal needs brackets to be told apart from the port. */
+        bool v6 = strchr(p->host, ':') && p->host[0] != '[';
+
+        return strdup_printf("%s://%s%s%s:%u%s", streq(p->scheme, "HTTPS") ? "https" : "http", v6 ? "[" : "",
+                             p->host, v6 ? "]" : "", (unsigned) p->port, p->path);
+}
+
+static bool valid_host(const char *s) {
+        size_t n = strlen(s);
+
+        if (n == 0 || n > PROBE_HOST_MAX)
+                return false;
+        /* Host names and IP literals only: anything else ('@', '/', '#', spaces) would change what
+         * the URL means. */
+        for (const char *c = s; *c; c++)
+                if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
+                      strchr(".-_:", *c)))
+                        return false;
+        return true;
+}
+
+static bool valid_path(const char *s) {
+        if (strlen(s) > PROBE_PATH_MAX)
+                return false;
+        /* curl refuses spaces and control characters; a fragment is never sent. */
+        for (const unsigned char *c = (const unsigned char *) s; *c; c++)
+                if (*c <= ' ' || *c == 0x7f || *c == '#')
+                        return false;
+        return true;
+}
+
+/* The kubelet builds the URL with Go's url.URL, which puts a '/' in front of a relative path
+ * ("livez?exclude=etcd", as OpenShift's manifests spell it); an empty path was defaulted to
+ * "/" when the pod was decoded. */
+static char *normalize_path(const char *path) {
+        if (!path || !*path)
+                return strdup("/");
+        if (path[0] == '/')
+                return strdup(path);
+        return strdup_printf("/%s", path);
+}
+
+static int normalize_scheme(const char *s, char **ret) {
+        const char *v;
+
+        if (!s || !*s || strcasecmp(s, "HTTP") == 0)
+                v = "HTTP";
+        else if (strcasecmp(s, "HTTPS") == 0)
+                v = "HTTPS";
+        else
+                return -EINVAL;
+        *ret = strdup(v);
+        return *ret ? 0 : -ENOMEM;
+}
+
+static int resolve_port(json_t *container, const char *kind, json_t *port, uint16_t *ret, char **ret_error) {
+        json_int_t v;
+
+        if (!port || json_is_null(port))
+                return set_error(ret_error, -EINVAL, "%s: httpGet has no port", kind);
+        if (json_is_integer(port))
+                v = json_integer_value(port);
+        else if (json_is_string(port)) {
+                /* An IANA name: the kubelet looks it up among the container's ports. */
+                const char *name = json_string_value(port);
+                json_t *ports = json_object_get(container, "ports"), *item;
+                size_t i;
+                bool found = false;
+
+                if (json_is_array(ports) && json_array_size(ports) <= CONTAINER_PORTS_MAX)
+                        json_array_foreach(ports, i, item) {
+                                const char *n = json_string_value(json_object_get(item, "name"));
+                                json_t *cp = json_object_get(item, "containerPort");
+
+                                if (!n || !streq(n, name))
+                                        continue;
+                                if (!json_is_integer(cp))
+                                        return set_error(ret_error, -EINVAL,
+                                                         "%s: port \"%s\" has no numeric containerPort", kind,
+                                                         name);
+                                v = json_integer_value(cp);
+                                found = true;
+                                break;
+                        }
+                if (!found)
+                        return set_error(ret_error, -EINVAL, "%s: port \"%s\" is not a port of the container",
+                                         kind, name);
+        } else
+                return set_error(ret_error, -EINVAL, "%s: port is neither a number nor a port name", kind);
+
+        if (v < 1 || v > 65535)
+                return set_error(ret_error, -ERANGE, "%s: port %lld is out of range 1..65535", kind,
+                                 (long long) v);
+        *ret = (uint16_t) v;
+        return 0;
+}
+
+/* Returns 1 and fills *ret for an httpGet probe, 0 when the probe is absent or of another kind. */
+static int probe_from_json(json_t *container, const char *kind, http_probe *ret, char **ret_error) {
+        json_t *probe = json_object_get(container, kind), *get, *v;
+        _cleanup_(http_probe_done) http_probe p = {};
+        const char *s;
+        int r;
+
+        if (!probe || json_is_null(probe))
+                return 0;
+        if (!json_is_object(probe))
+                return set_error(ret_error, -EINVAL, "%s: not a mapping", kind);
+        get = json_object_get(probe, "httpGet");
+        if (!get || json_is_null(get))
+                return 0; /* exec, tcpSocket or grpc: not something cplet runs */
+        if (!json_is_object(get))
+                return set_error(ret_error, -EINVAL, "%s: httpGet is not a mapping", kind);
+
+        v = json_object_get(get, "scheme");
+        if (v && !json_is_null(v) && !json_is_string(v))
+                return set_error(ret_error, -EINVAL, "%s: scheme is not a string", kind);
+        r = normalize_scheme(json_string_value(v), &p.scheme);
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0)
+                return set_error(ret_error, r, "%s: scheme \"%s\" is neither HTTP nor HTTPS", kind,
+                                 json_string_value(v));
+
+        /* The kubelet's default is the pod IP, which for a hostNetwork static pod is the node's;
+         * the loopback address reaches the same listener without knowing it. */
+        v = json_object_get(get, "host");
+        if (v && !json_is_null(v) && !json_is_string(v))
+                return set_error(ret_error, -EINVAL, "%s: host is not a string", kind);
+        s = json_string_value(v);
+        if (s && *s && !valid_host(s))
+                return set_error(ret_error, -EINVAL, "%s: host \"%s\" is not a host name or IP address", kind, s);
+        p.host = strdup(s && *s ? s : "127.0.0.1");
+        if (!p.host)
+                return -ENOMEM;
+
+        r = resolve_port(container, kind, json_object_get(get, "port"), &p.port, ret_error);
+        if (r < 0)
+                return r;
+
+        v = json_object_get(get, "path");
+        if (v && !json_is_null(v) && !json_is_string(v))
+                return set_error(ret_error, -EINVAL, "%s: path is not a string", kind);
+        s = json_string_value(v);
+        if (s && !valid_path(s))
+                return set_error(ret_error, -EINVAL, "%s: path \"%.64s\" contains characters a URL cannot carry",
+                                 kind, s);
+        p.path = normalize_path(s);
+        if (!p.path)
+                return -ENOMEM;
+
+        *ret = p;
+        p = (http_probe){};
+        return 1;
+}
+
+static bool http_probe_equal(const http_probe *a, const http_probe *b) {
+        return streq(a->scheme, b->scheme) && streq(a->host, b->host) && a->port == b->port &&
+               streq(a->path, b->path);
+}
+
+static int probes_from_plugin(const plugin *p, http_probe **ret, size_t *ret_n, char **ret_error) {
+        http_probe *probes;
+        size_t n = 0;
+        int r;
+
+        if (!p || p->n_health_endpoints == 0 || !p->health_endpoints)
+                return set_error(ret_error, -ENOENT,
+                                 "the container has no httpGet probe and plugin %s names no health endpoint",
+                                 p && p->name ? p->name : "(none)");
+
+        probes = calloc(p->n_health_endpoints, sizeof(http_probe));
+        if (!probes)
+                return -ENOMEM;
+        for (; n < p->n_health_endpoints; n++) {
+                const struct cplet_health_endpoint *e = &p->health_endpoints[n];
+
+                r = normalize_scheme(e->scheme, &probes[n].scheme);
+                if (r == -EINVAL)
+                        r = set_error(ret_error, r, "plugin %s: health endpoint %zu: scheme \"%s\" is neither "
+                                      "HTTP nor HTTPS", p->name, n, e->scheme);
+                else if (r >= 0 && (e->port == 0 || (e->path && !valid_path(e->path))))
+                        r = set_error(ret_error, -EINVAL, "plugin %s: health endpoint %zu is invalid", p->name,
+                                      n);
+                if (r >= 0) {
+                        probes[n].host = strdup("127.0.0.1");
+                        probes[n].port = e->port;
+                        probes[n].path = normalize_path(e->path);
+                        if (!probes[n].host || !probes[n].path)
+                                r = -ENOMEM;
+                }
+                if (r < 0) {
+                        http_probes_free(probes, n + 1);
+                        return r;
+                }
+        }
+        *ret = probes;
+        *ret_n = n;
+        return 0;
+}
+
+int probes_from_container(json_t *container, const plugin *p, http_probe **ret, size_t *ret_n, char **ret_error) {
+        static const char *const kinds[] = { "startupProbe", "readinessProbe", "livenessProbe" };
+        http_probe found[ELEMENTSOF(kinds)] = {};
+        bool have[ELEMENTSOF(kinds)] = {};
+        http_probe *out = NULL;
+        size_t n = 0;
+        int r = 0;
+
+        if (!json_is_object(container))
+                return set_error(ret_error, -EINVAL, "the container is not a mapping");
+
+        /* Every httpGet probe is checked, also the one not gated on: the kubelet runs them all, and
+         * a broken liveness probe gets the container killed. */
+        for (size_t i = 0; i < ELEMENTSOF(kinds); i++) {
+                r = probe_from_json(container, kinds[i], &found[i], ret_error);
+                if (r < 0)
+                        goto finish;
+                have[i] = r > 0;
+        }
+
+        if (!have[0] && !have[1] && !have[2]) {
+                r = probes_from_plugin(p, ret, ret_n, ret_error);
+                goto finish;
+        }
+
+        out = calloc(2, sizeof(http_probe));
+        if (!out) {
+                r = -ENOMEM;
+                goto finish;
+        }
+        if (have[0]) {
+                out[n++] = found[0];
+                found[0] = (http_probe){};
+        }
+        /* Readiness is what "healthy" means to a kubelet; liveness only when there is none. */
+        for (size_t i = 1; i < ELEMENTSOF(kinds); i++) {
+                if (!have[i])
+                        continue;
+                if (n == 0 || !http_probe_equal(&out[0], &found[i])) {
+                        out[n++] = found[i];
+                        found[i] = (http_probe){};
+                }
+                break;
+        }
+        *ret = TAKE_PTR(out);
+        *ret_n = n;
+        r = 0;
+
+finish:
+        for (size_t i = 0; i < ELEMENTSOF(kinds); i++)
+                http_probe_done(&found[i]);
+        return r;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Processes */
+
+uint64_t boot_ticks_now(void) {
+        struct timespec ts;
+        long hz = sysconf(_SC_CLK_TCK);
+
+        if (hz <= 0)
+                hz = 100;
+        if (clock_gettime(CLOCK_BOOTTIME, &ts) < 0)
+                return 0;
+        /* Truncated like the kernel's nsec_to_clock_t(), so a process started in the same tick
+         * compares equal. */
+        return (uint64_t) ts.tv_sec * (uint64_t) hz + (uint64_t) ts.tv_nsec * (uint64_t) hz / 1000000000ULL;
+}
+
+static bool errno_is_gone(int r) {
+        /* The process exited while we looked; EACCES for /proc mounted with hidepid. */
+        return r == -ENOENT || r == -ESRCH || r == -EACCES;
+}
+
+/* Reads a whole /proc file into buf (size max + 1, NUL-terminated). -E2BIG when it is larger. */
+static int read_proc_file(int dirfd, const char *path, char *buf, size_t max, size_t *ret_size) {
+        _cleanup_close_ int fd = -EBADF;
+        size_t n = 0;
+
+        fd = openat(dirfd, path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0)
+                return -errno;
+        for (;;) {
+                ssize_t k = read(fd, buf + n, max + 1 - n);
+
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                if (k == 0)
+                        break;
+                n += (size_t) k;
+                if (n > max)
+                        return -E2BIG;
+        }
+        buf[n] = 0;
+        *ret_size = n;
+        return 0;
+}
+
+/* Parses /proc/PID/stat: the state (field 3) and starttime (field 22). comm (field 2) may hold
+ * spaces and parentheses, so fields are counted from the last ')'. */
+static int parse_stat(const char *buf, char *ret_state, uint64_t *ret_start) {
+        const char *p = strrchr(buf, ')');
+        char state;
+
+        if (!p || p[1] != ' ' || !p[2])
+                return -EIO;
+        p += 2;
+        state = *p;
+        for (int field = 3; field < 22; field++) {
+                p = strchr(p, ' ');
+                if (!p)
+                        return -EIO;
+                p++;
+        }
+        if (*p < '0' || *p > '9')
+                return -EIO;
+        errno = 0;
+        unsigned long long v = strtoull(p, NULL, 10);
+        if (errno != 0)
+                return -EIO;
+        *ret_state = state;
+        *ret_start = v;
+        return 0;
+}
+
+/* Relative to a /proc descriptor, or to "/proc" with AT_FDCWD. */
+static int read_stat(int proc_fd, pid_t pid, char *ret_state, uint64_t *ret_start) {
+        char path[32], buf[PROC_STAT_MAX + 1];
+        size_t n;
+        int r;
+
+        snprintf(path, sizeof(path), "%s%d/stat", proc_fd == AT_FDCWD ? "/proc/" : "", (int) pid);
+        r = read_proc_file(proc_fd, path, buf, PROC_STAT_MAX, &n);
+        if (r < 0)
+                return r;
+        return parse_stat(buf, ret_state, ret_start);
+}
+
+static bool state_is_dead(char state) {
+        /* Zombie, dead (X, and x on older kernels). */
+        return state == 'Z' || state == 'X' || state == 'x';
+}
+
+static const char *base_name(const char *s) {
+        const char *b = strrchr(s, '/');
+
+        return b ? b + 1 : s;
+}
+
+static bool is_interpreter(const char *arg) {
+        const char *b = base_name(arg);
+
+        return startswith(b, "python") || streq(b, "sh") || streq(b, "bash") || streq(b, "dash") ||
+               streq(b, "env");
+}
+
+/* Compares the NUL-separated items in [p, end) with argv; argv[0] by basename. */
+static bool cmdline_equal(const char *p, const char *end, char *const *argv, size_t n) {
+        for (size_t i = 0; i < n; i++) {
+                if (p >= end)
+                        return false;
+                if (i == 0 ? !streq(base_name(p), base_name(argv[0])) : !streq(p, argv[i]))
+                        return false;
+                p += strlen(p) + 1;
+        }
+        return p >= end;
+}
+
+static bool cmdline_matches(const char *p, const char *end, char *const *argv, size_t n) {
+        for (int skipped = 0;; skipped++) {
+                const char *next;
+
+                if (cmdline_equal(p, end, argv, n))
+                        return true;
+                /* A script fake runs as "python3 /path/kube-apiserver --flag": skip the interpreter
+                 * when it carries no options of its own. */
+                if (skipped >= INTERPRETER_SKIP_MAX || !is_interpreter(p))
+                        return false;
+                next = p + strlen(p) + 1;
+                if (next >= end || *next == '-' || *next == 0)
+                        return false;
+                p = next;
+        }
+}
+
+int proc_find(char *const *argv, size_t n, uint64_t not_before_ticks, proc_info *ret) {
+        _cleanup_free_ char *cmdline = NULL;
+        DIR *d;
+        int proc_fd;
+        proc_info best = {};
+        bool found = false;
+        int r = 0;
+
+        if (!argv || n == 0 || !argv[0])
+                return -EINVAL;
+
+        proc_fd = open("/proc", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (proc_fd < 0)
+                return -errno;
+        d = fdopendir(proc_fd);
+        if (!d) {
+                r = -errno;
+                close(proc_fd);
+                return r;
+        }
+
+        for (;;) {
+                struct dirent *de;
+                char state, *end;
+                uint64_t start, start2;
+                size_t size;
+                long pid;
+
+                errno = 0;
+                de = readdir(d);
+                if (!de) {
+                        r = errno > 0 ? -errno : 0;
+                        break;
+                }
+                if (de->d_name[0] < '1' || de->d_name[0] > '9')
+                        continue;
+                errno = 0;
+                pid = strtol(de->d_name, &end, 10);
+                if (errno != 0 || *end || pid <= 0 || pid > INT_MAX)
+                        continue;
+
+                /* stat first: it is small, and the start time rules out almost every process. */
+                r = read_stat(proc_fd, (pid_t) pid, &state, &start);
+                if (r < 0) {
+                        if (errno_is_gone(r))
+                                continue;
+                        break;
+                }
+                if (state_is_dead(state) || start < not_before_ticks || (found && start < best.start_ticks))
+                        continue;
+
+                if (!cmdline) {
+                        cmdline = malloc(PROC_CMDLINE_MAX + 1);
+                        if (!cmdline) {
+                                r = -ENOMEM;
+                                break;
+                        }
+                }
+                {
+                        char path[32];
+
+                        snprintf(path, sizeof(path), "%ld/cmdline", pid);
+                        r = read_proc_file(proc_fd, path, cmdline, PROC_CMDLINE_MAX, &size);
+                }
+                if (r < 0) {
+                        if (errno_is_gone(r) || r == -E2BIG)
+                                continue;
+                        break;
+                }
+                if (size == 0)
+                        continue; /* kernel thread, or exited meanwhile */
+                /* A process that rewrote its title may leave no final NUL; the buffer has room. */
+                if (cmdline[size - 1] != 0)
+                        cmdline[size++] = 0;
+                if (!cmdline_matches(cmdline, cmdline + size, argv, n))
+                        continue;
+
+                /* The pid may have been reused between the two reads: the start time tells. */
+                r = read_stat(proc_fd, (pid_t) pid, &state, &start2);
+                if (r < 0) {
+                        if (errno_is_gone(r))
+                                continue;
+                        break;
+                }
+                if (start2 != start || state_is_dead(state))
+                        continue;
+
+                if (!found || start > best.start_ticks || (start == best.start_ticks && pid > best.pid))
+                        best = (proc_info){ .pid = (pid_t) pid, .start_ticks = start };
+                found = true;
+        }
+        closedir(d);
+        if (r < 0)
+                return r;
+        if (!found)
+                return 0;
+        *ret = best;
+        return 1;
+}
+
+bool proc_alive(const proc_info *p) {
+        char state;
+        uint64_t start;
+
+        if (!p || p->pid <= 0)
+                return false;
+        if (read_stat(AT_FDCWD, p->pid, &state, &start) < 0)
+                return false;
+        return start == p->start_ticks && !state_is_dead(state);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* HTTP client: libcurl's multi interface with its sockets and timeout as sd-event sources */
+
+typedef struct http_socket http_socket;
+typedef struct http_request http_request;
+
+struct http_socket {
+        http_client *client;
+        sd_event_source *source;
+        http_socket *prev, *next;
+};
+
+struct http_request {
+        http_client *client;
+        CURL *easy;
+        char *body; /* NUL-terminated once anything arrived */
+        size_t size, allocated;
+        bool too_large, oom;
+        http_done_fn done;
+        void *userdata;
+        char error[CURL_ERROR_SIZE];
+        http_request *prev, *next;
+};
+
+struct http_client {
+        sd_event *event;
+        CURLM *multi;
+        sd_event_source *timer; /* curl's single timeout */
+        http_socket *sockets;
+        http_request *requests;
+        size_t n_pending;
+        /* Inside one of our event handlers: http_client_free() from a done callback is deferred
+         * to the end of the handler. */
+        unsigned dispatching;
+        bool free_requested;
+};
+
+#define LIST_PREPEND(head, item)                                                                           \
+        do {                                                                                               \
+                (item)->prev = NULL;                                                                       \
+                (item)->next = (head);                                                                     \
+                if (head)                                                                                  \
+                        (head)->prev = (item);                                                             \
+                (head) = (item);                                                                           \
+        } while (0)
+
+#define LIST_REMOVE(head, item)                                                                            \
+        do {                                                                                               \
+                if ((item)->next)                                                                          \
+                        (item)->next->prev = (item)->prev;                                                 \
+                if ((item)->prev)                                                                          \
+                        (item)->prev->next = (item)->next;                                                 \
+                else                                                                                       \
+                        (head) = (item)->next;                                                             \
+                (item)->prev = (item)->next = NULL;                                                        \
+        } while (0)
+
+static uint64_t now_monotonic_usec(void) {
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * 1000000ULL + (uint64_t) ts.tv_nsec / 1000ULL;
+}
+
+static void http_socket_free(http_client *c, http_socket *s) {
+        LIST_REMOVE(c->sockets, s);
+        sd_event_source_disable_unref(s->source);
+        free(s);
+}
+
+static void http_request_free(http_request *r) {
+        if (!r)
+                return;
+        if (r->easy)
+                curl_easy_cleanup(r->easy);
+        free(r->body);
+        free(r);
+}
+
+/* Takes a request out of the multi handle and the client's list; it is the caller's then. */
+static void http_request_detach(http_client *c, http_request *r) {
+        (void) curl_multi_remove_handle(c->multi, r->easy);
+        LIST_REMOVE(c->requests, r);
+        c->n_pending--;
+}
+
+static void client_free_now(http_client *c) {
+        while (c->requests) {
+                http_request *r = c->requests;
+
+                http_request_detach(c, r);
+                http_request_free(r);
+        }
+        /* Cached connections are closed by curl_multi_cleanup(); drop our sources while their fds
+         * are still open, and keep curl from calling back into a client being torn down. */
+        (void) curl_multi_setopt(c->multi, CURLMOPT_SOCKETFUNCTION, NULL);
+        (void) curl_multi_setopt(c->multi, CURLMOPT_TIMERFUNCTION, NULL);
+        while (c->sockets)
+                http_socket_free(c, c->sockets);
+        curl_multi_cleanup(c->multi);
+        sd_event_source_disable_unref(c->timer);
+        sd_event_unref(c->event);
+        free(c);
+}
+
+static void client_enter(http_client *c) {
+        c->dispatching++;
+}
+
+static void client_leave(http_client *c) {
+        if (--c->dispatching == 0 && c->free_requested)
+                client_free_now(c);
+}
+
+/* Hands every finished transfer to its done callback. Called only from event handlers, never
+ * from inside a curl call, so a callback may start new requests. */
+static void client_dispatch_done(http_client *c) {
+        CURLMsg *m;
+        int left;
+
+        while (!c->free_requested && (m = curl_multi_info_read(c->multi, &left))) {
+                char *priv = NULL;
+                http_request *r;
+                CURLcode result;
+                const char *error = NULL;
+                long status = 0;
+
+                if (m->msg != CURLMSG_DONE)
+                        continue;
+                result = m->data.result; /* m is invalid once the handle is removed */
+                if (curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, &priv) != CURLE_OK || !priv)
+                        continue;
+                r = (http_request *) priv;
+                http_request_detach(c, r);
+
+                if (r->too_large || result == CURLE_FILESIZE_EXCEEDED) {
+                        snprintf(r->error, sizeof(r->error), "response larger than %d bytes", HTTP_BODY_MAX);
+                        error = r->error;
+                } else if (r->oom)
+                        error = "out of memory";
+                else if (result != CURLE_OK)
+                        error = r->error[0] ? r->error : curl_easy_strerror(result);
+                else if (curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status) != CURLE_OK || status <= 0) {
+                        status = 0;
+                        error = "no HTTP status in the response";
+                }
+
+                r->done(error ? 0 : status, r->body ?: "", error ? 0 : r->size, error, r->userdata);
+                http_request_free(r);
+        }
+}
+
+static int on_io(sd_event_source *source, int fd, uint32_t revents, void *userdata) {
+        http_socket *s = userdata;
+        http_client *c = s->client; /* s may be freed by curl's REMOVE during the call */
+        int flags = 0, running;
+
+        if (revents & (EPOLLIN | EPOLLHUP | EPOLLRDHUP))
+                flags |= CURL_CSELECT_IN;
+        if (revents & EPOLLOUT)
+                flags |= CURL_CSELECT_OUT;
+        if (revents & EPOLLERR)
+                flags |= CURL_CSELECT_ERR;
+
+        client_enter(c);
+        (void) curl_multi_socket_action(c->multi, fd, flags, &running);
+        client_dispatch_done(c);
+        client_leave(c);
+        return 0;
+}
+
+static int on_timer(sd_event_source *source, uint64_t usec, void *userdata) {
+        http_client *c = userdata;
+        int running;
+
+        client_enter(c);
+        (void) curl_multi_socket_action(c->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+        client_dispatch_done(c);
+        client_leave(c);
+        return 0;
+}
+
+static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userdata, void *socketp) {
+        http_client *c = userdata;
+        http_socket *s = socketp;
+        uint32_t events = 0;
+
+        if (what == CURL_POLL_REMOVE) {
+                if (s) {
+                        (void) curl_multi_assign(c->multi, fd, NULL);
+                        http_socket_free(c, s);
+                }
+                return 0;
+        }
+
+        if (what & CURL_POLL_IN)
+                events |= EPOLLIN;
+        if (what & CURL_POLL_OUT)
+                events |= EPOLLOUT;
+
+        if (s)
+                return sd_event_source_set_io_events(s->source, events) < 0 ? -1 : 0;
+
+        s = calloc(1, sizeof(http_socket));
+        if (!s)
+                return -1;
+        s->client = c;
+        if (sd_event_add_io(c->event, &s->source, fd, events, on_io, s) < 0) {
+                free(s);
+                return -1;
+        }
+        (void) sd_event_source_set_description(s->source, "http-socket");
+        LIST_PREPEND(c->sockets, s);
+        if (curl_multi_assign(c->multi, fd, s) != CURLM_OK) {
+                http_socket_free(c, s);
+                return -1;
+        }
+        return 0;
+}
+
+static int on_curl_timer(CURLM *multi, long timeout_ms, void *userdata) {
+        http_client *c = userdata;
+
+        /* curl must not be driven from inside its own callback: arm the timer, even for 0 (which
+         * is also what keeps done callbacks out of http_client_get()). */
+        if (timeout_ms < 0)
+                return sd_event_source_set_enabled(c->timer, SD_EVENT_OFF) < 0 ? -1 : 0;
+        if (sd_event_source_set_time(c->timer, now_monotonic_usec() + (uint64_t) timeout_ms * 1000ULL) < 0 ||
+            sd_event_source_set_enabled(c->timer, SD_EVENT_ONESHOT) < 0)
+                return -1;
+        return 0;
+}
+
+int http_client_new(sd_event *e, http_client **ret) {
+        static bool curl_initialized = false;
+        http_client *c;
+        int r;
+
+        if (!e || !ret)
+                return -EINVAL;
+        if (!curl_initialized) {
+                if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+                        return -EIO;
+                curl_initialized = true;
+        }
+
+        c = calloc(1, sizeof(http_client));
+        if (!c)
+                return -ENOMEM;
+        c->event = sd_event_ref(e);
+        c->multi = curl_multi_init();
+        if (!c->multi) {
+                sd_event_unref(c->event);
+                free(c);
+                return -ENOMEM;
+        }
+        /* Accuracy 1 µs: sd-event's default (250 ms) would add that much to every transfer step. */
+        r = sd_event_add_time(e, &c->timer, CLOCK_MONOTONIC, 0, 1, on_timer, c);
+        if (r >= 0)
+                r = sd_event_source_set_enabled(c->timer, SD_EVENT_OFF);
+        if (r >= 0)
+                (void) sd_event_source_set_description(c->timer, "http-timer");
+        if (r >= 0 && (curl_multi_setopt(c->multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket) != CURLM_OK ||
+                       curl_multi_setopt(c->multi, CURLMOPT_SOCKETDATA, c) != CURLM_OK ||
+                       curl_multi_setopt(c->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer) != CURLM_OK ||
+                       curl_multi_setopt(c->multi, CURLMOPT_TIMERDATA, c) != CURLM_OK))
+                r = -EIO;
+        if (r < 0) {
+                client_free_now(c);
+                return r;
+        }
+        *ret = c;
+        return 0;
+}
+
+http_client *http_client_free(http_client *c) {
+        if (!c)
+                return NULL;
+        if (c->dispatching > 0)
+                c->free_requested = true; /* from a done callback: finished when the handler returns */
+        else
+                client_free_now(c);
+        return NULL;
+}
+
+size_t http_client_cancel(http_client *c, void *userdata) {
+        size_t n = 0;
+
+        if (!c)
+                return 0;
+        for (http_request *r = c->requests, *next; r; r = next) {
+                next = r->next;
+                if (r->userdata != userdata)
+                        continue;
+                http_request_detach(c, r);
+                http_request_free(r);
+                n++;
+        }
+        return n;
+}
+
+size_t http_client_pending(const http_client *c) {
+        return c && !c->free_requested ? c->n_pending : 0;
+}
+
+static size_t on_write(char *data, size_t size, size_t nmemb, void *userdata) {
+        http_request *r = userdata;
+        size_t n = size * nmemb;
+
+        if (n > HTTP_BODY_MAX - r->size) {
+                r->too_large = true;
+                return 0; /* curl aborts the transfer */
+        }
+        if (r->size + n + 1 > r->allocated) {
+                size_t a = r->allocated ? r->allocated * 2 : 1024;
+                char *b;
+
+                while (a < r->size + n + 1)
+                        a *= 2;
+                if (a > HTTP_BODY_MAX + 1)
+                        a = HTTP_BODY_MAX + 1;
+                b = realloc(r->body, a);
+                if (!b) {
+                        r->oom = true;
+                        return 0;
+                }
+                r->body = b;
+                r->allocated = a;
+        }
+        memcpy(r->body + r->size, data, n);
+        r->size += n;
+        r->body[r->size] = 0;
+        return n;
+}
+
+#define SETOPT(easy, opt, val)                                                                             \
+        do {                                                                                               \
+                CURLcode _c_ = curl_easy_setopt((easy), (opt), (val));                                     \
+                if (_c_ != CURLE_OK)                                                                       \
+                        return _c_ == CURLE_OUT_OF_MEMORY ? -ENOMEM : -EINVAL;                             \
+        } while (0)
+
+static int request_setup(http_request *r, const char *url, uint64_t timeout_ms) {
+        CURL *e = r->easy;
+
+        SETOPT(e, CURLOPT_URL, url);
+        SETOPT(e, CURLOPT_PROTOCOLS_STR, "http,https");
+        /* Like the kubelet's prober: no proxy from the environment (a node's https_proxy would
+         * otherwise receive probes meant for 127.0.0.1), and certificates are not verified. */
+        SETOPT(e, CURLOPT_PROXY, "");
+        SETOPT(e, CURLOPT_SSL_VERIFYPEER, 0L);
+        SETOPT(e, CURLOPT_SSL_VERIFYHOST, 0L);
+        SETOPT(e, CURLOPT_FOLLOWLOCATION, 0L);
+        SETOPT(e, CURLOPT_NOSIGNAL, 1L);
+        SETOPT(e, CURLOPT_TIMEOUT_MS, (long) (timeout_ms > LONG_MAX ? LONG_MAX : timeout_ms));
+        SETOPT(e, CURLOPT_MAXFILESIZE, (long) HTTP_BODY_MAX);
+        SETOPT(e, CURLOPT_USERAGENT, "cplet/" CPLET_VERSION);
+        SETOPT(e, CURLOPT_WRITEFUNCTION, on_write);
+        SETOPT(e, CURLOPT_WRITEDATA, r);
+        SETOPT(e, CURLOPT_ERRORBUFFER, r->error);
+        SETOPT(e, CURLOPT_PRIVATE, r);
+        return 0;
+}
+
+int http_client_get(http_client *c, const char *url, uint64_t timeout_ms, http_done_fn done, void *userdata) {
+        http_request *r;
+        int k;
+
+        if (!c || !url || !done || timeout_ms == 0)
+                return -EINVAL;
+        if (c->free_requested)
+                return -ECANCELED;
+
+        r = calloc(1, sizeof(http_request));
+        if (!r)
+                return -ENOMEM;
+        r->client = c;
+        r->done = done;
+        r->userdata = userdata;
+        r->easy = curl_easy_init();
+        if (!r->easy) {
+                http_request_free(r);
+                return -ENOMEM;
+        }
+        k = request_setup(r, url, timeout_ms);
+        if (k < 0) {
+                http_request_free(r);
+                return k;
+        }
+        /* Only arms the timer (at 0): the transfer starts, and ends, from the event loop. */
+        if (curl_multi_add_handle(c->multi, r->easy) != CURLM_OK) {
+                http_request_free(r);
+                return -ENOMEM;
+        }
+        LIST_PREPEND(c->requests, r);
+        c->n_pending++;
+        return 0;
+}

@@ -1,0 +1,95 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#pragma once
+
+/* The rollout: executes plan steps through store → gate → journal. A step that fails is
+ * restored to the previous revision, which must itself come back healthy; then, by policy,
+ * the completed steps of the plan are unwound in reverse order. The journal
+ * (ROOT/var/lib/cplet/rollout.json) records each transition before the next is acted on, so
+ * that after a crash `resume` and `abort` know where things stood:
+ *   writing  → the revision may exist, the live manifest is still `from`;
+ *   swapping → the live manifest is byte-equal to `from` or to `to` (one rename);
+ *   waiting / done / failed → the live manifest is `to`.
+ * Progress reaches the caller through a callback; nothing here prints. */
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <systemd/sd-event.h>
+
+#include "node.h"
+#include "plan.h"
+#include "probe.h"
+#include "store.h"
+
+#define ROLLOUT_STABLE_DEFAULT_USEC (10ULL * 1000000ULL)
+#define ROLLOUT_TIMEOUT_DEFAULT_USEC (5ULL * 60ULL * 1000000ULL)
+
+typedef struct rollout_options {
+        uint64_t stable_usec;
+        uint64_t step_timeout_usec;
+        bool unwind_on_failure; /* --on-failure rollback (default); false: stop */
+} rollout_options;
+
+typedef struct rollout_event {
+        const char *event;     /* "step", "written", "waiting", "healthy", "done", "failed",
+                                * "restore", "unwind", "finished" */
+        size_t step;           /* 1-based index in the journal */
+        size_t n_planned;      /* steps planned (0 when unwinding) */
+        const char *component;
+        const char *kind;      /* binary, emulation, min-compatibility, restore, unwind, rollback */
+        unsigned revision;
+        const char *detail;    /* what is awaited, or why it failed */
+        uint64_t elapsed_usec; /* since the step's swap */
+        uint64_t detection_usec; /* "done": from healthy to noticed */
+} rollout_event;
+
+typedef void (*rollout_progress_fn)(const rollout_event *ev, void *userdata);
+
+typedef struct rollout {
+        store *store;   /* writable, borrowed */
+        const node *node; /* the state when the rollout (or resume) began, borrowed */
+        sd_event *event;
+        http_client *http;
+        rollout_options options;
+        rollout_progress_fn progress;
+        void *userdata;
+        const volatile bool *interrupted;
+
+        json_t *journal;
+        json_t **trees;  /* per component: the tree now live (NULL: node's) */
+        unsigned *live;  /* per component: the live revision */
+        char *error;     /* why the rollout failed */
+} rollout;
+
+int rollout_new(store *s, const node *n, sd_event *e, http_client *http, const rollout_options *o, rollout **ret);
+rollout *rollout_free(rollout *r);
+static inline void rollout_freep(rollout **r) {
+        rollout_free(*r);
+}
+
+/* Starts a new journal for a plan (adopting the live manifests first). `target` is kept in
+ * the journal for resume (a reference is taken). */
+int rollout_begin(rollout *r, const char *plan_id, const char *command, json_t *target, char **ret_error);
+
+/* Takes over the journal of an interrupted rollout after checking it against the disk:
+ * each component's live manifest must be the revision the journal says (an edit made since
+ * is refused with -ESTALE). A step caught mid-way is settled: not swapped → forgotten;
+ * swapped → gated again (and restored if it fails) when `settle`, else marked "interrupted"
+ * so that rollout_unwind() restores it. Returns 0, -EIO when the settled step
+ * failed (and was handled per policy), -ESTALE, -EINTR. */
+int rollout_take_over(rollout *r, json_t *journal, bool settle, char **ret_error);
+
+/* Runs the steps of a plan (computed from the node as it now stands). Returns 0 when all
+ * are done, -EIO when a step failed (restored, and unwound if the policy says so;
+ * r->error says what failed), -EINTR when interrupted (the journal says where), or another
+ * negative errno when the node could not even be restored (r->error says what to do). */
+int rollout_run(rollout *r, const plan *p);
+
+/* Unwinds every completed step of the journal in reverse order (cplet abort). */
+int rollout_unwind(rollout *r);
+
+/* Marks the journal finished ("done", "failed", "aborted") and saves it. */
+int rollout_finish(rollout *r, const char *phase);
+
+/* True when a journal describes a rollout that has not finished. */
+bool rollout_journal_in_progress(json_t *journal);
