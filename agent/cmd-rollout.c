@@ -21,7 +21,6 @@ typedef struct output {
         bool tty;
         uint64_t started;
         size_t steps_done;
-        uint64_t detection_sum;
 } output;
 
 static uint64_t now_usec(void) {
@@ -36,10 +35,16 @@ static void on_progress(const rollout_event *ev, void *userdata) {
         char step[32] = "";
 
         if (o->c->json) {
-                json_auto_t *j = json_pack("{s:s, s:I, s:s?, s:s?, s:I, s:s?, s:f, s:f}", "event", ev->event, "step",
-                                           (json_int_t) ev->step, "component", ev->component, "kind", ev->kind,
-                                           "revision", (json_int_t) ev->revision, "detail", ev->detail, "elapsed",
-                                           ev->elapsed_usec / 1e6, "detectionLatency", ev->detection_usec / 1e6);
+                struct timespec now;
+                json_auto_t *j = NULL;
+
+                /* Wall-clock time, so that a controller (or a benchmark) can line events up with
+                 * what the components and the kubelet logged. */
+                clock_gettime(CLOCK_REALTIME, &now);
+                j = json_pack("{s:s, s:f, s:I, s:s?, s:s?, s:I, s:s?, s:f}", "event", ev->event, "time",
+                              now.tv_sec + now.tv_nsec / 1e9, "step", (json_int_t) ev->step, "component",
+                              ev->component, "kind", ev->kind, "revision", (json_int_t) ev->revision, "detail",
+                              ev->detail, "elapsed", ev->elapsed_usec / 1e6);
 
                 if (j) {
                         json_dumpf(j, stdout, JSON_COMPACT | JSON_PRESERVE_ORDER);
@@ -53,7 +58,7 @@ static void on_progress(const rollout_event *ev, void *userdata) {
         if (ev->n_planned > 0)
                 snprintf(step, sizeof(step), "[%zu/%zu]", ev->step, ev->n_planned);
         else
-                snprintf(step, sizeof(step), "[%s]", ev->kind ?: "");
+                snprintf(step, sizeof(step), "[undo]");
 
         if (streq(ev->event, "waiting")) {
                 if (o->tty) {
@@ -67,10 +72,8 @@ static void on_progress(const rollout_event *ev, void *userdata) {
                 printf("%-8s %-24s %-18s revision %-4u %s in %.2fs%s%s\n", step, ev->component, ev->kind,
                        ev->revision, streq(ev->event, "done") ? "healthy" : "FAILED", ev->elapsed_usec / 1e6,
                        ev->detail ? ": " : "", ev->detail ?: "");
-                if (streq(ev->event, "done")) {
+                if (streq(ev->event, "done") && ev->n_planned > 0)
                         o->steps_done++;
-                        o->detection_sum += ev->detection_usec;
-                }
         } else if (streq(ev->event, "restore") || streq(ev->event, "unwind")) {
                 printf("%-8s %-24s %-18s back to revision %u\n", step, ev->component, ev->event, ev->revision);
         }

@@ -100,6 +100,7 @@ static void arm(gate *g, uint64_t delay_usec) {
 static bool process_gone(gate *g) {
         if (proc_alive(&g->result->process))
                 return false;
+        g->result->exited = true;
         gate_finish(g, false, "%s exited (pid %d) while waiting for %s; last probe: %s", g->spec->plugin->name,
                     (int) g->result->process.pid, gate_phase_to_string(g->phase),
                     *g->last_probe ? g->last_probe : "none");
@@ -180,8 +181,6 @@ static void on_probe(long status, const char *body, size_t size, const char *err
         }
         /* Every probe answered 2xx. */
         if (g->phase == GATE_HEALTH) {
-                g->result->healthy_usec = now;
-                g->result->noticed_usec = now;
                 g->stable_since = now;
                 set_phase(g, GATE_STABLE, g->last_probe);
         }

@@ -48,10 +48,9 @@ typedef struct gate_result {
         bool ok;
         gate_phase phase;     /* where it stopped */
         char *message;        /* why it failed, with the last probe result */
-        uint64_t healthy_usec; /* monotonic time the probes first all answered 2xx */
-        uint64_t noticed_usec; /* monotonic time cplet saw it (the gate's detection moment) */
         uint64_t done_usec;
         proc_info process;
+        bool exited; /* the new process ran and exited */
 } gate_result;
 
 void gate_result_done(gate_result *r);

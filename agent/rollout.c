@@ -57,7 +57,7 @@ bool rollout_journal_in_progress(json_t *journal) {
 }
 
 static void emit(rollout *r, const char *event, size_t step, size_t n_planned, const char *name,
-                 const char *kind, unsigned number, const char *detail, uint64_t elapsed, uint64_t detection) {
+                 const char *kind, unsigned number, const char *detail, uint64_t elapsed) {
         rollout_event ev = {
                 .event = event,
                 .step = step,
@@ -67,7 +67,6 @@ static void emit(rollout *r, const char *event, size_t step, size_t n_planned, c
                 .revision = number,
                 .detail = detail,
                 .elapsed_usec = elapsed,
-                .detection_usec = detection,
         };
 
         if (r->progress)
@@ -181,7 +180,7 @@ static void on_gate_phase(gate_phase phase, const char *detail, void *userdata) 
         };
 
         emit(p->r, "waiting", p->step, p->n_planned, p->component, p->kind, p->revision, what[phase],
-             now_usec() - p->start, 0);
+             now_usec() - p->start);
 }
 
 /* Writes `tree` as a new revision of component i, swaps it in and waits at the gate. The
@@ -252,7 +251,7 @@ static int write_and_gate(rollout *r, size_t i, json_t *tree, const char *kind, 
         k = save(r);
         if (k < 0)
                 return k;
-        emit(r, "written", index, n_planned, co->plugin->name, kind, number, NULL, 0, 0);
+        emit(r, "written", index, n_planned, co->plugin->name, kind, number, NULL, 0);
 
         k = component_view(r, i, tree, &view);
         if (k < 0)
@@ -281,8 +280,9 @@ static int write_and_gate(rollout *r, size_t i, json_t *tree, const char *kind, 
                 result.ok = false;
         }
 
-        if (!result.ok) {
-                /* What the component itself said last, as the kubelet logged it. */
+        if (!result.ok && (result.exited || result.phase == GATE_PROCESS)) {
+                /* It exited (or never stayed up long enough to be seen): what it said last, as
+                 * the kubelet logged it. */
                 json_t *meta = json_object_get(tree, "metadata");
                 _cleanup_free_ char *said = NULL;
 
@@ -305,8 +305,7 @@ static int write_and_gate(rollout *r, size_t i, json_t *tree, const char *kind, 
         if (k < 0)
                 return k;
         emit(r, result.ok ? "done" : "failed", index, n_planned, co->plugin->name, kind, number,
-             result.ok ? NULL : result.message, now_usec() - gp.start,
-             result.ok && result.noticed_usec >= result.healthy_usec ? result.noticed_usec - result.healthy_usec : 0);
+             result.ok ? NULL : result.message, now_usec() - gp.start);
         if (!result.ok) {
                 free(r->error);
                 r->error = strdup_printf("%s revision %u (%s): %s", co->plugin->name, number, kind,
@@ -422,7 +421,7 @@ int rollout_unwind(rollout *r) {
                 reason = strdup_printf("unwind step %zu: back to revision %u", j + 1, from);
                 if (!reason)
                         return -ENOMEM;
-                emit(r, "unwind", j + 1, 0, r->node->components[i].plugin->name, kind, from, NULL, 0, 0);
+                emit(r, "unwind", j + 1, 0, r->node->components[i].plugin->name, kind, from, NULL, 0);
                 k = restore_revision(r, i, from, "unwind", reason);
                 if (k < 0)
                         return k;
@@ -442,7 +441,7 @@ static int handle_failure(rollout *r, size_t i, unsigned from, const char *what)
         reason = strdup_printf("restore after failed %s", what);
         if (!reason)
                 return -ENOMEM;
-        emit(r, "restore", 0, 0, r->node->components[i].plugin->name, "restore", from, failure, 0, 0);
+        emit(r, "restore", 0, 0, r->node->components[i].plugin->name, "restore", from, failure, 0);
         k = restore_revision(r, i, from, "restore", reason);
         if (k >= 0 && r->options.unwind_on_failure)
                 k = rollout_unwind(r);
@@ -492,7 +491,7 @@ int rollout_run(rollout *r, const plan *p) {
                         set_error_msg(r, "step %zu: %s", s + 1, error ?: strerror(-k));
                         return k;
                 }
-                emit(r, "step", s + 1, p->n_steps, view.plugin->name, step_kind_to_string(st->kind), 0, NULL, 0, 0);
+                emit(r, "step", s + 1, p->n_steps, view.plugin->name, step_kind_to_string(st->kind), 0, NULL, 0);
                 reason = strdup_printf("upgrade step %zu/%zu: %s", s + 1, p->n_steps, step_kind_to_string(st->kind));
                 what = strdup_printf("step %zu/%zu (%s %s)", s + 1, p->n_steps, view.plugin->name,
                                      step_kind_to_string(st->kind));
@@ -609,7 +608,7 @@ int rollout_take_over(rollout *r, json_t *journal, bool settle, char **ret_error
                                 .interrupted = r->interrupted,
                         };
                         emit(r, "waiting", json_array_size(steps), 0, name,
-                             json_string_value(json_object_get(st, "kind")), to, "the interrupted step", 0, 0);
+                             json_string_value(json_object_get(st, "kind")), to, "the interrupted step", 0);
                         k = gate_wait(r->event, r->http, &spec, &result);
                         if (k == -EINTR)
                                 return k;
@@ -628,7 +627,7 @@ int rollout_take_over(rollout *r, json_t *journal, bool settle, char **ret_error
                                 return handle_failure(r, i, from, "the interrupted step");
                         }
                         emit(r, "done", json_array_size(steps), 0, name,
-                             json_string_value(json_object_get(st, "kind")), to, NULL, 0, 0);
+                             json_string_value(json_object_get(st, "kind")), to, NULL, 0);
                 }
         }
         return 0;

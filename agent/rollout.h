@@ -40,7 +40,6 @@ typedef struct rollout_event {
         unsigned revision;
         const char *detail;    /* what is awaited, or why it failed */
         uint64_t elapsed_usec; /* since the step's swap */
-        uint64_t detection_usec; /* "done": from healthy to noticed */
 } rollout_event;
 
 typedef void (*rollout_progress_fn)(const rollout_event *ev, void *userdata);

@@ -1,0 +1,609 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
+"""Fake kube-apiserver / kube-controller-manager / kube-scheduler for cplet's simulated node.
+
+Run through the wrappers in tests/sim/bin/ (their basename is the component name), or as
+`fake_component.py --component NAME ...`. Behaviour follows ../shared/FACTS.md:
+
+  * binary version = tag of the image in $CPLET_SIM_IMAGE (the kubelet sets it);
+  * pflag-style flags (`--k=v`, `--k v`); unknown flags are ignored, except the
+    compatibility flags, which exist only from the versions in FACTS.md;
+  * the validation rules and error texts of component-base (cobra prints `Error: ...`,
+    exit 1);
+  * HTTPS on --secure-port / --bind-address with the cert in $CPLET_SIM_CERT_DIR;
+    /livez /readyz /healthz (controller-manager: /healthz only), apiserver /version;
+  * knobs from the JSON file $CPLET_SIM_KNOBS, read at start:
+      {"default": {...},                       # every component
+       "kube-apiserver": {...,                 # this component
+           "versions": {"v1.35": {...}, "v1.35.0": {...}}}}   # this binary minor / tag
+    later layers win. Keys: startupDelay (s; the port is open at once, health 500 until
+    then, counted from process start), neverReady (/readyz /healthz stay 500, /livez ok),
+    crashAfter (s, then exit), failVersions (["v1.35.0" or "v1.35"]: exit at start),
+    failEmulated (["1.35"]: exit at start when emulating that), exitMessage, exitCode
+    (default 1), termDelay (s between SIGTERM and exit, /readyz 500 meanwhile),
+    ignoreSigterm (only SIGKILL ends it).
+
+Kept free of heavy imports: process start to a listening socket is on the critical path of
+every simulated restart.
+"""
+
+import json
+import os
+import re
+import signal
+import socket
+import sys
+import threading
+import time
+
+T0 = time.monotonic()
+
+
+def _process_start_boottime():
+    """This process's start on CLOCK_BOOTTIME (from /proc/self/stat), or None."""
+    try:
+        with open("/proc/self/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return int(fields[19]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+_START_BT = _process_start_boottime()
+
+
+def uptime():
+    """Seconds since this process started (exec of the interpreter)."""
+    if _START_BT is not None:
+        el = time.clock_gettime(time.CLOCK_BOOTTIME) - _START_BT
+        if 0 <= el < 1e7:
+            return el
+    return time.monotonic() - T0
+
+COMPONENTS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
+DEFAULT_PORTS = {"kube-apiserver": 6443, "kube-controller-manager": 10257, "kube-scheduler": 10259}
+# flag -> (components that have it, first binary minor (1.x) that has it)
+COMPAT_FLAGS = {
+    "emulated-version": (COMPONENTS, 31),
+    "min-compatibility-version": (COMPONENTS, 35),
+    "emulation-forward-compatible": (("kube-apiserver",), 33),
+    "runtime-config-emulation-forward-compatible": (("kube-apiserver",), 33),
+}
+BOOL_FLAGS = {"emulation-forward-compatible", "runtime-config-emulation-forward-compatible"}
+VALUE_FLAGS = {"emulated-version", "min-compatibility-version", "secure-port", "bind-address"}
+SLICE_FLAGS = {"emulated-version", "min-compatibility-version"}
+
+
+class Fatal(Exception):
+    """Exit 1 after printing `Error: <message>` (what cobra does with RunE errors)."""
+
+
+# --------------------------------------------------------------------------------------
+# Versions, printed the way k8s.io/apimachinery/pkg/util/version prints them
+# --------------------------------------------------------------------------------------
+
+class GoVersion:
+    def __init__(self, *parts):
+        self.parts = tuple(int(p) for p in parts)
+
+    @property
+    def major(self):
+        return self.parts[0]
+
+    @property
+    def minor(self):
+        return self.parts[1]
+
+    @property
+    def patch(self):
+        return self.parts[2] if len(self.parts) > 2 else 0
+
+    def mm(self):
+        return (self.parts[0], self.parts[1])
+
+    def key(self):
+        return self.parts + (0,) * (4 - len(self.parts))
+
+    def __lt__(self, other):
+        return self.key() < other.key()
+
+    def __gt__(self, other):
+        return self.key() > other.key()
+
+    def __eq__(self, other):
+        return isinstance(other, GoVersion) and self.key() == other.key()
+
+    def __hash__(self):
+        return hash(self.key())
+
+    def __str__(self):
+        return ".".join(str(p) for p in self.parts)
+
+    def sub_minor(self, n):
+        return GoVersion(self.parts[0], self.parts[1] - n, *self.parts[2:])
+
+    def major_minor(self):
+        return GoVersion(self.parts[0], self.parts[1])
+
+
+def parse_generic(text):
+    """version.Parse: optional leading v, at least major.minor, digits only."""
+    m = re.fullmatch(r"\s*v?([0-9]+(?:\.[0-9]+)+)\s*", text)
+    if not m:
+        raise Fatal('illegal version string "%s"' % text)
+    return GoVersion(*m.group(1).split("."))
+
+
+IMAGE_TAG_RE = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)([-+][0-9A-Za-z.+-]*)?$")
+
+
+def binary_version_from_image(image):
+    """Returns (GoVersion(major, minor, patch), gitVersion) from an image reference."""
+    ref = image.split("@", 1)[0]
+    slash = ref.rfind("/")
+    colon = ref.rfind(":")
+    if colon <= slash:
+        raise Fatal("cannot determine the binary version: image %r has no tag" % image)
+    tag = ref[colon + 1:]
+    m = IMAGE_TAG_RE.match(tag)
+    if not m:
+        raise Fatal("cannot determine the binary version from image tag %r" % tag)
+    git_version = tag if tag.startswith("v") else "v" + tag
+    return GoVersion(m.group(1), m.group(2), m.group(3)), git_version
+
+
+def to_version_map(values):
+    """component-base compatibility toVersionMap()."""
+    out = {}
+    for comp_ver in values:
+        k, v = "kube", comp_ver
+        if "=" in comp_ver:
+            k, v = comp_ver.split("=", 1)
+            k, v = k.strip(), v.strip()
+        ver = parse_generic(v)
+        if ver.patch != 0:
+            raise Fatal("patch version not allowed, got: %s=%s" % (k, ver))
+        if k in out:
+            raise Fatal("duplicate version flag, %s=%s and %s=%s" % (k, out[k], k, ver))
+        out[k] = ver
+    for k in out:
+        if k != "kube":
+            raise Fatal("component not registered: %s" % k)
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# Flags
+# --------------------------------------------------------------------------------------
+
+def parse_bool(name, value):
+    v = value.strip()
+    if v in ("1", "t", "T", "TRUE", "true", "True"):
+        return True
+    if v in ("0", "f", "F", "FALSE", "false", "False"):
+        return False
+    raise Fatal('invalid argument "%s" for "--%s" flag: strconv.ParseBool: parsing "%s": '
+                "invalid syntax" % (value, name, value))
+
+
+def parse_flags(component, binary, argv):
+    """pflag-like parsing. Returns {name: [values]} for the flags the fake cares about."""
+    flags = {}
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        i += 1
+        if a == "--":
+            break
+        if not a.startswith("--") or len(a) == 2:
+            continue  # positional or shorthand (-v=2): ignored
+        body = a[2:]
+        if "=" in body:
+            name, value, has_value = body.split("=", 1) + [True]
+        else:
+            name, value, has_value = body, None, False
+        if name in COMPAT_FLAGS:
+            who, since = COMPAT_FLAGS[name]
+            if component not in who or binary.mm() < (1, since):
+                raise Fatal("unknown flag: --%s" % name)
+        if name in BOOL_FLAGS:
+            flags.setdefault(name, []).append(parse_bool(name, value) if has_value else True)
+            continue
+        if not has_value:
+            if name in VALUE_FLAGS:
+                if i >= len(argv):
+                    raise Fatal("flag needs an argument: --%s" % name)
+                value = argv[i]
+                i += 1
+            elif i < len(argv) and not argv[i].startswith("-"):
+                value = argv[i]  # unknown flag: assume it takes the next word
+                i += 1
+        if name in SLICE_FLAGS:
+            # StringSlice: comma separated, repeated flags accumulate, "" means none
+            flags.setdefault(name, []).extend(x for x in value.split(",") if x != "")
+        elif name in VALUE_FLAGS:
+            flags[name] = [value]
+    return flags
+
+
+# --------------------------------------------------------------------------------------
+# Effective versions (FACTS.md "Allowed values")
+# --------------------------------------------------------------------------------------
+
+def effective_versions(component, binary, flags):
+    """Returns (emulated, min_compat, errors) with GoVersion values printed like Go."""
+    binmm = binary.mm()
+    binp0 = GoVersion(binary.major, binary.minor, 0)
+    ev_map = to_version_map(flags.get("emulated-version", []))
+    mc_map = to_version_map(flags.get("min-compatibility-version", []))
+    emulated = ev_map.get("kube", binary.major_minor())
+    errors = []
+    if binmm < (1, 31):
+        return binary.major_minor(), binary.major_minor().sub_minor(1), errors
+    if binmm == (1, 31):
+        lo, hi = GoVersion(1, 31), binp0
+        min_compat = emulated.sub_minor(1)
+    elif binmm == (1, 32):
+        lo, hi = binp0.sub_minor(1), binp0
+        min_compat = GoVersion(1, 31)
+    else:
+        floor = binp0.sub_minor(3)
+        if floor < GoVersion(1, 31):
+            floor = GoVersion(1, 31)
+        lo, hi = floor, binp0
+        min_compat = emulated.sub_minor(1)
+        if min_compat < floor:
+            min_compat = floor
+    if "kube" in mc_map:
+        min_compat = mc_map["kube"]
+    if emulated > hi or emulated < lo:
+        errors.append("emulation version %s is not between [%s, %s]" % (emulated, lo, hi))
+    if binmm >= (1, 35) and (min_compat > emulated or min_compat < lo):
+        errors.append("minCompatibilityVersion version %s is not between [%s, %s]"
+                      % (min_compat, lo, emulated))
+    if component == "kube-apiserver" and binmm >= (1, 33):
+        not_emulating = emulated.mm() == binmm
+        if not_emulating and any(flags.get("emulation-forward-compatible", [])[-1:]):
+            errors.append("ServerRunOptions.EmulationForwardCompatible cannot be set to true if "
+                          "the emulation version is the same as the binary version")
+        if not_emulating and any(flags.get("runtime-config-emulation-forward-compatible", [])[-1:]):
+            errors.append("ServerRunOptions.RuntimeConfigEmulationForwardCompatible cannot be set "
+                          "to true if the emulation version is the same as the binary version")
+    return emulated, min_compat, errors
+
+
+def aggregate(errors):
+    """k8s.io/apimachinery utilerrors.NewAggregate(...).Error()"""
+    seen = []
+    for e in errors:
+        if e not in seen:
+            seen.append(e)
+    return seen[0] if len(seen) == 1 else "[" + ", ".join(seen) + "]"
+
+
+# --------------------------------------------------------------------------------------
+# Knobs
+# --------------------------------------------------------------------------------------
+
+def load_knobs(component, git_version, binary):
+    path = os.environ.get("CPLET_SIM_KNOBS", "")
+    data = {}
+    if path:
+        try:
+            with open(path, encoding="utf-8") as f:
+                data = json.load(f)
+        except FileNotFoundError:
+            data = {}
+        except (OSError, ValueError) as e:
+            log("W", "knobs file %s unreadable, using defaults: %s" % (path, e))
+            data = {}
+    knobs = {"startupDelay": 0.0, "neverReady": False, "crashAfter": None,
+             "failVersions": [], "failEmulated": [], "exitMessage": None, "exitCode": 1,
+             "termDelay": 0.0, "ignoreSigterm": False}
+    layers = [data.get("default"), data.get("*"), data.get(component)]
+    comp = data.get(component) or {}
+    per_version = comp.get("versions") or {}
+    layers += [per_version.get("v%d.%d" % binary.mm()), per_version.get(git_version)]
+    for layer in layers:
+        if isinstance(layer, dict):
+            knobs.update({k: v for k, v in layer.items() if k != "versions"})
+    return knobs
+
+
+# --------------------------------------------------------------------------------------
+# Logging (klog-like header)
+# --------------------------------------------------------------------------------------
+
+def log(level, msg, where="server.go:1"):
+    now = time.time()
+    lt = time.localtime(now)
+    try:
+        sys.stderr.write("%s%02d%02d %02d:%02d:%02d.%06d %7d %s] %s\n" % (
+            level, lt.tm_mon, lt.tm_mday, lt.tm_hour, lt.tm_min, lt.tm_sec,
+            int((now % 1) * 1e6), os.getpid(), where, msg))
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass  # the kubelet that read our output is gone; carry on (or exit) without it
+
+
+def die(msg, code=1):
+    log("E", '"command failed" err="%s"' % msg.replace('"', '\\"'), "run.go:72")
+    os._exit(code)
+
+
+# --------------------------------------------------------------------------------------
+# TLS certificate (one per node; generated on demand, safe under concurrency)
+# --------------------------------------------------------------------------------------
+
+def default_cert_dir():
+    return os.path.join(os.environ.get("TMPDIR", "/tmp"), "cplet-sim-certs-%d" % os.getuid())
+
+
+def ensure_cert(cert_dir):
+    """Creates cert_dir/tls.crt and tls.key (self-signed, SAN 127.0.0.1/::1/localhost)."""
+    crt = os.path.join(cert_dir, "tls.crt")
+    key = os.path.join(cert_dir, "tls.key")
+    if os.path.exists(crt) and os.path.exists(key):
+        return crt, key
+    import fcntl
+    import subprocess
+    os.makedirs(cert_dir, mode=0o755, exist_ok=True)
+    with open(os.path.join(cert_dir, ".lock"), "a") as lk:
+        fcntl.flock(lk, fcntl.LOCK_EX)
+        if os.path.exists(crt) and os.path.exists(key):
+            return crt, key
+        tcrt, tkey = crt + ".tmp%d" % os.getpid(), key + ".tmp%d" % os.getpid()
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+             "ec_paramgen_curve:prime256v1", "-nodes", "-days", "3650",
+             "-subj", "/CN=cplet-sim", "-keyout", tkey, "-out", tcrt,
+             "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1"],
+            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        os.chmod(tkey, 0o600)
+        os.rename(tkey, key)
+        os.rename(tcrt, crt)
+    return crt, key
+
+
+# --------------------------------------------------------------------------------------
+# HTTPS server (minimal, one thread per connection, Connection: close)
+# --------------------------------------------------------------------------------------
+
+HEALTH_CHECKS = {
+    "kube-apiserver": ["ping", "log", "etcd", "poststarthook/start-apiserver-admission-initializer",
+                       "poststarthook/generic-apiserver-start-informers"],
+    "kube-controller-manager": ["leaderElection"],
+    "kube-scheduler": ["ping", "log", "sched-handler-sync", "leaderElection"],
+}
+STATUS_TEXT = {200: "OK", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
+               500: "Internal Server Error", 400: "Bad Request"}
+
+
+class Component:
+    def __init__(self, name, binary, git_version, emulated, min_compat, knobs):
+        self.name = name
+        self.binary = binary
+        self.git_version = git_version
+        self.emulated = emulated
+        self.min_compat = min_compat
+        self.knobs = knobs
+        self.terminating = False
+
+    def started(self):
+        return uptime() >= float(self.knobs.get("startupDelay") or 0)
+
+    def health(self, path, verbose):
+        kind = path.strip("/")
+        endpoints = ("healthz",) if self.name == "kube-controller-manager" else ("livez", "readyz", "healthz")
+        if kind not in endpoints:
+            return None
+        ok = self.started()
+        failing = None if ok else "poststarthook/simulated-startup"
+        if ok and kind != "livez" and (self.knobs.get("neverReady") or self.terminating):
+            ok, failing = False, ("shutdown" if self.terminating else "simulated-never-ready")
+        if ok and not verbose:
+            return 200, "ok"
+        lines = ["[+]%s ok" % c for c in HEALTH_CHECKS[self.name]]
+        if failing:
+            lines.append("[-]%s failed: reason withheld" % failing)
+        lines.append("%s check %s" % (kind, "passed" if ok else "failed"))
+        return (200 if ok else 500), "\n".join(lines) + "\n"
+
+    def version_body(self):
+        info = {"major": str(self.binary.major), "minor": str(self.binary.minor)}
+        if self.binary.mm() >= (1, 33):
+            info["emulationMajor"] = str(self.emulated.major)
+            info["emulationMinor"] = str(self.emulated.minor)
+            info["minCompatibilityMajor"] = str(self.min_compat.major)
+            info["minCompatibilityMinor"] = str(self.min_compat.minor)
+        info.update({
+            "gitVersion": self.git_version,
+            "gitCommit": "0000000000000000000000000000000000000000",
+            "gitTreeState": "clean",
+            "buildDate": "2025-01-01T00:00:00Z",
+            "goVersion": "go1.24.0",
+            "compiler": "gc",
+            "platform": "linux/amd64",
+        })
+        return json.dumps(info, indent=2) + "\n"
+
+    def respond(self, method, target):
+        path, _, query = target.partition("?")
+        verbose = "verbose" in query.split("&") or any(q.startswith("verbose=") for q in query.split("&"))
+        if method not in ("GET", "HEAD"):
+            return 405, "text/plain; charset=utf-8", "method not allowed\n"
+        h = self.health(path, verbose)
+        if h is not None:
+            return h[0], "text/plain; charset=utf-8", h[1]
+        if self.name == "kube-apiserver":
+            if path in ("/version", "/version/"):
+                return 200, "application/json", self.version_body()
+            body = json.dumps({"kind": "Status", "apiVersion": "v1", "metadata": {},
+                               "status": "Failure",
+                               "message": 'forbidden: User "system:anonymous" cannot get path "%s"' % path,
+                               "reason": "Forbidden", "details": {}, "code": 403}, indent=2) + "\n"
+            return 403, "application/json", body
+        return 404, "text/plain; charset=utf-8", "404 page not found\n"
+
+
+def handle_connection(comp, ctx, conn):
+    try:
+        conn.settimeout(10)
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        tls = ctx.wrap_socket(conn, server_side=True)
+        data = b""
+        while b"\r\n\r\n" not in data and b"\n\n" not in data and len(data) < 65536:
+            chunk = tls.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+        line = data.split(b"\n", 1)[0].decode("latin-1").strip()
+        parts = line.split()
+        if len(parts) < 2:
+            code, ctype, body = 400, "text/plain; charset=utf-8", "bad request\n"
+            method = "GET"
+        else:
+            method = parts[0]
+            code, ctype, body = comp.respond(method, parts[1])
+        raw = body.encode()
+        head = ("HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n"
+                "X-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\n"
+                % (code, STATUS_TEXT.get(code, "Unknown"), ctype, len(raw)))
+        tls.sendall(head.encode() + (b"" if method == "HEAD" else raw))
+        try:
+            tls.settimeout(0.5)  # send close_notify; do not wait long for the peer's
+            tls.unwrap()
+        except (OSError, ValueError):
+            pass
+    except Exception:  # noqa: BLE001 - a broken client must never take the server down
+        pass
+    finally:
+        try:
+            conn.close()
+        except OSError:
+            pass
+
+
+def set_comm(name):
+    try:
+        with open("/proc/self/comm", "w") as f:
+            f.write(name[:15])
+    except OSError:
+        pass
+
+
+def main(component=None, argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if component is None:
+        component = os.path.basename(sys.argv[0])
+        if component not in COMPONENTS and argv[:1] == ["--component"] and len(argv) > 1:
+            component, argv = argv[1], argv[2:]
+    if component not in COMPONENTS:
+        sys.stderr.write("Error: unknown fake component %r (use bin/<name>)\n" % component)
+        return 1
+    set_comm(component)
+    image = os.environ.get("CPLET_SIM_IMAGE", "")
+    try:
+        if not image:
+            raise Fatal("CPLET_SIM_IMAGE is not set: the fake takes its binary version from "
+                        "the image tag")
+        binary, git_version = binary_version_from_image(image)
+        flags = parse_flags(component, binary, argv)
+        emulated, min_compat, errors = effective_versions(component, binary, flags)
+        if errors:
+            raise Fatal(aggregate(errors))
+        port_text = (flags.get("secure-port") or [str(DEFAULT_PORTS[component])])[-1]
+        try:
+            port = int(port_text)
+            if not 0 < port < 65536:
+                raise ValueError
+        except ValueError:
+            raise Fatal('invalid argument "%s" for "--secure-port" flag: strconv.ParseInt: '
+                        'parsing "%s": invalid syntax' % (port_text, port_text))
+    except Fatal as e:
+        sys.stderr.write("Error: %s\n" % e)
+        sys.stderr.flush()
+        return 1
+
+    knobs = load_knobs(component, git_version, binary)
+    comp = Component(component, binary, git_version, emulated, min_compat, knobs)
+    bind = (flags.get("bind-address") or ["127.0.0.1"])[-1]
+
+    # SIGTERM: exit at once (or after termDelay, /readyz failing meanwhile)
+    def on_term(signum, frame):
+        if knobs.get("ignoreSigterm"):
+            log("I", "received %s, ignoring it (knob ignoreSigterm)" % signal.Signals(signum).name)
+            return
+        delay = float(knobs.get("termDelay") or 0)
+        if delay > 0:
+            comp.terminating = True
+            threading.Timer(delay, lambda: os._exit(0)).start()
+            return
+        sys.stderr.flush()
+        os._exit(0)
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_term)
+
+    log("I", '"Starting fake component" component="%s" version="%s" emulatedVersion="%s" '
+             'minCompatibilityVersion="%s" address="%s:%d"'
+        % (component, git_version, emulated.major_minor(), min_compat.major_minor(), bind, port))
+
+    fail_versions = knobs.get("failVersions") or []
+    if git_version in fail_versions or ("v%d.%d" % binary.mm()) in fail_versions:
+        die(knobs.get("exitMessage") or "simulated failure of %s" % git_version,
+            int(knobs.get("exitCode") or 1))
+    fail_emulated = [str(x).lstrip("v") for x in knobs.get("failEmulated") or []]
+    if "%d.%d" % emulated.mm() in fail_emulated:
+        die(knobs.get("exitMessage") or "simulated failure at emulated version %d.%d" % emulated.mm(),
+            int(knobs.get("exitCode") or 1))
+
+    import ssl
+    cert_dir = os.environ.get("CPLET_SIM_CERT_DIR") or default_cert_dir()
+    try:
+        crt, key = ensure_cert(cert_dir)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(crt, key)
+        ctx.num_tickets = 0  # no session tickets: one less write after the handshake
+    except Exception as e:  # noqa: BLE001
+        die("unable to load server certificate: %s" % e)
+
+    try:
+        family = socket.AF_INET6 if ":" in bind else socket.AF_INET
+        lsock = socket.socket(family, socket.SOCK_STREAM)
+        lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        lsock.bind((bind, port))
+        lsock.listen(128)
+    except OSError as e:
+        die("failed to create listener: failed to listen on %s:%d: listen tcp %s:%d: bind: %s"
+            % (bind, port, bind, port, (e.strerror or str(e)).lower()))
+    log("I", '"Serving securely on %s:%d"' % (bind, port))
+
+    crash_after = knobs.get("crashAfter")
+    if crash_after is not None:
+        code = int(knobs.get("exitCode") or 1)
+        msg = knobs.get("exitMessage") or "simulated crash after %ss" % crash_after
+        t = threading.Timer(float(crash_after), die, (msg, code))
+        t.daemon = True
+        t.start()
+
+    if os.environ.get("CPLET_SIM_EXIT_WITH_PARENT") == "1":
+        ppid = os.getppid()
+
+        def watch_parent():
+            while True:
+                time.sleep(0.2)
+                if os.getppid() != ppid:
+                    log("W", "parent (kubelet) went away, exiting")
+                    os._exit(0)
+        threading.Thread(target=watch_parent, daemon=True).start()
+
+    while True:
+        try:
+            conn, _ = lsock.accept()
+        except OSError:
+            continue
+        threading.Thread(target=handle_connection, args=(comp, ctx, conn), daemon=True).start()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

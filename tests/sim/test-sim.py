@@ -1,0 +1,535 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
+"""Self-test of the simulated control-plane node (fake components, fake kubelet, simnode),
+printing TAP. Run: python3 tests/sim/test-sim.py
+"""
+
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+
+HERE = os.path.dirname(os.path.realpath(__file__))
+sys.path.insert(0, HERE)
+sys.dont_write_bytecode = True
+
+import simnode  # noqa: E402
+from simnode import SimNode, https_get, reserve_ports  # noqa: E402
+
+BIN = os.path.join(HERE, "bin")
+FIXTURES = os.environ.get("CPLET_FIXTURES_DIR") or os.path.join(
+    os.path.dirname(HERE), "data", "fixtures")
+TMP = tempfile.mkdtemp(prefix="cplet-sim-test-")
+CERTS = os.path.join(TMP, "certs")
+
+_results = []
+
+
+def check(name, cond, diag=""):
+    _results.append((bool(cond), name, diag))
+    return bool(cond)
+
+
+def emit_tap():
+    print("1..%d" % len(_results))
+    for i, (ok, name, diag) in enumerate(_results, 1):
+        print("%s %d - %s" % ("ok" if ok else "not ok", i, name))
+        if not ok and diag:
+            for line in str(diag).splitlines()[-25:]:
+                print("#   " + line)
+    sys.stdout.flush()
+    return all(ok for ok, _, _ in _results)
+
+
+def note(msg):
+    _notes.append(msg)
+
+
+_notes = []
+
+
+# --------------------------------------------------------------------------------------
+# helpers for running a fake component directly
+# --------------------------------------------------------------------------------------
+
+def fake_env(image, knobs=None):
+    env = dict(os.environ, CPLET_SIM_IMAGE=image, CPLET_SIM_CERT_DIR=CERTS,
+               PYTHONDONTWRITEBYTECODE="1")
+    env.pop("CPLET_SIM_KNOBS", None)
+    if knobs is not None:
+        path = os.path.join(TMP, "knobs-%d.json" % time.monotonic_ns())
+        with open(path, "w") as f:
+            json.dump(knobs, f)
+        env["CPLET_SIM_KNOBS"] = path
+    return env
+
+
+def run_fake(component, image, args, timeout=10):
+    """Runs a fake expected to exit at once; returns (code, stderr)."""
+    p = subprocess.run([os.path.join(BIN, component)] + args, env=fake_env(image),
+                       stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       timeout=timeout)
+    return p.returncode, p.stderr.decode()
+
+
+class Fake:
+    """A fake component serving on a reserved port."""
+
+    def __init__(self, component, image, args=(), knobs=None):
+        self.ports, self.lock = reserve_ports(3)
+        self.err = None
+        self.port = self.ports[0]
+        self.t_start = time.monotonic()
+        self.p = subprocess.Popen(
+            [os.path.join(BIN, component), "--secure-port=%d" % self.port,
+             "--bind-address", "127.0.0.1"] + list(args),
+            env=fake_env(image, knobs), stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def get(self, path):
+        return https_get(self.port, path, 2.0)
+
+    def wait_code(self, path, code, timeout=5.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            c, _ = self.get(path)
+            if c == code:
+                return time.monotonic() - self.t_start
+            if self.p.poll() is not None:
+                return None
+            time.sleep(0.01)
+        return None
+
+    def close(self):
+        if self.p.poll() is None:
+            self.p.send_signal(signal.SIGTERM)
+            try:
+                self.p.wait(3)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait()
+        if self.lock is not None:
+            os.close(self.lock)
+            self.lock = None
+        if self.err is None:
+            self.err = self.p.stderr.read().decode()
+        return self.err
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        self.close()
+
+
+IMG = "registry.k8s.io/%s:%s"
+
+
+# --------------------------------------------------------------------------------------
+# fake components
+# --------------------------------------------------------------------------------------
+
+def test_version_endpoint():
+    with Fake("kube-apiserver", IMG % ("kube-apiserver", "v1.34.2")) as f:
+        f.wait_code("/livez", 200)
+        code, body = f.get("/version")
+        v = json.loads(body) if code == 200 else {}
+        check("v1.34.2 /version reports binary and emulation fields (emulation 1.34, min-compat 1.33)",
+              code == 200 and v.get("gitVersion") == "v1.34.2" and v.get("major") == "1"
+              and v.get("minor") == "34" and v.get("emulationMajor") == "1"
+              and v.get("emulationMinor") == "34" and v.get("minCompatibilityMajor") == "1"
+              and v.get("minCompatibilityMinor") == "33", body)
+    with open(os.path.join(FIXTURES, "version-v1.32.3-kthw-no-emulation-fields.json")) as fx:
+        want = set(json.load(fx))
+    with Fake("kube-apiserver", IMG % ("kube-apiserver", "v1.32.3"),
+              ["--emulated-version", "1.31"]) as f:
+        f.wait_code("/livez", 200)
+        code, body = f.get("/version")
+        v = json.loads(body) if code == 200 else {}
+        check("v1.32.3 (emulating 1.31) /version has exactly the fields of the real 1.32 body",
+              set(v) == want and v.get("gitVersion") == "v1.32.3", "%s vs %s" % (sorted(v), sorted(want)))
+    with Fake("kube-apiserver", IMG % ("kube-apiserver", "v1.35.0"),
+              ["--emulated-version=v1.33", "--min-compatibility-version", "kube=1.32"]) as f:
+        f.wait_code("/livez", 200)
+        code, body = f.get("/version")
+        v = json.loads(body) if code == 200 else {}
+        check("v1.35.0 --emulated-version=v1.33 --min-compatibility-version kube=1.32 -> /version 1.33/1.32",
+              v.get("emulationMinor") == "33" and v.get("minCompatibilityMinor") == "32"
+              and v.get("minor") == "35", body)
+    with Fake("kube-apiserver", IMG % ("kube-apiserver", "v1.35.0"), ["--emulated-version=1.32"]) as f:
+        f.wait_code("/livez", 200)
+        code, body = f.get("/version")
+        v = json.loads(body) if code == 200 else {}
+        check("v1.35.0 emulating 1.32: default min-compat is raised to the floor 1.32",
+              v.get("emulationMinor") == "32" and v.get("minCompatibilityMinor") == "32", body)
+    with Fake("kube-controller-manager", IMG % ("kube-controller-manager", "v1.34.2")) as f:
+        c1 = f.wait_code("/healthz", 200)
+        c2, _ = f.get("/livez")
+        c3, _ = f.get("/version")
+        check("controller-manager serves /healthz only (/livez and /version 404)",
+              c1 is not None and c2 == 404 and c3 == 404, (c1, c2, c3))
+    with Fake("kube-scheduler", IMG % ("kube-scheduler", "v1.33.1")) as f:
+        codes = [f.wait_code(p, 200) is not None for p in ("/livez", "/readyz", "/healthz")]
+        check("scheduler serves /livez /readyz /healthz", all(codes), codes)
+
+
+def test_validation():
+    cases = [
+        ("unknown flag before 1.31", "kube-apiserver", "v1.30.14", ["--emulated-version=1.30"],
+         "Error: unknown flag: --emulated-version"),
+        ("--min-compatibility-version unknown before 1.35", "kube-apiserver", "v1.34.2",
+         ["--min-compatibility-version=1.33"], "Error: unknown flag: --min-compatibility-version"),
+        ("--emulation-forward-compatible is apiserver-only", "kube-scheduler", "v1.34.2",
+         ["--emulation-forward-compatible"], "Error: unknown flag: --emulation-forward-compatible"),
+        ("--emulation-forward-compatible unknown before 1.33", "kube-apiserver", "v1.32.3",
+         ["--emulation-forward-compatible=true"], "Error: unknown flag: --emulation-forward-compatible"),
+        ("1.35 refuses emulated 1.31", "kube-apiserver", "v1.35.0", ["--emulated-version=1.31"],
+         "emulation version 1.31 is not between [1.32.0, 1.35.0]"),
+        ("1.31 allows exactly 1.31", "kube-controller-manager", "v1.31.4", ["--emulated-version=1.30"],
+         "Error: emulation version 1.30 is not between [1.31, 1.31.0]"),
+        ("1.32 refuses emulated 1.30", "kube-scheduler", "v1.32.3", ["--emulated-version", "1.30"],
+         "Error: emulation version 1.30 is not between [1.31.0, 1.32.0]"),
+        ("emulated above the binary", "kube-apiserver", "v1.34.2", ["--emulated-version=1.35"],
+         "Error: emulation version 1.35 is not between [1.31.0, 1.34.0]"),
+        ("min-compat above emulated", "kube-scheduler", "v1.35.0",
+         ["--emulated-version=1.34", "--min-compatibility-version=1.35"],
+         "Error: minCompatibilityVersion version 1.35 is not between [1.32.0, 1.34]"),
+        ("min-compat below the floor", "kube-apiserver", "v1.36.1",
+         ["--min-compatibility-version=1.32"],
+         "Error: minCompatibilityVersion version 1.32 is not between [1.33.0, 1.36]"),
+        ("patch version", "kube-apiserver", "v1.34.2", ["--emulated-version=kube=1.34.1"],
+         "Error: patch version not allowed, got: kube=1.34.1"),
+        ("forward-compatible at emulation == binary", "kube-apiserver", "v1.34.2",
+         ["--emulation-forward-compatible"],
+         "Error: ServerRunOptions.EmulationForwardCompatible cannot be set to true if the "
+         "emulation version is the same as the binary version"),
+        ("runtime-config forward-compatible at emulation == binary", "kube-apiserver", "v1.35.0",
+         ["--emulated-version=1.35", "--runtime-config-emulation-forward-compatible=true"],
+         "Error: ServerRunOptions.RuntimeConfigEmulationForwardCompatible cannot be set"),
+        ("unregistered component", "kube-apiserver", "v1.35.0", ["--emulated-version=wardle=1.2"],
+         "Error: component not registered: wardle"),
+        ("duplicate version", "kube-apiserver", "v1.35.0", ["--emulated-version=1.33,kube=1.34"],
+         "Error: duplicate version flag, kube=1.33 and kube=1.34"),
+        ("flag without its value", "kube-apiserver", "v1.35.0", ["--emulated-version"],
+         "Error: flag needs an argument: --emulated-version"),
+        ("no image tag", "kube-apiserver", "", [], "Error: "),
+    ]
+    for name, comp, tag, args, want in cases:
+        image = IMG % (comp, tag) if tag else "registry.k8s.io/" + comp
+        code, err = run_fake(comp, image, args)
+        check("validation: %s -> exit 1, %r" % (name, want[:60]), code == 1 and want in err,
+              "exit %s stderr %r" % (code, err))
+    # accepted spellings start (and are not refused): bare, v-prefixed, kube=, forward-compat
+    for comp, tag, args in [
+        ("kube-apiserver", "v1.34.2", ["--emulated-version=v1.33", "--emulation-forward-compatible"]),
+        ("kube-apiserver", "v1.31.0", ["--emulated-version", "kube=1.31"]),
+        ("kube-controller-manager", "v1.35.0", ["--emulated-version=1.32", "--min-compatibility-version=v1.32"]),
+    ]:
+        with Fake(comp, IMG % (comp, tag), args) as f:
+            ok = f.wait_code("/healthz", 200) is not None
+            err = f.close()
+            check("accepted: %s %s %s" % (comp, tag, " ".join(args)), ok, err)
+
+
+def test_knobs():
+    knobs = {"kube-apiserver": {"startupDelay": 1.0}}
+    with Fake("kube-apiserver", IMG % ("kube-apiserver", "v1.34.2"), knobs=knobs) as f:
+        first = None
+        deadline = time.monotonic() + 3
+        while first is None and time.monotonic() < deadline:
+            first, _ = f.get("/livez")
+            time.sleep(0.01)
+        early = time.monotonic() - f.t_start
+        t200 = f.wait_code("/livez", 200)
+        check("startupDelay 1.0: port open, /livez 500 at first, then 200 after >= 1.0 s",
+              first == 500 and early < 1.0 and t200 is not None and t200 >= 0.98,
+              "first=%s at %.2fs, 200 at %s" % (first, early, t200))
+        code, _ = f.get("/readyz")
+        check("startupDelay: /readyz 200 afterwards", code == 200, code)
+    knobs = {"kube-scheduler": {"neverReady": True}}
+    with Fake("kube-scheduler", IMG % ("kube-scheduler", "v1.34.2"), knobs=knobs) as f:
+        live = f.wait_code("/livez", 200)
+        time.sleep(0.3)
+        r, body = f.get("/readyz")
+        h, _ = f.get("/healthz")
+        check("neverReady: /livez 200, /readyz and /healthz 500", live is not None and r == 500 and h == 500,
+              (live, r, h, body))
+    knobs = {"kube-apiserver": {"versions": {"v1.35.0": {"failVersions": ["v1.35.0"]}}}}
+    t = time.monotonic()
+    p = subprocess.run([os.path.join(BIN, "kube-apiserver")], env=fake_env(IMG % ("kube-apiserver", "v1.35.0"), knobs),
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=10)
+    err = p.stderr.decode()
+    check("failVersions: exit 1 at once with a fatal 'command failed' line",
+          p.returncode == 1 and 'run.go:72] "command failed" err="simulated failure of v1.35.0"' in err
+          and err.splitlines()[-1].startswith("E") and time.monotonic() - t < 5, err)
+    with Fake("kube-apiserver", IMG % ("kube-apiserver", "v1.34.2"), knobs=knobs) as f:
+        check("failVersions: other versions are not affected", f.wait_code("/readyz", 200) is not None)
+    knobs = {"kube-controller-manager": {"crashAfter": 0.3, "exitMessage": "boom"}}
+    with Fake("kube-controller-manager", IMG % ("kube-controller-manager", "v1.34.2"), knobs=knobs) as f:
+        try:
+            code = f.p.wait(5)
+        except subprocess.TimeoutExpired:
+            code = None
+        took = time.monotonic() - f.t_start
+        err = f.close()
+        check("crashAfter 0.3: exit 1 after ~0.3 s with the message", code == 1 and 0.3 <= took < 3 and "boom" in err,
+              (code, took, err))
+    with Fake("kube-apiserver", IMG % ("kube-apiserver", "v1.34.2")) as f:
+        f.wait_code("/livez", 200)
+        t = time.monotonic()
+        f.p.send_signal(signal.SIGTERM)
+        code = f.p.wait(5)
+        took = time.monotonic() - t
+        check("SIGTERM: exit 0 within 100 ms (took %.0f ms)" % (took * 1000), code == 0 and took < 0.5,
+              (code, took))
+
+
+# --------------------------------------------------------------------------------------
+# kubelet and simnode
+# --------------------------------------------------------------------------------------
+
+def add_flag(text, flag):
+    """Adds a command flag after the binary's line (as cplet would, order aside)."""
+    lines = text.splitlines(keepends=True)
+    for i, l in enumerate(lines):
+        if l.strip() in ("- kube-apiserver", "- kube-controller-manager", "- kube-scheduler"):
+            indent = l[:len(l) - len(l.lstrip())]
+            lines.insert(i + 1, "%s- %s\n" % (indent, flag))
+            return "".join(lines)
+    raise AssertionError("no command")
+
+
+def test_kubelet():
+    root = os.path.join(TMP, "node1")
+    node = SimNode(root, "v1.34.2", backoff=0.2, backoff_max=2.0)
+    t = time.monotonic()
+    node.up(timeout=20)
+    check("up: all three components healthy (%.2f s)" % (time.monotonic() - t),
+          node.health() == {c: 200 for c in simnode.COMPONENTS}, node.health())
+    st = os.stat(node.manifest_dir)
+    check("up: manifest dir 0700, three manifests, no etcd",
+          (st.st_mode & 0o777) == 0o700
+          and sorted(os.listdir(node.manifest_dir)) == sorted(c + ".yaml" for c in simnode.COMPONENTS),
+          (oct(st.st_mode), os.listdir(node.manifest_dir)))
+    pids = node.pids()
+    cmd = open("/proc/%d/cmdline" % pids["kube-apiserver.yaml"], "rb").read().split(b"\0")[:-1]
+    comm = open("/proc/%d/comm" % pids["kube-apiserver.yaml"]).read().strip()
+    check("a fake's cmdline is <python> <bin-dir>/kube-apiserver <manifest args>; comm kube-apiserver",
+          cmd[1].decode() == os.path.join(BIN, "kube-apiserver") and comm == "kube-apiserver"
+          and b"--secure-port=%d" % node.ports["kube-apiserver"] in cmd, (cmd[:3], comm))
+
+    # restart on change; measure kubelet reaction and start -> /livez
+    file = "kube-apiserver.yaml"
+    orig = node.read_manifest("kube-apiserver")
+    react, ready = [], []
+    ok_order = True
+    for i in range(6):
+        old_pid = node.pids().get(file)
+        text = add_flag(orig, "--emulated-version=1.33") if i % 2 == 0 else orig
+        t0 = time.time()
+        node.write_manifest("kube-apiserver", text)
+        ev = node.wait_event(lambda e: e["event"] == "start" and e["file"] == file, 10, since=t0)
+        if ev is None:
+            ok_order = False
+            break
+        while https_get(node.ports["kube-apiserver"], "/livez", 1.0)[0] != 200:
+            if time.time() - ev["t"] > 10:
+                break
+            time.sleep(0.002)
+        t_live = time.time()
+        react.append(ev["t"] - t0)
+        ready.append(t_live - ev["t"])
+        evs = [e for e in node.events(file=file) if e["t"] >= t0]
+        kinds = [(e["event"], e["pid"]) for e in evs]
+        if not (len(kinds) >= 2 and kinds[0] == ("stop", old_pid) and kinds[1][0] == "start"
+                and kinds[1][1] != old_pid):
+            ok_order = False
+    check("manifest change: stop(old pid) then start(new pid), every time", ok_order,
+          json.dumps(node.events(file=file)[-4:]))
+    v = node.version() or {}
+    check("after the change /version shows the new effective versions (emulation 1.34 again)",
+          v.get("emulationMinor") == "34" and v.get("minCompatibilityMinor") == "33", v)
+    if react:
+        note("kubelet reaction (rename -> new process started): median %.1f ms, max %.1f ms over %d"
+             % (statistics.median(react) * 1000, max(react) * 1000, len(react)))
+        note("process start -> /livez 200 (startupDelay 0): median %.1f ms, max %.1f ms"
+             % (statistics.median(ready) * 1000, max(ready) * 1000))
+
+    # dot-file and comment-only change are not restarts
+    n0 = len(node.events())
+    with open(os.path.join(node.manifest_dir, ".kube-apiserver.yaml.swp"), "w") as f:
+        f.write(orig.replace("v1.34.2", "v1.35.0"))
+    node.write_manifest("kube-apiserver", "# edited by hand\n" + orig)
+    time.sleep(0.3)
+    check("a dot-file and a comment-only edit start nothing", len(node.events()) == n0,
+          node.events()[n0:])
+    os.unlink(os.path.join(node.manifest_dir, ".kube-apiserver.yaml.swp"))
+
+    # a backup without a dot runs as a second pod (and crash-loops on the taken port)
+    bak = os.path.join(node.manifest_dir, "kube-apiserver.yaml.bak")
+    t0 = time.time()
+    with open(bak, "w") as f:
+        f.write(orig)
+    ev = node.wait_event(lambda e: e["event"] == "exit" and e["file"] == "kube-apiserver.yaml.bak", 5, since=t0)
+    check("kube-apiserver.yaml.bak runs as a second pod (which fails on the port in use)",
+          ev is not None and ev["code"] == 1, node.events(file="kube-apiserver.yaml.bak"))
+    os.unlink(bak)
+    time.sleep(0.5)
+    n_bak = len(node.events(file="kube-apiserver.yaml.bak"))
+    time.sleep(0.5)
+    check("removing the .bak stops its crash loop",
+          len(node.events(file="kube-apiserver.yaml.bak")) == n_bak and "kube-apiserver.yaml.bak" not in node.pids(),
+          node.events(file="kube-apiserver.yaml.bak"))
+
+    # unparseable file: logged, old pod keeps running
+    file = "kube-controller-manager.yaml"
+    cm_pid = node.pids().get(file)
+    cm_orig = node.read_manifest("kube-controller-manager")
+    t0 = time.time()
+    node.write_manifest("kube-controller-manager", "apiVersion: v1\nkind: Pod\nspec: [\n  broken")
+    ev = node.wait_event(lambda e: e["event"] == "invalid" and e["file"] == file, 5, since=t0)
+    time.sleep(0.2)
+    check("an unparseable manifest is logged and ignored; the pod keeps running",
+          ev is not None and node.pids().get(file) == cm_pid and simnode.pid_alive(cm_pid),
+          (ev, node.pids()))
+    node.write_manifest("kube-controller-manager", cm_orig)
+    time.sleep(0.2)
+    check("restoring the same manifest is not a restart", node.pids().get(file) == cm_pid, node.pids())
+
+    # crash -> restart with doubling back-off
+    file = "kube-scheduler.yaml"
+    starts = []
+    for i in range(3):
+        pid = node.pids().get(file)
+        t0 = time.time()
+        os.kill(pid, signal.SIGKILL)
+        ev = node.wait_event(lambda e: e["event"] == "start" and e["file"] == file, 10, since=t0)
+        ex = [e for e in node.events(file=file) if e["event"] == "exit" and e["pid"] == pid]
+        starts.append((ev["t"] - ex[0]["t"]) if ev and ex else None)
+        node.wait_healthy(5, ["kube-scheduler"])
+    check("a crashed process is restarted with back-off 0.2, 0.4, 0.8 s (%s)"
+          % ", ".join("%.2f" % s if s is not None else "-" for s in starts),
+          all(s is not None for s in starts) and 0.2 <= starts[0] < 0.6 and 0.4 <= starts[1] < 0.9
+          and 0.8 <= starts[2] < 1.5, starts)
+    ex = [e for e in node.events(file=file) if e["event"] == "exit"]
+    check("a crash is an 'exit' event with the code (-9)", ex and ex[0]["code"] == -9, ex[:1])
+
+    # knob-driven crash loop of a new version, then back
+    node.set_knobs({"kube-scheduler": {"failVersions": ["v1.35.0"]}})
+    sched = node.read_manifest("kube-scheduler")
+    t0 = time.time()
+    node.write_manifest("kube-scheduler", sched.replace(":v1.34.2", ":v1.35.0"))
+    ev = node.wait_event(lambda e: e["event"] == "exit" and e["file"] == file and e["code"] == 1, 5, since=t0)
+    check("failVersions through the kubelet: the new image exits 1", ev is not None and "v1.35.0" in ev["image"], ev)
+    node.write_manifest("kube-scheduler", sched)
+    check("rolling the manifest back makes it healthy again", node.wait_healthy(5, ["kube-scheduler"]),
+          node.health())
+
+    # JSON manifests are pods too
+    import yaml
+    doc = yaml.safe_load(node.read_manifest("kube-controller-manager"))
+    doc["spec"]["containers"][0]["command"].append("--emulated-version=1.33")
+    cm_pid = node.pids().get("kube-controller-manager.yaml")
+    t0 = time.time()
+    node.write_manifest("kube-controller-manager", json.dumps(doc, indent=2))
+    ev = node.wait_event(lambda e: e["event"] == "start" and e["file"] == "kube-controller-manager.yaml", 5, since=t0)
+    check("a JSON manifest is loaded (restart with the new flag)",
+          ev is not None and ev["pid"] != cm_pid and "--emulated-version=1.33" in ev["argv"], ev)
+
+    # etcd (no fake binary) is skipped quietly, once
+    t0 = time.time()
+    with open(os.path.join(simnode.template_dir(), "etcd.yaml")) as f:
+        node.write_manifest("etcd", f.read())
+    ev = node.wait_event(lambda e: e["file"] == "etcd.yaml", 5, since=t0)
+    time.sleep(0.5)
+    check("etcd.yaml: one 'skip' event, nothing runs, no crash loop",
+          ev is not None and ev["event"] == "skip" and len(node.events(file="etcd.yaml")) == 1
+          and "etcd.yaml" not in node.pids(), node.events(file="etcd.yaml"))
+
+    # deletion
+    pid = node.pids().get(file)
+    t0 = time.time()
+    os.unlink(node.manifest_path("kube-scheduler"))
+    ev = node.wait_event(lambda e: e["event"] == "stop" and e["file"] == file, 5, since=t0)
+    check("deleting a manifest stops its pod", ev is not None and ev["pid"] == pid and not simnode.pid_alive(pid),
+          ev)
+
+    # down
+    ports = dict(node.ports)
+    left = node.down()
+    pg = subprocess.run(["pgrep", "-f", root], stdout=subprocess.PIPE).stdout.decode()
+    pg2 = "".join(subprocess.run(["pgrep", "-f", "--", "--secure-port=%d" % p], stdout=subprocess.PIPE)
+                  .stdout.decode() for p in ports.values())
+    check("down leaves no processes (marker scan and pgrep -f)", not left and not pg and not pg2,
+          (left, pg, pg2))
+
+
+def test_cli_and_parallel():
+    roots = [os.path.join(TMP, "cli%d" % i) for i in range(2)]
+    procs = [subprocess.Popen([sys.executable, os.path.join(HERE, "simnode.py"), "up", "--root", r,
+                               "--version", "v1.33.5"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+             for r in roots]
+    outs = [p.communicate(timeout=30) for p in procs]
+    infos = []
+    for p, (out, err) in zip(procs, outs):
+        try:
+            infos.append(json.loads(out.decode().strip().splitlines()[-1]))
+        except (ValueError, IndexError):
+            infos.append(None)
+    ok = all(p.returncode == 0 for p in procs) and all(infos)
+    check("two nodes come up in parallel through the CLI", ok, [o[1].decode() for o in outs])
+    if ok:
+        allports = [p for i in infos for p in i["ports"].values()]
+        check("their ports do not collide", len(set(allports)) == 6, allports)
+        st = subprocess.run([sys.executable, os.path.join(HERE, "simnode.py"), "status", "--root", roots[0]],
+                            stdout=subprocess.PIPE)
+        s = json.loads(st.stdout)
+        check("status: kubelet alive, three healthy components, apiserver v1.33.5",
+              st.returncode == 0 and s["kubelet_alive"]
+              and all(c["health"] == 200 for c in s["components"].values())
+              and s["apiserverVersion"]["gitVersion"] == "v1.33.5", s)
+        # a kubelet killed hard does not leave orphans behind
+        kpid = infos[1]["kubelet_pid"]
+        os.kill(kpid, signal.SIGKILL)
+        deadline = time.monotonic() + 3
+        while simnode.node_processes(roots[1]) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        check("components exit when their kubelet is SIGKILLed", not simnode.node_processes(roots[1]),
+              simnode.node_processes(roots[1]))
+    for r in roots:
+        d = subprocess.run([sys.executable, os.path.join(HERE, "simnode.py"), "down", "--root", r],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        check("CLI down %s: exit 0, nothing left" % os.path.basename(r),
+              d.returncode == 0 and not simnode.node_processes(r), d.stderr.decode())
+
+
+def main():
+    t = time.monotonic()
+    for fn in (test_version_endpoint, test_validation, test_knobs, test_kubelet, test_cli_and_parallel):
+        try:
+            fn()
+        except Exception:  # noqa: BLE001
+            check("%s raised no exception" % fn.__name__, False, traceback.format_exc())
+    ok = emit_tap()
+    for n in _notes:
+        print("# " + n)
+    print("# total %.1f s" % (time.monotonic() - t))
+    for r in ("node1", "cli0", "cli1"):
+        path = os.path.join(TMP, r)
+        if os.path.isdir(path):
+            SimNode(path).down()
+    if ok:
+        import shutil
+        shutil.rmtree(TMP, ignore_errors=True)
+    else:
+        print("# work files kept in %s" % TMP)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
