@@ -172,24 +172,33 @@ static int rollback_versions(cli *c) {
                                   e, c->emulated_version);
                         return EXIT_INVALID;
                 }
-                c->binary_version = strdup_printf("%s", b);
+                c->binary_version = c->rollback_owned[0] = strdup(b);
         } else if (c->binary_version) {
                 kversion want;
 
-                if (kversion_parse(c->binary_version, &want, NULL) >= 0 && kversion_cmp(&want, &ref->binary) >= 0) {
-                        cli_error("rollback: the binaries run %s; %s is not older (use cplet upgrade)", b,
-                                  c->binary_version);
-                        return EXIT_INVALID;
+                if (kversion_parse(c->binary_version, &want, NULL) >= 0) {
+                        char v[KVERSION_STRING_MAX];
+
+                        kversion_format(&want, v);
+                        if (kversion_cmp(&want, &ref->binary) >= 0) {
+                                cli_error("rollback: the binaries run %s; %s is not older (use cplet upgrade)", b, v);
+                                return EXIT_INVALID;
+                        }
+                        /* FACTS.md: back to 1.(N-1) only while the emulated version is <= 1.(N-1). */
+                        if (!c->emulated_version && kminor_cmp(ref->emulated, kversion_minor(&want)) > 0) {
+                                cli_error("rollback: binary %s cannot run the emulated version %s in force; roll the "
+                                          "emulated version back first (cplet rollback --emulated-version %u.%u)",
+                                          v, e, want.major, want.minor);
+                                return EXIT_INVALID;
+                        }
                 }
-                /* The old binary must accept the emulated version in force (FACTS.md): keep it, so
-                 * that the plan is refused rather than lowering emulation behind the user's back. */
+                /* The old binary must accept the emulated version in force: keep it, so that an
+                 * impossible plan is refused rather than emulation lowered behind one's back. */
                 if (!c->emulated_version)
-                        c->emulated_version = strdup_printf("%s", e);
+                        c->emulated_version = c->rollback_owned[1] = strdup(e);
         }
         if (!c->binary_version || !c->emulated_version)
                 return EXIT_FAILED;
-        c->rollback_owned[0] = (char *) c->binary_version;
-        c->rollback_owned[1] = (char *) c->emulated_version;
         return c->no_wait || c->dry_run ? cmd_upgrade(c) : cli_run_gated(c, "rollback");
 }
 

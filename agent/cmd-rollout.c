@@ -185,7 +185,21 @@ static void new_plan_id(char buf[static 32]) {
 
 int cli_refuse_if_interrupted(cli *c) {
         _cleanup_(store_freep) store *s = NULL;
+        _cleanup_free_ char *holder = NULL;
         json_auto_t *j = NULL;
+
+        /* A rollout that runs right now is not an interrupted one: say who is at work. */
+        if (store_lock_holder(c->root, &holder) > 0) {
+                const char *space = holder ? strchr(holder, ' ') : NULL;
+
+                if (space)
+                        cli_error("another cplet is changing this node: pid %.*s (%s) holds the lock; wait for it "
+                                  "to finish",
+                                  (int) (space - holder), holder, space + 1);
+                else
+                        cli_error("another cplet is changing this node (it holds the lock); wait for it to finish");
+                return EXIT_INVALID;
+        }
 
         if (store_open(c->root, 0, false, &s, NULL) < 0 || store_journal_load(s, &j, NULL) < 0)
                 return EXIT_OK;

@@ -56,7 +56,9 @@ store *store_free(store *s) {
 }
 
 static char *under_root(const char *root, const char *path) {
-        return strdup_printf("%s/%s", streq(root, "/") ? "" : root, path);
+        if (streq(root, "/"))
+                return strdup_printf("/%s", path);
+        return strdup_printf("%s/%s", root, path);
 }
 
 int store_open(const char *root, unsigned keep, bool writable, store **ret, char **ret_error) {
@@ -173,6 +175,30 @@ int store_lock(const char *root, const char *command, int *ret_fd, char **ret_er
                 return set_error(ret_error, -errno, "%s: %s", display, strerror(errno));
         *ret_fd = TAKE_FD(fd);
         return 0;
+}
+
+int store_lock_holder(const char *root, char **ret_holder) {
+        _cleanup_free_ char *path = under_root(root, STORE_LOCK_DIR "/" STORE_LOCK_FILE);
+        _cleanup_close_ int fd = -EBADF;
+        char holder[256];
+        ssize_t n;
+
+        if (!path)
+                return -ENOMEM;
+        fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0)
+                return 0;
+        /* A shared lock conflicts only with a writer's exclusive one; released on close. */
+        if (flock(fd, LOCK_SH | LOCK_NB) >= 0)
+                return 0;
+        if (errno != EWOULDBLOCK)
+                return -errno;
+        n = pread(fd, holder, sizeof(holder) - 1, 0);
+        holder[n > 0 ? n : 0] = 0;
+        holder[strcspn(holder, "\n")] = 0;
+        if (ret_holder)
+                *ret_holder = strdup(holder);
+        return 1;
 }
 
 static int component_dir(store *s, const char *component, bool create, int *ret_fd, char **ret_error) {

@@ -71,6 +71,10 @@ static inline void store_freep(store **s) {
  * another process holds it, fails with -EBUSY and names that process. */
 int store_lock(const char *root, const char *command, int *ret_fd, char **ret_error);
 
+/* Whether another process holds the lock, without creating anything: 1 (and "PID COMMAND"
+ * in *ret_holder when it can be read), 0 when free or absent. */
+int store_lock_holder(const char *root, char **ret_holder);
+
 /* Lists a component's revisions (empty when it has none). */
 int store_list(store *s, const char *component, revision_list *ret, char **ret_error);
 
