@@ -200,9 +200,6 @@ int cmd_upgrade(cli *c) {
 
         if (!c->no_wait && !c->dry_run)
                 return cli_run_gated(c, "upgrade");
-        r = cli_refuse_if_interrupted(c);
-        if (r != EXIT_OK)
-                return r;
 
         /* Plan first, read-only: a refused plan leaves the node exactly as it was. */
         r = cli_compute_plan(c, &p, NULL);
@@ -223,6 +220,10 @@ int cmd_upgrade(cli *c) {
                 }
                 return run_steps(c, s, p, "dry-run");
         }
+
+        r = cli_refuse_if_interrupted(c);
+        if (r != EXIT_OK)
+                return r;
 
         r = cli_lock(c, &lock_fd);
         if (r != EXIT_OK)
