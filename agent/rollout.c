@@ -187,7 +187,7 @@ static void on_gate_phase(gate_phase phase, const char *detail, void *userdata) 
  * journal step records every transition before the next. Returns 0 with *ret_ok, or -EINTR
  * (the step stays "waiting" in the journal), or another negative errno. */
 static int write_and_gate(rollout *r, size_t i, json_t *tree, const char *kind, const char *reason,
-                          const expected *ex, size_t n_planned, bool *ret_ok) {
+                          const expected *ex, size_t step_number, size_t n_planned, bool *ret_ok) {
         const component *co = &r->node->components[i];
         _cleanup_(gate_result_done) gate_result result = {};
         _cleanup_free_ char *error = NULL;
@@ -212,7 +212,8 @@ static int write_and_gate(rollout *r, size_t i, json_t *tree, const char *kind, 
                          "message");
         if (!step || json_array_append_new(steps_of(r), step) < 0)
                 return -ENOMEM;
-        index = json_array_size(steps_of(r));
+        /* Progress counts plan steps; restores and unwinds count journal entries. */
+        index = step_number > 0 ? step_number : json_array_size(steps_of(r));
         k = save(r);
         if (k < 0)
                 return k;
@@ -337,7 +338,7 @@ static int restore_revision(rollout *r, size_t i, unsigned rev, const char *kind
                               error ?: strerror(-k));
                 return k;
         }
-        k = write_and_gate(r, i, tree, kind, reason, &ex, 0, &ok);
+        k = write_and_gate(r, i, tree, kind, reason, &ex, 0, 0, &ok);
         if (k < 0)
                 return k;
         if (!ok) {
@@ -497,8 +498,8 @@ int rollout_run(rollout *r, const plan *p) {
                                      step_kind_to_string(st->kind));
                 if (!reason || !what)
                         return -ENOMEM;
-                k = write_and_gate(r, st->component, next, step_kind_to_string(st->kind), reason, &ex, p->n_steps,
-                                   &ok);
+                k = write_and_gate(r, st->component, next, step_kind_to_string(st->kind), reason, &ex, s + 1,
+                                   p->n_steps, &ok);
                 if (k < 0)
                         return k;
                 if (!ok)
@@ -510,6 +511,49 @@ int rollout_run(rollout *r, const plan *p) {
                 }
         }
         return 0;
+}
+
+/* A plan step journaled "failed" whose restore never completed (cplet died in between):
+ * restore it now. Returns the failed step's index + 1, or 0 when there is none to finish. */
+static int finish_failed_step(rollout *r, json_t *steps, size_t *ret_failed) {
+        json_t *st;
+        size_t j, failed = SIZE_MAX;
+        int k;
+
+        json_array_foreach(steps, j, st) {
+                const char *state = json_string_value(json_object_get(st, "state")) ?: "";
+                const char *kind = json_string_value(json_object_get(st, "kind")) ?: "";
+
+                if (streq(state, "failed") && is_plan_kind(kind))
+                        failed = j;
+        }
+        if (failed == SIZE_MAX)
+                return 0;
+        *ret_failed = failed;
+
+        st = json_array_get(steps, failed);
+        {
+                const char *name = json_string_value(json_object_get(st, "component")) ?: "";
+                unsigned from = (unsigned) json_integer_value(json_object_get(st, "from"));
+                size_t i = component_index(r, name);
+                bool restored = false;
+                json_t *later;
+
+                for (size_t q = failed + 1; q < json_array_size(steps); q++) {
+                        later = json_array_get(steps, q);
+                        if (streq(json_string_value(json_object_get(later, "kind")) ?: "", "restore") &&
+                            streq(json_string_value(json_object_get(later, "component")) ?: "", name) &&
+                            streq(json_string_value(json_object_get(later, "state")) ?: "", "done"))
+                                restored = true;
+                }
+                if (restored || i == SIZE_MAX)
+                        return 1;
+                emit(r, "restore", 0, 0, name, "restore", from, json_string_value(json_object_get(st, "message")), 0);
+                k = restore_revision(r, i, from, "restore", "restore after failed step (finished after an interruption)");
+                if (k < 0)
+                        return k;
+        }
+        return 1;
 }
 
 int rollout_take_over(rollout *r, json_t *journal, bool settle, char **ret_error) {
@@ -628,6 +672,34 @@ int rollout_take_over(rollout *r, json_t *journal, bool settle, char **ret_error
                         }
                         emit(r, "done", json_array_size(steps), 0, name,
                              json_string_value(json_object_get(st, "kind")), to, NULL, 0);
+                }
+        }
+        /* A failure that was not fully handled: the failed step goes back first. Resume then
+         * finishes the failure by policy (the plan does not go on past a failed step); abort
+         * unwinds everything anyway. */
+        {
+                size_t failed = 0;
+
+                k = finish_failed_step(r, steps, &failed);
+                if (k < 0)
+                        return k;
+                if (k > 0) {
+                        st = json_array_get(steps, failed);
+                        if (settle && r->options.unwind_on_failure) {
+                                k = rollout_unwind(r);
+                                if (k < 0)
+                                        return k;
+                        }
+                        if (settle) {
+                                set_error_msg(r, "%s %s had failed (%s); it is restored%s",
+                                              json_string_value(json_object_get(st, "component")) ?: "?",
+                                              json_string_value(json_object_get(st, "kind")) ?: "step",
+                                              json_string_value(json_object_get(st, "message")) ?: "?",
+                                              r->options.unwind_on_failure ? " and the plan's earlier steps unwound"
+                                                                           : "");
+                                return -EIO;
+                        }
+                        return 0;
                 }
         }
         return 0;
