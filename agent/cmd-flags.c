@@ -23,24 +23,13 @@ static bool valid_flag_name(const char *s, size_t len) {
         return true;
 }
 
-/* Flag names as the components compare them: "_" and "-" are the same (pflag's
- * WordSepNormalizeFunc). */
-static bool same_flag(const char *name, size_t len, const char *wanted) {
-        if (strlen(wanted) != len)
-                return false;
-        for (size_t i = 0; i < len; i++)
-                if ((name[i] == '_' ? '-' : name[i]) != wanted[i])
-                        return false;
-        return true;
-}
-
 static int check_name(const char *name, size_t len) {
         if (!valid_flag_name(name, len)) {
                 cli_error("flags: \"%.*s\" is not a flag name", (int) len, name);
                 return EXIT_INVALID;
         }
         for (size_t k = 0; k < ELEMENTSOF(compat_flags); k++)
-                if (same_flag(name, len, compat_flags[k])) {
+                if (cmdline_flag_name_equal(name, len, compat_flags[k])) {
                         cli_error("flags: --%s is a compatibility flag; change it with cplet plan/upgrade, which "
                                   "keeps every intermediate state valid",
                                   compat_flags[k]);

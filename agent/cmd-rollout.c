@@ -23,13 +23,6 @@ typedef struct output {
         size_t steps_done;
 } output;
 
-static uint64_t now_usec(void) {
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * 1000000ULL + (uint64_t) ts.tv_nsec / 1000;
-}
-
 static void on_progress(const rollout_event *ev, void *userdata) {
         output *o = userdata;
         char step[32] = "";
@@ -340,6 +333,30 @@ static int take_over(cli *c, session *s, json_t *j, bool settle) {
         return r == 0 ? EXIT_OK : conclude(c, s, r, settle ? "resume" : "abort");
 }
 
+/* Opens a session on the unfinished rollout: EXIT_OK with *ret NULL (after saying so) when
+ * there is none. The rollout takes the journal's options unless given on the command line. */
+static int open_unfinished(cli *c, session *s, const rollout_options *o, bool options_given, const char *verb,
+                           json_t **ret) {
+        json_t *j = NULL;
+        int r;
+
+        r = session_open(c, s, o);
+        if (r == EXIT_OK)
+                r = load_journal(c, s, &j);
+        if (r != EXIT_OK || !j) {
+                if (r == EXIT_OK && !c->quiet)
+                        printf("Nothing to %s: no rollout was interrupted.\n", verb);
+                session_done(s);
+                *ret = NULL;
+                return r;
+        }
+        options_from_journal(j, &s->rollout->options);
+        if (options_given)
+                s->rollout->options = *o;
+        *ret = j;
+        return EXIT_OK;
+}
+
 int cmd_resume(cli *c) {
         json_auto_t *j = NULL;
         _cleanup_(plan_freep) plan *p = NULL;
@@ -350,18 +367,9 @@ int cmd_resume(cli *c) {
 
         if (parse_options(c, &o) < 0)
                 return EXIT_INVALID;
-        r = session_open(c, &s, &o);
-        if (r == EXIT_OK)
-                r = load_journal(c, &s, &j);
-        if (r != EXIT_OK || !j) {
-                if (r == EXIT_OK && !c->quiet)
-                        printf("Nothing to resume: no rollout was interrupted.\n");
-                session_done(&s);
+        r = open_unfinished(c, &s, &o, c->stable_for || c->step_timeout || c->on_failure, "resume", &j);
+        if (r != EXIT_OK || !j)
                 return r;
-        }
-        options_from_journal(j, &s.rollout->options);
-        if (c->stable_for || c->step_timeout || c->on_failure)
-                s.rollout->options = o;
 
         if (!c->quiet && !c->json)
                 printf("Resuming %s %s.\n", json_string_value(json_object_get(j, "command")) ?: "rollout",
@@ -402,18 +410,9 @@ int cmd_abort(cli *c) {
 
         if (parse_options(c, &o) < 0)
                 return EXIT_INVALID;
-        r = session_open(c, &s, &o);
-        if (r == EXIT_OK)
-                r = load_journal(c, &s, &j);
-        if (r != EXIT_OK || !j) {
-                if (r == EXIT_OK && !c->quiet)
-                        printf("Nothing to abort: no rollout was interrupted.\n");
-                session_done(&s);
+        r = open_unfinished(c, &s, &o, c->stable_for || c->step_timeout, "abort", &j);
+        if (r != EXIT_OK || !j)
                 return r;
-        }
-        options_from_journal(j, &s.rollout->options);
-        if (c->stable_for || c->step_timeout)
-                s.rollout->options = o;
         s.rollout->options.unwind_on_failure = true;
 
         if (!c->quiet && !c->json)

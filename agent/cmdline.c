@@ -157,31 +157,38 @@ static int parse_flag_at(const cmdline *c, size_t i, const char **ret_name, size
         return 1;
 }
 
-int cmdline_foreach_flag(const cmdline *c, cmdline_flag_fn fn, void *userdata) {
-        for (size_t i = c->flags_start; i < cmdline_size(c);) {
-                const char *name, *value;
-                size_t len;
-                bool separate;
-                int n, r;
+/* Moves *i to the next flag at or after it and returns how many items it spans (1 or 2), or 0
+ * at the end of the flags. */
+static int next_flag(const cmdline *c, size_t *i, const char **ret_name, size_t *ret_len, const char **ret_value,
+                     bool *ret_separate) {
+        for (; *i < cmdline_size(c); (*i)++) {
+                int k = parse_flag_at(c, *i, ret_name, ret_len, ret_value, ret_separate);
 
-                n = parse_flag_at(c, i, &name, &len, &value, &separate);
-                if (n < 0)
-                        break;
-                if (n == 0) {
-                        i++;
-                        continue;
-                }
+                if (k < 0)
+                        return 0; /* "--" */
+                if (k > 0)
+                        return k;
+        }
+        return 0;
+}
+
+int cmdline_foreach_flag(const cmdline *c, cmdline_flag_fn fn, void *userdata) {
+        const char *name, *value;
+        size_t len, i = c->flags_start;
+        bool separate;
+        int k, r;
+
+        for (; (k = next_flag(c, &i, &name, &len, &value, &separate)) > 0; i += k) {
                 r = fn(name, len, value, userdata);
                 if (r != 0)
                         return r;
-                i += n;
         }
         return 0;
 }
 
 /* The components normalise flag names with pflag's WordSepNormalizeFunc: "_" is "-".
  * --emulated_version is --emulated-version to the binary, so it must be to cplet too. */
-static bool name_matches(const char *name, size_t len, const char *wanted) {
+bool cmdline_flag_name_equal(const char *name, size_t len, const char *wanted) {
         if (strlen(wanted) != len)
                 return false;
         for (size_t i = 0; i < len; i++) {
@@ -194,27 +201,16 @@ static bool name_matches(const char *name, size_t len, const char *wanted) {
 }
 
 int cmdline_get_flag(const cmdline *c, const char *name, const char **ret_value) {
-        const char *value = NULL;
-        int count = 0;
+        const char *n, *v, *value = NULL;
+        size_t len, i = c->flags_start;
+        bool separate;
+        int k, count = 0;
 
-        for (size_t i = c->flags_start; i < cmdline_size(c);) {
-                const char *n, *v;
-                size_t len;
-                bool separate;
-                int k = parse_flag_at(c, i, &n, &len, &v, &separate);
-
-                if (k < 0)
-                        break;
-                if (k == 0) {
-                        i++;
-                        continue;
-                }
-                if (name_matches(n, len, name)) {
+        for (; (k = next_flag(c, &i, &n, &len, &v, &separate)) > 0; i += k)
+                if (cmdline_flag_name_equal(n, len, name)) {
                         value = v;
                         count++;
                 }
-                i += k;
-        }
         if (count > 0 && ret_value)
                 *ret_value = value;
         return count;
@@ -240,54 +236,37 @@ static int replace_item(cmdline *c, size_t i, const char *s) {
 
 /* Removes occurrences of `name` at or after index `from`. */
 static int remove_occurrences(cmdline *c, const char *name, size_t from) {
-        int removed = 0;
+        const char *n, *v;
+        size_t len, i = c->flags_start;
+        bool separate;
+        int k, r, removed = 0;
 
-        for (size_t i = c->flags_start; i < cmdline_size(c);) {
-                const char *n, *v;
-                size_t len;
-                bool separate;
-                int k = parse_flag_at(c, i, &n, &len, &v, &separate), r;
-
-                if (k < 0)
-                        break;
-                if (k == 0) {
-                        i++;
+        while ((k = next_flag(c, &i, &n, &len, &v, &separate)) > 0) {
+                if (i < from || !cmdline_flag_name_equal(n, len, name)) {
+                        i += k;
                         continue;
                 }
-                if (i >= from && name_matches(n, len, name)) {
-                        for (int j = 0; j < k; j++) {
-                                r = remove_item(c, i);
-                                if (r < 0)
-                                        return r;
-                        }
-                        removed++;
-                        continue;
+                for (int j = 0; j < k; j++) {
+                        r = remove_item(c, i);
+                        if (r < 0)
+                                return r;
                 }
-                i += k;
+                removed++;
         }
         return removed;
 }
 
 int cmdline_set_flag(cmdline *c, const char *name, const char *value) {
         _cleanup_free_ char *joined = NULL;
+        const char *n, *v;
+        size_t len, i = c->flags_start;
+        bool separate;
         json_t *target;
+        int k, r;
 
-        for (size_t i = c->flags_start; i < cmdline_size(c);) {
-                const char *n, *v;
-                size_t len;
-                bool separate;
-                int k = parse_flag_at(c, i, &n, &len, &v, &separate), r;
-
-                if (k < 0)
-                        break;
-                if (k == 0) {
-                        i++;
+        for (; (k = next_flag(c, &i, &n, &len, &v, &separate)) > 0; i += k) {
+                if (!cmdline_flag_name_equal(n, len, name))
                         continue;
-                }
-                if (!name_matches(n, len, name)) {
-                        i += k;
-                        continue;
-                }
 
                 /* First occurrence: keep its form, change its value. */
                 if (separate && value)

@@ -44,6 +44,10 @@ int cmdline_set_flag(cmdline *c, const char *name, const char *value);
 /* Removes every occurrence (with its separate value item, if any). Returns how many. */
 int cmdline_unset_flag(cmdline *c, const char *name);
 
+/* Compares a flag name (len bytes, no dashes) as the components do: pflag's
+ * WordSepNormalizeFunc makes "_" and "-" the same. */
+bool cmdline_flag_name_equal(const char *name, size_t len, const char *wanted);
+
 /* Calls fn for each flag in order (name without dashes, value or NULL for bare). */
 typedef int (*cmdline_flag_fn)(const char *name, size_t name_len, const char *value, void *userdata);
 int cmdline_foreach_flag(const cmdline *c, cmdline_flag_fn fn, void *userdata);

@@ -58,13 +58,6 @@ typedef struct gate {
         sd_event_source *deadline;
 } gate;
 
-static uint64_t now_usec(void) {
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * 1000000ULL + (uint64_t) ts.tv_nsec / 1000;
-}
-
 static void gate_finish(gate *g, bool ok, const char *fmt, ...) _printf_(3, 4);
 static void gate_finish(gate *g, bool ok, const char *fmt, ...) {
         if (g->phase == GATE_DONE)

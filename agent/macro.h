@@ -81,6 +81,11 @@ char *strdup_printf(const char *fmt, ...) _printf_(1, 2);
 /* True when s starts with prefix; returns the rest or NULL. */
 const char *startswith(const char *s, const char *prefix);
 
+/* CLOCK_MONOTONIC in microseconds. */
+uint64_t now_usec(void);
+/* The wall-clock time as RFC 3339 in UTC ("2026-11-28T08:00:00Z"). */
+void now_rfc3339(char buf[static 32]);
+
 /* Parses a duration as Kubernetes users write them: "0s", "30s", "5m", "1m30s", "500ms",
  * "1h". A bare number is refused (seconds or milliseconds? say which). */
 int parse_duration(const char *s, uint64_t *ret_usec);

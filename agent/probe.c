@@ -602,13 +602,6 @@ struct http_client {
                 (item)->prev = (item)->next = NULL;                                                        \
         } while (0)
 
-static uint64_t now_monotonic_usec(void) {
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * 1000000ULL + (uint64_t) ts.tv_nsec / 1000ULL;
-}
-
 static void http_socket_free(http_client *c, http_socket *s) {
         LIST_REMOVE(c->sockets, s);
         sd_event_source_disable_unref(s->source);
@@ -772,7 +765,7 @@ static int on_curl_timer(CURLM *multi, long timeout_ms, void *userdata) {
          * is also what keeps done callbacks out of http_client_get()). */
         if (timeout_ms < 0)
                 return sd_event_source_set_enabled(c->timer, SD_EVENT_OFF) < 0 ? -1 : 0;
-        if (sd_event_source_set_time(c->timer, now_monotonic_usec() + (uint64_t) timeout_ms * 1000ULL) < 0 ||
+        if (sd_event_source_set_time(c->timer, now_usec() + (uint64_t) timeout_ms * 1000ULL) < 0 ||
             sd_event_source_set_enabled(c->timer, SD_EVENT_ONESHOT) < 0)
                 return -1;
         return 0;

@@ -73,14 +73,6 @@ static void emit(rollout *r, const char *event, size_t step, size_t n_planned, c
                 r->progress(&ev, r->userdata);
 }
 
-static void now_rfc3339(char buf[static 32]) {
-        time_t t = time(NULL);
-        struct tm tm;
-
-        gmtime_r(&t, &tm);
-        strftime(buf, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
-
 static int save(rollout *r) {
         _cleanup_free_ char *error = NULL;
         char now[32];
@@ -161,13 +153,6 @@ typedef struct gate_progress {
         unsigned revision;
         uint64_t start;
 } gate_progress;
-
-static uint64_t now_usec(void) {
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * 1000000ULL + (uint64_t) ts.tv_nsec / 1000;
-}
 
 static void on_gate_phase(gate_phase phase, const char *detail, void *userdata) {
         gate_progress *p = userdata;

@@ -364,15 +364,6 @@ unsigned store_live_number(const revision_list *l, const char *live, size_t size
         return 0;
 }
 
-static void now_rfc3339(char buf[static 32]) {
-        struct timespec ts;
-        struct tm tm;
-
-        clock_gettime(CLOCK_REALTIME, &ts);
-        gmtime_r(&ts.tv_sec, &tm);
-        strftime(buf, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
-
 /* Writes N.yaml then N.json (the metadata is what makes a revision exist). */
 static int record(store *s, const char *component, const char *file, unsigned number, const char *data, size_t size,
                   const revision_info *info, unsigned parent, char **ret_error) {
