@@ -69,8 +69,14 @@ struct store;
 /* Opens the revision store read-only; prints and returns an exit code (> 0) on failure. */
 int cli_open_store(cli *c, struct store **ret);
 /* Checks a component's new tree (rules, skew against the others) and writes it as a new
- * revision, or shows the diff with --dry-run. */
-int cli_write_component(cli *c, const component *co, json_t *new_pod, const char *reason);
+ * revision: gated like an upgrade step, or at once with --no-wait, or only shown with
+ * --dry-run. `command` names it in the journal ("rollback", "flags"). */
+int cli_write_component(cli *c, const component *co, json_t *new_pod, const char *command, const char *reason);
+/* The check alone; fills *ret_next with the component as the tree would make it. */
+int cli_check_component_tree(cli *c, const component *co, json_t *new_pod, component *ret_next);
+/* The gated write of one component's new tree (journaled; restored if it fails). */
+int cli_run_gated_write(cli *c, const char *component_name, json_t *new_pod, const char *command,
+                        const char *reason);
 /* Prints a unified diff of two manifests. */
 int cli_print_diff(const char *a, const char *b, const char *label_a, const char *label_b);
 
@@ -90,5 +96,9 @@ int cmd_abort(cli *c);
 /* Runs a plan gated (the heart of upgrade and of rollback by version). `command` names it in
  * the journal ("upgrade", "rollback"). */
 int cli_run_gated(cli *c, const char *command);
+struct rollout_options;
+/* Parses --stable-for, --step-timeout, --on-failure (defaults otherwise); prints the error and
+ * returns -EINVAL on a bad value. */
+int cli_rollout_options(cli *c, struct rollout_options *ret);
 /* Refuses (exit 2) when the journal shows a rollout that has not finished. */
 int cli_refuse_if_interrupted(cli *c);

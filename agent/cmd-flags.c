@@ -56,10 +56,6 @@ int cmd_flags(cli *c) {
                 cli_error("flags %s: give a component and at least one flag (see cplet flags --help)", c->args[0]);
                 return EXIT_INVALID;
         }
-        if (!c->no_wait && !c->dry_run) {
-                cli_error("flags: waiting for health is not in this version; pass --no-wait (or --dry-run)");
-                return EXIT_INVALID;
-        }
 
         /* Check every argument before reading anything. */
         for (int i = 2; i < c->n_args; i++) {
@@ -138,5 +134,5 @@ int cmd_flags(cli *c) {
         }
         if (!reason)
                 return EXIT_FAILED;
-        return cli_write_component(c, co, pod, reason);
+        return cli_write_component(c, co, pod, "flags", reason);
 }

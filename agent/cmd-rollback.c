@@ -9,17 +9,13 @@
 #include "plan.h"
 #include "store.h"
 
-int cli_write_component(cli *c, const component *co, json_t *new_pod, const char *reason) {
+int cli_check_component_tree(cli *c, const component *co, json_t *new_pod, component *ret_next) {
         _cleanup_(component_done) component next = {};
-        _cleanup_(store_freep) store *s = NULL;
         _cleanup_free_ plan_component *pc = NULL;
         _cleanup_free_ char *error = NULL;
-        _cleanup_close_ int lock_fd = -EBADF;
         json_t *container = NULL, *containers;
-        char b[KVERSION_STRING_MAX], e[KMINOR_STRING_MAX], m[KMINOR_STRING_MAX];
         const node *n = c->node;
         const char *why;
-        unsigned live = 0, number = 0;
         size_t i;
         int r;
 
@@ -57,6 +53,26 @@ int cli_write_component(cli *c, const component *co, json_t *new_pod, const char
                 cli_error("refused: the node would be in an invalid state: %s", error);
                 return EXIT_INVALID;
         }
+        *ret_next = next;
+        next = (component){};
+        return EXIT_OK;
+}
+
+int cli_write_component(cli *c, const component *co, json_t *new_pod, const char *command, const char *reason) {
+        _cleanup_(component_done) component next = {};
+        _cleanup_(store_freep) store *s = NULL;
+        _cleanup_free_ char *error = NULL;
+        _cleanup_close_ int lock_fd = -EBADF;
+        char b[KVERSION_STRING_MAX], e[KMINOR_STRING_MAX], m[KMINOR_STRING_MAX];
+        unsigned live = 0, number = 0;
+        int r;
+
+        if (!c->no_wait && !c->dry_run)
+                return cli_run_gated_write(c, co->plugin->name, new_pod, command, reason);
+
+        r = cli_check_component_tree(c, co, new_pod, &next);
+        if (r != EXIT_OK)
+                return r;
 
         kversion_format(&next.binary, b);
         kminor_format(next.emulated, e);
@@ -233,11 +249,6 @@ int cmd_rollback(cli *c) {
                 cli_error("--to-revision \"%s\": expected a revision number (see cplet history)", c->to_revision);
                 return EXIT_INVALID;
         }
-        if (!c->no_wait && !c->dry_run) {
-                cli_error("rollback --to-revision: waiting for health is not available for single revisions yet; "
-                          "pass --no-wait (or --dry-run), or roll back by version, which is gated");
-                return EXIT_INVALID;
-        }
 
         r = cli_load_node(c);
         if (r != EXIT_OK)
@@ -262,5 +273,5 @@ int cmd_rollback(cli *c) {
                 cli_error("%s", error ?: strerror(-r));
                 return EXIT_INVALID;
         }
-        return cli_write_component(c, co, pod, reason);
+        return cli_write_component(c, co, pod, "rollback", reason);
 }

@@ -73,7 +73,7 @@ static void on_progress(const rollout_event *ev, void *userdata) {
         fflush(stdout);
 }
 
-static int parse_options(cli *c, rollout_options *ret) {
+int cli_rollout_options(cli *c, rollout_options *ret) {
         rollout_options o = {
                 .stable_usec = ROLLOUT_STABLE_DEFAULT_USEC,
                 .step_timeout_usec = ROLLOUT_TIMEOUT_DEFAULT_USEC,
@@ -244,7 +244,7 @@ int cli_run_gated(cli *c, const char *command) {
         char plan_id[32];
         int r;
 
-        if (parse_options(c, &o) < 0)
+        if (cli_rollout_options(c, &o) < 0)
                 return EXIT_INVALID;
         r = cli_refuse_if_interrupted(c);
         if (r != EXIT_OK)
@@ -282,6 +282,51 @@ int cli_run_gated(cli *c, const char *command) {
                        p->n_steps, o.stable_usec / 1e6, o.step_timeout_usec / 1e6,
                        o.unwind_on_failure ? "rollback" : "stop");
         r = rollout_run(s.rollout, p);
+        r = conclude(c, &s, r, command);
+        session_done(&s);
+        return r;
+}
+
+int cli_run_gated_write(cli *c, const char *component_name, json_t *new_pod, const char *command,
+                        const char *reason) {
+        _cleanup_(component_done) component next = {};
+        _cleanup_free_ char *error = NULL;
+        json_auto_t *target = json_object();
+        rollout_options o;
+        session s = { .lock_fd = -EBADF };
+        const component *co;
+        char plan_id[32];
+        size_t i;
+        int r;
+
+        if (cli_rollout_options(c, &o) < 0)
+                return EXIT_INVALID;
+        r = cli_refuse_if_interrupted(c);
+        if (r != EXIT_OK)
+                return r;
+        r = session_open(c, &s, &o);
+        if (r != EXIT_OK) {
+                session_done(&s);
+                return r;
+        }
+        /* Under the lock, with the node read again: check once more, then write. */
+        co = node_find(c->node, component_name);
+        r = co ? cli_check_component_tree(c, co, new_pod, &next) : EXIT_INVALID;
+        if (!co)
+                cli_error("%s is no longer on this node", component_name);
+        if (r != EXIT_OK) {
+                session_done(&s);
+                return r;
+        }
+        i = (size_t) (co - c->node->components);
+        new_plan_id(plan_id);
+        r = target ? rollout_begin(s.rollout, plan_id, command, target, &error) : -ENOMEM;
+        if (r < 0) {
+                cli_error("%s", error ?: strerror(-r));
+                session_done(&s);
+                return EXIT_FAILED;
+        }
+        r = rollout_write_tree(s.rollout, i, new_pod, command, reason);
         r = conclude(c, &s, r, command);
         session_done(&s);
         return r;
@@ -365,7 +410,7 @@ int cmd_resume(cli *c) {
         json_t *t;
         int r;
 
-        if (parse_options(c, &o) < 0)
+        if (cli_rollout_options(c, &o) < 0)
                 return EXIT_INVALID;
         r = open_unfinished(c, &s, &o, c->stable_for || c->step_timeout || c->on_failure, "resume", &j);
         if (r != EXIT_OK || !j)
@@ -385,8 +430,14 @@ int cmd_resume(cli *c) {
                 return r;
         }
 
-        /* The rest of the way: plan again from the node as it now stands to the same target. */
+        /* The rest of the way: plan again from the node as it now stands to the same target.
+         * A single write (rollback to a revision, flags) has no target: settling it was all. */
         t = json_object_get(j, "target");
+        if (!json_string_value(json_object_get(t, "binaryVersion"))) {
+                r = conclude(c, &s, 0, "resume");
+                session_done(&s);
+                return r;
+        }
         c->binary_version = json_string_value(json_object_get(t, "binaryVersion"));
         c->emulated_version = json_string_value(json_object_get(t, "emulatedVersion"));
         c->min_compat_version = json_string_value(json_object_get(t, "minCompatibilityVersion"));
@@ -408,7 +459,7 @@ int cmd_abort(cli *c) {
         session s = { .lock_fd = -EBADF };
         int r;
 
-        if (parse_options(c, &o) < 0)
+        if (cli_rollout_options(c, &o) < 0)
                 return EXIT_INVALID;
         r = open_unfinished(c, &s, &o, c->stable_for || c->step_timeout, "abort", &j);
         if (r != EXIT_OK || !j)

@@ -10,6 +10,7 @@
 
 #include "cli.h"
 #include "cplet-build.h"
+#include "rollout.h"
 #include "config.h"
 #include "macro.h"
 
@@ -125,7 +126,7 @@ static const command commands[] = {
                 .summary = "go back: to an earlier emulated or binary version (gated), or to a revision",
                 .help = "Usage: cplet rollback --emulated-version E [gate options]\n"
                         "       cplet rollback --binary-version V [gate options]\n"
-                        "       cplet rollback --component C --to-revision N --no-wait [--dry-run]\n"
+                        "       cplet rollback --component C --to-revision N [--no-wait|--dry-run]\n"
                         "\n"
                         "--emulated-version lowers the emulated version one minor at a time, components in\n"
                         "reverse order, never below the min-compatibility version in force; each step\n"
@@ -134,20 +135,23 @@ static const command commands[] = {
                         "binary accepts the emulated and min-compatibility versions in force.\n"
                         "--to-revision writes revision N's content back as a new revision (history only\n"
                         "grows), after checking that the result is valid for the binaries and the skew\n"
-                        "rules. Refusals exit 2 with the reason.\n",
+                        "rules; gated (--no-wait writes without waiting). Refusals exit 2 with the reason.\n",
         },
         {
                 .name = "flags",
                 .run = cmd_flags,
-                .takes = TAKES_WRITE,
+                .takes = TAKES_WRITE | TAKES_GATE,
                 .min_args = 2,
                 .max_args = 1000,
                 .summary = "set or unset other flags of a component, as a new revision",
-                .help = "Usage: cplet [OPTIONS] flags set COMPONENT --NAME=VALUE... --no-wait [--dry-run]\n"
-                        "       cplet [OPTIONS] flags unset COMPONENT NAME... --no-wait [--dry-run]\n"
+                .help = "Usage: cplet [OPTIONS] flags set COMPONENT --NAME=VALUE... [--no-wait|--dry-run]\n"
+                        "       cplet [OPTIONS] flags unset COMPONENT NAME... [--no-wait|--dry-run]\n"
                         "\n"
                         "Changes flags of a component's command line and writes the result as a new\n"
-                        "revision. After COMPONENT every --NAME=VALUE is the component's flag; cplet's\n"
+                        "revision, gated like an upgrade step (restored if the component does not come\n"
+                        "back healthy; --no-wait writes without waiting). After COMPONENT every\n"
+                        "--NAME=VALUE is the component's flag, except cplet's own --no-wait, --dry-run,\n"
+                        "--json, --quiet, --stable-for, --step-timeout and --on-failure; cplet's\n"
                         "own options with values (--root, --config, --plugin-dir) go before \"flags\".\n"
                         "The compatibility flags (--emulated-version, --min-compatibility-version,\n"
                         "--emulation-forward-compatible...) are refused: they go through plan/upgrade.\n"
@@ -326,7 +330,8 @@ static int split_flags_command(int argc, char *argv[], char ***ret_argv, int *re
                                                   "--emulated-version", "--min-compatibility-version",
                                                   "--image-repository", "--component", "--to-revision",
                                                   "--stable-for", "--step-timeout", "--on-failure" };
-        static const char *const own_booleans[] = { "--no-wait", "--dry-run", "--json", "--help", "-h" };
+        static const char *const gate_with_value[] = { "--stable-for", "--step-timeout", "--on-failure" };
+        static const char *const own_booleans[] = { "--no-wait", "--dry-run", "--json", "--quiet", "--help", "-h" };
         char **out = calloc(argc + 1, sizeof(char *));
         int n = 0, i;
 
@@ -359,6 +364,17 @@ static int split_flags_command(int argc, char *argv[], char ***ret_argv, int *re
                         for (size_t k = 0; k < ELEMENTSOF(own_booleans); k++)
                                 if (streq(argv[i], own_booleans[k]))
                                         own = true;
+                        /* The gate's options: no component has flags of these names. */
+                        for (size_t k = 0; k < ELEMENTSOF(gate_with_value); k++) {
+                                const char *rest = startswith(argv[i], gate_with_value[k]);
+
+                                if (rest && *rest == '=')
+                                        own = true;
+                                else if (rest && !*rest && i + 1 < argc) {
+                                        out[n++] = argv[i++];
+                                        own = true;
+                                }
+                        }
                         if (own)
                                 out[n++] = argv[i];
                         else
@@ -546,6 +562,14 @@ int main(int argc, char *argv[]) {
                 else
                         cli_error("%s: missing arguments (see cplet %s --help)", cmd->name, cmd->name);
                 return EXIT_INVALID;
+        }
+
+        if (gate_option) {
+                rollout_options unused;
+
+                /* Bad values are refused even where they would not be used (--no-wait). */
+                if (cli_rollout_options(&c, &unused) < 0)
+                        return EXIT_INVALID;
         }
 
         r = absolute_dir("--root", root, &c.root);

@@ -11,6 +11,12 @@
 #include "podlog.h"
 #include "rollout.h"
 
+/* Steps of the plan (or of a single write), as opposed to the restores and unwinds that undo
+ * them. */
+static bool is_plan_kind(const char *kind) {
+        return !streq(kind, "restore") && !streq(kind, "unwind");
+}
+
 typedef struct expected {
         kversion binary;
         kminor emulated;
@@ -376,9 +382,6 @@ int rollout_begin(rollout *r, const char *plan_id, const char *command, json_t *
         return 0;
 }
 
-static bool is_plan_kind(const char *kind) {
-        return !streq(kind, "restore") && !streq(kind, "unwind");
-}
 
 int rollout_unwind(rollout *r) {
         json_t *steps = steps_of(r);
@@ -455,6 +458,28 @@ static int note_high_water(rollout *r, const plan_step *st) {
         if (*current && kminor_parse(current, &c, NULL) >= 0 && kminor_cmp(c, st->min_compat) >= 0)
                 return 0;
         return store_high_water_save(r->store, want, &error);
+}
+
+int rollout_write_tree(rollout *r, size_t i, json_t *tree, const char *kind, const char *reason) {
+        _cleanup_free_ char *error = NULL, *what = NULL;
+        unsigned from = r->live[i];
+        expected ex;
+        bool ok = false;
+        int k;
+
+        k = expected_of(r, i, tree, &ex, &error);
+        if (k < 0) {
+                set_error_msg(r, "%s", error ?: strerror(-k));
+                return k;
+        }
+        emit(r, "step", 1, 1, r->node->components[i].plugin->name, kind, 0, NULL, 0);
+        k = write_and_gate(r, i, tree, kind, reason, &ex, 1, 1, &ok);
+        if (k < 0)
+                return k;
+        if (ok)
+                return 0;
+        what = strdup_printf("%s of %s", kind, r->node->components[i].plugin->name);
+        return what ? handle_failure(r, i, from, what) : -ENOMEM;
 }
 
 int rollout_run(rollout *r, const plan *p) {

@@ -84,6 +84,11 @@ int rollout_take_over(rollout *r, json_t *journal, bool settle, char **ret_error
  * negative errno when the node could not even be restored (r->error says what to do). */
 int rollout_run(rollout *r, const plan *p);
 
+/* Writes a whole new manifest tree for component i as one gated step (a rollback to a
+ * revision, changed flags). A failure restores the revision it replaced. Returns 0, -EIO
+ * (failed and restored; r->error says why), -EINTR, or another negative errno. */
+int rollout_write_tree(rollout *r, size_t component, json_t *tree, const char *kind, const char *reason);
+
 /* Unwinds every completed step of the journal in reverse order (cplet abort). */
 int rollout_unwind(rollout *r);
 

@@ -770,8 +770,12 @@ def test_rollback(t):
     t.expect_refused(root, ["rollback", "--component", c, "--to-revision", "99", "--no-wait"], "revision 99", ["99"])
     t.expect_refused(root, ["rollback", "--to-revision", "2", "--no-wait"], "missing --component", ["--component"])
     t.expect_refused(root, ["rollback", "--component", c, "--no-wait"], "missing --to-revision", ["--to-revision"])
-    t.expect_refused(root, ["rollback", "--component", c, "--to-revision", "2"], "rollback without --no-wait",
-                     ["--no-wait"])
+    # Without --no-wait the write is gated: on this node nothing runs, so it times out, is
+    # restored (which cannot come back either) and fails loudly.
+    rc, out, err = t.run(root, ["rollback", "--component", c, "--to-revision", "2", "--step-timeout", "200ms"],
+                         unchanged=False)
+    t.eq(rc, 1, f"gated rollback on a dead node: exit code (stderr {err.strip()!r})")
+    t.check("timed out" in err, f"gated rollback on a dead node says it timed out: {err!r}")
     for bad in ("0", "-2", "two", "2x"):
         t.expect_refused(root, ["rollback", "--component", c, "--to-revision", bad, "--no-wait"], f"--to-revision {bad}")
     t.expect_refused(root, ["rollback", "--component", "kube-nope", "--to-revision", "1", "--no-wait"],
@@ -836,7 +840,8 @@ def test_flags(t):
         (["flags", "set", "etcd", "--v=4", "--no-wait"], ["etcd"]),
         (["flags", "bogus", c, "--v=4", "--no-wait"], ["bogus"]),
         (["flags", "set", c, "--no-wait"], []),
-        (["flags", "set", c, "--v=5"], ["--no-wait"]),
+        (["flags", "set", c, "--v=5", "--step-timeout", "5"], ["--step-timeout"]),
+        (["flags", "set", c, "--v=5", "--on-failure=never", "--no-wait"], ["--on-failure"]),
     ]
     for args, needles in refusals:
         t.expect_refused(root, args, shell_quote(args), needles)

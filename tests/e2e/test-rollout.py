@@ -796,6 +796,39 @@ def test_min_compat_high_water(t):
 # 11. invariants while a rollout runs
 
 
+def test_gated_flags_and_revision_rollback(t):
+    # Single writes are gated like upgrade steps: a flag change the component survives goes
+    # through; one that leaves it unreachable where its probes look (another secure port) is
+    # restored; a rollback to a revision is gated too.
+    node = t.node(NEW)
+    originals = live_manifests(node.root)
+    out, err = t.expect(node, ["flags", "set", SCHEDULER, "--v=4", "--stable-for", "0s", "--json"], 0,
+                        "flags set --v=4 (gated)")
+    check_finished(t, out, "done", "flags")
+    argv = argv_of(load_yaml(read_bytes(mpath(node.root, SCHEDULER))), SCHEDULER)
+    t.check("--v=4" in argv, "scheduler manifest lacks --v=4: %r" % argv)
+    t.check_healthy(node, "after flags set --v=4")
+
+    before = read_bytes(mpath(node.root, SCHEDULER))
+    out, err = t.expect(node, ["--stable-for", "0s", "--step-timeout", "1s", "flags", "set", SCHEDULER,
+                               "--secure-port=1", "--json"], 1, "flags set --secure-port=1 (breaks the probes)")
+    check_finished(t, out, "failed", "flags")
+    t.contains(err, "timed out", "stderr of the failed flag change")
+    t.contains(err, "restored", "stderr of the failed flag change")
+    after = load_yaml(read_bytes(mpath(node.root, SCHEDULER)))
+    t.eq(strip_annotation(after), strip_annotation(load_yaml(before)), "scheduler manifest restored (minus annotation)")
+    t.check_healthy(node, "after the failed flag change was restored")
+    t.check_journal(node, "failed", "after the failed flag change")
+
+    out, err = t.expect(node, ["rollback", "--component", SCHEDULER, "--to-revision", "1", "--stable-for", "0s",
+                               "--json"], 0, "rollback --to-revision 1 (gated)")
+    check_finished(t, out, "done", "rollback")
+    t.eq(strip_annotation(load_yaml(read_bytes(mpath(node.root, SCHEDULER)))),
+         strip_annotation(load_yaml(originals[SCHEDULER])), "scheduler manifest back to revision 1")
+    t.check_healthy(node, "after the gated revision rollback")
+    t.check_live_is_revision(node, "after the gated writes")
+
+
 def test_invariants_during_rollout(t):
     node = t.node(OLD)
     mdir = os.path.join(node.root, MANIFEST_DIR)
@@ -909,6 +942,7 @@ TESTS = [
     ("emulation rollback 1.35 -> 1.34 in reverse order, and its refusals", test_emulation_rollback),
     ("binary rollback v1.35.0 -> v1.34.2, and the refusal while emulating 1.35", test_binary_rollback),
     ("min-compatibility high-water mark and --force", test_min_compat_high_water),
+    ("gated flags and revision rollback: a breaking flag change is restored", test_gated_flags_and_revision_rollback),
     ("invariants hold at every instant of a rollout", test_invariants_during_rollout),
 ]
 
