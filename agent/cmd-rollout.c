@@ -29,6 +29,9 @@ static void on_progress(const rollout_event *ev, void *userdata) {
 
         if (o->c->json) {
                 struct timespec now;
+
+                if (streq(ev->event, "tick"))
+                        return; /* one object per transition */
                 json_auto_t *j = NULL;
 
                 /* Wall-clock time, so that a controller (or a benchmark) can line events up with
@@ -53,7 +56,7 @@ static void on_progress(const rollout_event *ev, void *userdata) {
         else
                 snprintf(step, sizeof(step), "[undo]");
 
-        if (streq(ev->event, "waiting")) {
+        if (streq(ev->event, "waiting") || streq(ev->event, "tick")) {
                 if (o->tty) {
                         printf("\r\033[K%-8s %-24s %-18s revision %-4u waiting for %s (%.1fs)", step, ev->component,
                                ev->kind, ev->revision, ev->detail ?: "", ev->elapsed_usec / 1e6);

@@ -56,6 +56,7 @@ typedef struct gate {
 
         sd_event_source *timer;
         sd_event_source *deadline;
+        sd_event_source *ticker;
 } gate;
 
 static void gate_finish(gate *g, bool ok, const char *fmt, ...) _printf_(3, 4);
@@ -233,6 +234,15 @@ static int on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         return 0;
 }
 
+static int on_tick(sd_event_source *s, uint64_t usec, void *userdata) {
+        gate *g = userdata;
+
+        if (g->phase != GATE_DONE && g->spec->progress)
+                g->spec->progress(g->phase, "tick", g->spec->userdata);
+        (void) sd_event_source_set_time(s, usec + 1000000);
+        return 0;
+}
+
 static int on_deadline(sd_event_source *s, uint64_t usec, void *userdata) {
         gate *g = userdata;
 
@@ -306,6 +316,11 @@ int gate_wait(sd_event *e, http_client *http, const gate_spec *spec, gate_result
         if (r >= 0)
                 r = sd_event_add_time_relative(e, &g.deadline, CLOCK_MONOTONIC, spec->timeout_usec, 1000, on_deadline,
                                                &g);
+        if (r >= 0 && spec->progress) {
+                r = sd_event_add_time_relative(e, &g.ticker, CLOCK_MONOTONIC, 1000000, 100000, on_tick, &g);
+                if (r >= 0)
+                        r = sd_event_source_set_enabled(g.ticker, SD_EVENT_ON);
+        }
         if (r < 0)
                 goto finish;
         set_phase(&g, GATE_PROCESS, NULL);
@@ -330,6 +345,7 @@ finish:
         (void) http_client_cancel(http, &g);
         sd_event_source_disable_unref(g.timer);
         sd_event_source_disable_unref(g.deadline);
+        sd_event_source_disable_unref(g.ticker);
         strv_free(g.argv);
         http_probes_free(g.probes, g.n_probes);
         free(g.version_url);

@@ -37,7 +37,8 @@ typedef struct gate_spec {
         uint64_t not_before_ticks; /* the swap time, boot_ticks_now() before the rename */
         uint64_t stable_usec;
         uint64_t timeout_usec;
-        /* Called on every phase change (may be NULL). */
+        /* Called on every phase change (may be NULL), and with detail "tick" once a second
+         * while waiting, so that a terminal can show the time going by. */
         void (*progress)(gate_phase phase, const char *detail, void *userdata);
         void *userdata;
         /* Set (by the caller's signal handler on the same loop) to stop waiting: -EINTR. */

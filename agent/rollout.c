@@ -162,6 +162,7 @@ typedef struct gate_progress {
 
 static void on_gate_phase(gate_phase phase, const char *detail, void *userdata) {
         gate_progress *p = userdata;
+        bool tick = detail && streq(detail, "tick");
         static const char *const what[] = {
                 [GATE_PROCESS] = "the new process",
                 [GATE_VERSIONS] = "the reported versions",
@@ -170,7 +171,7 @@ static void on_gate_phase(gate_phase phase, const char *detail, void *userdata) 
                 [GATE_DONE] = "nothing",
         };
 
-        emit(p->r, "waiting", p->step, p->n_planned, p->component, p->kind, p->revision, what[phase],
+        emit(p->r, tick ? "tick" : "waiting", p->step, p->n_planned, p->component, p->kind, p->revision, what[phase],
              now_usec() - p->start);
 }
 

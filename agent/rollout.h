@@ -31,8 +31,8 @@ typedef struct rollout_options {
 } rollout_options;
 
 typedef struct rollout_event {
-        const char *event;     /* "step", "written", "waiting", "healthy", "done", "failed",
-                                * "restore", "unwind", "finished" */
+        const char *event;     /* "step", "written", "waiting", "tick" (once a second while
+                                * waiting), "done", "failed", "restore", "unwind" */
         size_t step;           /* 1-based index in the journal */
         size_t n_planned;      /* steps planned (0 when unwinding) */
         const char *component;
