@@ -238,6 +238,25 @@ static json_t *target_to_json(cli *c) {
                          c->image_repository);
 }
 
+/* A container without `command` runs its image's entrypoint: its command line is unknown, so
+ * the new process cannot be recognised in /proc and a gated step could only time out. */
+static int refuse_ungateable(cli *c, const char *component_name) {
+        for (size_t i = 0; i < c->node->n_components; i++) {
+                const component *co = &c->node->components[i];
+
+                if (component_name && !streq(co->plugin->name, component_name))
+                        continue;
+                if (co->cmdline_ok && co->cmdline.entrypoint) {
+                        cli_error("%s (%s): the container has no command (the image's entrypoint runs), so cplet "
+                                  "cannot recognise its process; add command: [%s] to the manifest, or pass "
+                                  "--no-wait",
+                                  co->plugin->name, co->file, co->plugin->name);
+                        return EXIT_INVALID;
+                }
+        }
+        return EXIT_OK;
+}
+
 int cli_run_gated(cli *c, const char *command) {
         _cleanup_(plan_freep) plan *p = NULL;
         _cleanup_free_ char *error = NULL;
@@ -254,6 +273,8 @@ int cli_run_gated(cli *c, const char *command) {
                 return r;
         /* Plan first, read-only: a refused plan leaves the node exactly as it was. */
         r = cli_compute_plan(c, &p, NULL);
+        if (r == EXIT_OK)
+                r = refuse_ungateable(c, NULL);
         if (r != EXIT_OK)
                 return r;
         if (p->n_steps == 0) {
@@ -304,7 +325,9 @@ int cli_run_gated_write(cli *c, const char *component_name, json_t *new_pod, con
 
         if (cli_rollout_options(c, &o) < 0)
                 return EXIT_INVALID;
-        r = cli_refuse_if_interrupted(c);
+        r = refuse_ungateable(c, component_name);
+        if (r == EXIT_OK)
+                r = cli_refuse_if_interrupted(c);
         if (r != EXIT_OK)
                 return r;
         r = session_open(c, &s, &o);

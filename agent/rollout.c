@@ -291,6 +291,14 @@ static int write_and_gate(rollout *r, size_t i, json_t *tree, const char *kind, 
                         }
                 }
         }
+        if (result.ok) {
+                /* Retention keeps the newest revision known to run healthy. */
+                k = store_mark_healthy(r->store, co->plugin->name, number, &error);
+                if (k < 0) {
+                        set_error_msg(r, "%s", error ?: strerror(-k));
+                        return k;
+                }
+        }
         json_object_set_new(step, "state", json_string(result.ok ? "done" : "failed"));
         if (!result.ok)
                 json_object_set_new(step, "message", json_string(result.message ?: r->error ?: "failed"));

@@ -578,6 +578,37 @@ int store_commit(store *s, const char *component, const char *file, json_t *pod,
         return 0;
 }
 
+int store_mark_healthy(store *s, const char *component, unsigned number, char **ret_error) {
+        _cleanup_close_ int dirfd = -EBADF;
+        _cleanup_free_ char *data = NULL, *text = NULL;
+        json_auto_t *j = NULL;
+        char name[32];
+        size_t size;
+        int r;
+
+        if (!s->writable)
+                return -EROFS;
+        snprintf(name, sizeof(name), "%u.json", number);
+        r = component_dir(s, component, false, &dirfd, ret_error);
+        if (r >= 0)
+                r = read_file_at(dirfd, name, META_SIZE_MAX, &data, &size);
+        if (r < 0)
+                return set_error(ret_error, r, "%s/%s/%s: %s", s->revisions_dir, component, name, strerror(-r));
+        j = json_loadb(data, size, JSON_REJECT_DUPLICATES, NULL);
+        if (!json_is_object(j))
+                return set_error(ret_error, -EINVAL, "%s/%s/%s: not revision metadata", s->revisions_dir, component,
+                                 name);
+        if (json_object_set_new(j, "healthy", json_true()) < 0)
+                return -ENOMEM;
+        text = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+        if (!text)
+                return -ENOMEM;
+        r = write_file_atomic(dirfd, name, text, strlen(text), 0600);
+        if (r < 0)
+                return set_error(ret_error, r, "%s/%s/%s: %s", s->revisions_dir, component, name, strerror(-r));
+        return 0;
+}
+
 int store_journal_save(store *s, json_t *journal, char **ret_error) {
         _cleanup_free_ char *text = NULL;
         int r;

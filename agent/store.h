@@ -109,6 +109,10 @@ int store_sync_live(store *s, const char *component, const char *file, const rev
 int store_commit(store *s, const char *component, const char *file, json_t *pod, const revision_info *info,
                  unsigned parent, unsigned *ret_number, char **ret_error);
 
+/* Records that revision N ran healthy (its gate passed): retention keeps the newest such
+ * revision of each component. */
+int store_mark_healthy(store *s, const char *component, unsigned number, char **ret_error);
+
 /* The two halves of store_commit, for callers that journal in between: store_prepare writes
  * revision N (not live yet); store_swap makes a stored revision the live manifest by one
  * atomic rename and applies retention. */

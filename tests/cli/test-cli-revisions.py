@@ -567,6 +567,24 @@ def test_gated_upgrade_on_a_dead_node(t):
                      "an unknown --on-failure", ["--on-failure"])
 
 
+def test_entrypoint_only_not_gated(t):
+    # A container without command runs its image's entrypoint: cplet cannot recognise its
+    # process, so a gated write is refused up front (exit 2, nothing written); --no-wait works.
+    root = t.new_root()
+    path = os.path.join(root, "etc/kubernetes/manifests/kube-scheduler.yaml")
+    doc = yaml.safe_load(read_bytes(path))
+    cont = doc["spec"]["containers"][0]
+    cont["args"] = cont.pop("command")[1:]
+    with open(path, "w") as f:
+        yaml.safe_dump(doc, f, sort_keys=False)
+    t.expect_refused(root, ["upgrade", "--binary-version", TARGET], "gated upgrade with an entrypoint-only scheduler",
+                     ["no command", "--no-wait"])
+    t.expect_refused(root, ["flags", "set", "kube-scheduler", "--v=3"], "gated flags on an entrypoint-only scheduler",
+                     ["no command"])
+    rc, out, err = t.run(root, ["upgrade", "--binary-version", TARGET, "--no-wait"], unchanged=False)
+    t.eq(rc, 0, f"--no-wait upgrade with an entrypoint-only scheduler (stderr {err.strip()!r})")
+
+
 def test_upgrade_dry_run(t):
     root = t.new_root()
     before = tree_checksum(root)
@@ -1069,6 +1087,7 @@ TESTS = [
     ("upgrade --no-wait writes revisions 1..3 per component", test_upgrade_writes_revisions),
     ("upgrade --json output", test_upgrade_json),
     ("gated upgrade on a dead node fails, restores and says so", test_gated_upgrade_on_a_dead_node),
+    ("an entrypoint-only container cannot be gated: refused up front", test_entrypoint_only_not_gated),
     ("upgrade --dry-run prints diffs and writes nothing", test_upgrade_dry_run),
     ("a refused plan writes nothing", test_refused_plan_writes_nothing),
     ("history text and --json", test_history),

@@ -368,6 +368,12 @@ def test_full_upgrade(t):
 
 # --------------------------------------------------------------------------------------
 # 2. skip-minor
+    # every revision whose gate passed is marked healthy (retention keeps the newest such)
+    for c in COMPONENTS:
+        meta = json.loads(read_bytes(os.path.join(node.root, "var/lib/cplet/revisions", c, "3.json")))
+        t.eq(meta.get("healthy"), True, "%s revision 3 marked healthy" % c)
+        meta = json.loads(read_bytes(os.path.join(node.root, "var/lib/cplet/revisions", c, "1.json")))
+        t.eq(meta.get("healthy"), False, "%s adopted revision 1 not claimed healthy" % c)
 
 
 def test_skip_minor(t):
