@@ -53,6 +53,47 @@ int cli_check_component_tree(cli *c, const component *co, json_t *new_pod, compo
                 cli_error("refused: the node would be in an invalid state: %s", error);
                 return EXIT_INVALID;
         }
+
+        /* The rules a plan keeps hold for a single write too. */
+        if (co->versions_known) {
+                char have[KMINOR_STRING_MAX], want[KMINOR_STRING_MAX];
+                int diff = (int) next.emulated.minor - (int) co->emulated.minor;
+
+                kminor_format(co->emulated, have);
+                kminor_format(next.emulated, want);
+                if (next.emulated.major != co->emulated.major || diff > 1 || diff < -1) {
+                        cli_error("refused: %s would move from emulating %s to %s; the emulated version moves one "
+                                  "minor at a time (use cplet upgrade or cplet rollback --emulated-version)",
+                                  co->plugin->name, have, want);
+                        return EXIT_INVALID;
+                }
+                kminor_format(co->min_compat, have);
+                if (kminor_cmp(next.emulated, co->min_compat) < 0) {
+                        cli_error("refused: %s would emulate %s, below the min-compatibility version %s in force: "
+                                  "data may already need %s to be read",
+                                  co->plugin->name, want, have, have);
+                        return EXIT_INVALID;
+                }
+        }
+        if (!c->force) {
+                _cleanup_(store_freep) store *st = NULL;
+                char mark[24];
+                kminor hw;
+
+                if (store_open(c->root, 0, false, &st, NULL) >= 0) {
+                        store_high_water_load(st, mark);
+                        if (*mark && kminor_parse(mark, &hw, NULL) >= 0 && kminor_cmp(next.min_compat, hw) < 0) {
+                                char m[KMINOR_STRING_MAX];
+
+                                kminor_format(next.min_compat, m);
+                                cli_error("refused: %s would run with min-compatibility version %s, below %s, which "
+                                          "it was raised to before: storage may already use encodings older "
+                                          "releases cannot read. Pass --force if you are sure",
+                                          co->plugin->name, m, mark);
+                                return EXIT_INVALID;
+                        }
+                }
+        }
         *ret_next = next;
         next = (component){};
         return EXIT_OK;

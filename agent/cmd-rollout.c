@@ -71,7 +71,10 @@ static void on_progress(const rollout_event *ev, void *userdata) {
                 if (streq(ev->event, "done") && ev->n_planned > 0)
                         o->steps_done++;
         } else if (streq(ev->event, "restore") || streq(ev->event, "unwind")) {
-                printf("%-8s %-24s %-18s back to revision %u\n", step, ev->component, ev->event, ev->revision);
+                if (ev->revision)
+                        printf("%-8s %-24s %-18s back to revision %u\n", step, ev->component, ev->event, ev->revision);
+                else
+                        printf("%-8s %-24s %-18s %s\n", step, ev->component, ev->event, ev->detail ?: "");
         }
         fflush(stdout);
 }

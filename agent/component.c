@@ -148,14 +148,18 @@ bool component_is_plannable(const component *c, const char **ret_reason) {
 }
 
 json_t *component_container_in(const component *c, json_t *pod) {
-        json_t *mine = json_object_get(json_object_get(c->pod, "spec"), "containers");
         json_t *theirs = json_object_get(json_object_get(pod, "spec"), "containers");
+        const char *name = container_name(c->container);
         json_t *v;
         size_t i;
 
-        json_array_foreach(mine, i, v)
-                if (v == c->container)
-                        return json_array_get(theirs, i);
+        /* By name: another revision may have added, removed or reordered containers. */
+        if (*name)
+                json_array_foreach(theirs, i, v)
+                        if (streq(container_name(v), name))
+                                return v;
+        if (pod == c->pod)
+                return c->container;
         return NULL;
 }
 

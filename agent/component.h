@@ -60,5 +60,5 @@ struct plan_step;
  * versions, or -EINVAL. */
 int component_apply_step(const component *c, const struct plan_step *step, json_t **ret, char **ret_error);
 
-/* Finds the component's container in another tree of the same shape (e.g. a copy). */
+/* Finds the component's container in another tree (a copy, another revision) by its name. */
 json_t *component_container_in(const component *c, json_t *pod);

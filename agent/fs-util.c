@@ -51,9 +51,10 @@ int write_file_atomic(int dirfd, const char *name, const void *data, size_t size
                 (void) unlinkat(dirfd, tmp, 0);
                 return r;
         }
-        /* The rename is durable only once the directory is. */
-        if (fsync(dirfd) < 0)
-                return -errno;
+        /* The rename is durable only once the directory is. The new file is in place whatever
+         * fsync says, so that is not reported as a failure to write it: the caller would
+         * believe the old file is still there. */
+        (void) fsync(dirfd);
         return 0;
 }
 

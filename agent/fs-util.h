@@ -9,7 +9,8 @@
 
 /* Writes data as `name` inside dirfd so that a crash at any instant leaves either the old file
  * or the new one whole: a dot-file in the same directory (the kubelet ignores dot-files),
- * fsync, rename over the target, fsync of the directory. */
+ * fsync, rename over the target, fsync of the directory. Once the rename is done it returns
+ * success (the new file is what readers see), even if the directory fsync fails. */
 int write_file_atomic(int dirfd, const char *name, const void *data, size_t size, mode_t mode);
 
 /* Reads a whole regular file (O_NOFOLLOW) of at most max bytes; NUL-terminates. */

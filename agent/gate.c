@@ -125,6 +125,25 @@ static void on_version(long status, const char *body, size_t size, const char *e
                             v.binary.major, v.binary.minor, v.git_version, b.major, b.minor);
                 return;
         }
+        /* A patch upgrade keeps major.minor: gitVersion tells the patch (build metadata such
+         * as +k3s1 aside). */
+        if (*v.git_version) {
+                kversion reported;
+
+                if (kversion_parse(v.git_version, &reported, NULL) >= 0 && reported.has_patch &&
+                    g->spec->binary.has_patch && reported.patch != g->spec->binary.patch) {
+                        char want[KVERSION_STRING_MAX];
+
+                        kversion_format(&g->spec->binary, want);
+                        if (process_gone(g))
+                                return;
+                        /* Possibly the old process still answering while it terminates: ask again. */
+                        snprintf(g->last_probe, sizeof(g->last_probe), "GET %s: reports %s, expected %s",
+                                 g->version_url, v.git_version, want);
+                        arm(g, PROBE_RETRY_USEC);
+                        return;
+                }
+        }
         /* The emulation fields exist from 1.33 (FACTS.md); older binaries cannot be checked. */
         if (kminor_cmp(b, KMINOR(1, 33)) >= 0) {
                 if (!v.has_emulation || v.emulated.major != g->spec->emulated.major ||

@@ -140,7 +140,7 @@ static const command commands[] = {
         {
                 .name = "flags",
                 .run = cmd_flags,
-                .takes = TAKES_WRITE | TAKES_GATE,
+                .takes = TAKES_WRITE | TAKES_GATE | TAKES_FORCE,
                 .min_args = 2,
                 .max_args = 1000,
                 .summary = "set or unset other flags of a component, as a new revision",

@@ -42,6 +42,7 @@ int rollout_new(store *s, const node *n, sd_event *e, http_client *http, const r
         if (!r)
                 return -ENOMEM;
         r->store = s;
+        s->defer_prune = true;
         r->node = n;
         r->event = e;
         r->http = http;
@@ -152,6 +153,31 @@ static int expected_of(const rollout *r, size_t i, json_t *tree, expected *ret, 
         return 0;
 }
 
+/* The kernel's id of this boot, as a JSON string (null when unreadable). */
+static json_t *boot_id_json(void) {
+        char buf[64] = "";
+        FILE *f = fopen("/proc/sys/kernel/random/boot_id", "re");
+
+        if (f) {
+                if (!fgets(buf, sizeof(buf), f))
+                        buf[0] = 0;
+                fclose(f);
+        }
+        buf[strcspn(buf, "\n")] = 0;
+        return *buf ? json_string(buf) : json_null();
+}
+
+/* The swap time of a journaled step, when it is comparable with process start times now:
+ * same boot. After a reboot every process is newer than the swap: 0. */
+static uint64_t swap_ticks_of(json_t *step) {
+        json_auto_t *now = boot_id_json();
+        json_t *then = json_object_get(step, "bootId");
+
+        if (!json_is_string(then) || !json_is_string(now) || !json_equal(then, now))
+                return 0;
+        return (uint64_t) json_integer_value(json_object_get(step, "swapTicks"));
+}
+
 typedef struct gate_progress {
         rollout *r;
         size_t step, n_planned;
@@ -225,13 +251,18 @@ static int write_and_gate(rollout *r, size_t i, json_t *tree, const char *kind, 
                 set_error_msg(r, "%s", error ?: strerror(-k));
                 return k;
         }
+        /* When the swap happens, in the clock process start times use: after a crash, resume
+         * must still tell the new process from the old one (same command line on a patch
+         * upgrade, still terminating). The boot id says whether that clock still holds. */
+        ticks = boot_ticks_now();
         json_object_set_new(step, "to", json_integer(number));
+        json_object_set_new(step, "swapTicks", json_integer((json_int_t) ticks));
+        json_object_set_new(step, "bootId", boot_id_json());
         json_object_set_new(step, "state", json_string("swapping"));
         k = save(r);
         if (k < 0)
                 return k;
 
-        ticks = boot_ticks_now();
         k = store_swap(r->store, co->plugin->name, co->file, number, &error);
         if (k < 0) {
                 set_error_msg(r, "%s", error ?: strerror(-k));
@@ -414,6 +445,13 @@ int rollout_unwind(rollout *r) {
                 if ((!streq(state, "done") && !streq(state, "interrupted")) || !is_plan_kind(kind) ||
                     i == SIZE_MAX || from == 0)
                         continue;
+                if (streq(kind, "min-compatibility")) {
+                        /* Not past a raise of min-compatibility: data may already need it. */
+                        emit(r, "unwind", j + 1, 0, r->node->components[i].plugin->name, kind, 0,
+                             "stopped: not unwinding a min-compatibility raise", 0);
+                        json_object_set_new(r->journal, "unwindStoppedAt", json_integer((json_int_t) j + 1));
+                        return save(r);
+                }
                 if (r->interrupted && *r->interrupted)
                         return -EINTR;
                 reason = strdup_printf("unwind step %zu: back to revision %u", j + 1, from);
@@ -451,23 +489,19 @@ static int handle_failure(rollout *r, size_t i, unsigned from, const char *what)
                 set_error_msg(r, "%s; then: %s", failure ?: "a step failed", why ?: strerror(-k));
                 return k;
         }
-        set_error_msg(r, "%s; %s restored to revision %u%s", failure ?: "a step failed",
-                      r->node->components[i].plugin->name, from,
-                      r->options.unwind_on_failure ? ", and the plan's earlier steps were unwound" : "");
+        if (r->options.unwind_on_failure && json_object_get(r->journal, "unwindStoppedAt"))
+                set_error_msg(r,
+                              "%s; %s restored to revision %u, and the plan's steps unwound back to step %lld, a "
+                              "min-compatibility raise, which is never unwound (data may already need it)",
+                              failure ?: "a step failed", r->node->components[i].plugin->name, from,
+                              (long long) json_integer_value(json_object_get(r->journal, "unwindStoppedAt")));
+        else
+                set_error_msg(r, "%s; %s restored to revision %u%s", failure ?: "a step failed",
+                              r->node->components[i].plugin->name, from,
+                              r->options.unwind_on_failure ? ", and the plan's earlier steps were unwound" : "");
         return -EIO;
 }
 
-static int note_high_water(rollout *r, const plan_step *st) {
-        _cleanup_free_ char *error = NULL;
-        char current[24], want[KMINOR_STRING_MAX];
-        kminor c;
-
-        kminor_format(st->min_compat, want);
-        store_high_water_load(r->store, current);
-        if (*current && kminor_parse(current, &c, NULL) >= 0 && kminor_cmp(c, st->min_compat) >= 0)
-                return 0;
-        return store_high_water_save(r->store, want, &error);
-}
 
 int rollout_write_tree(rollout *r, size_t i, json_t *tree, const char *kind, const char *reason) {
         _cleanup_free_ char *error = NULL, *what = NULL;
@@ -517,17 +551,24 @@ int rollout_run(rollout *r, const plan *p) {
                                      step_kind_to_string(st->kind));
                 if (!reason || !what)
                         return -ENOMEM;
+                if (st->kind == STEP_MIN_COMPAT) {
+                        /* Before the swap: from the moment the component may run with it, storage
+                         * may use encodings older releases cannot read. */
+                        char m[KMINOR_STRING_MAX];
+
+                        kminor_format(st->min_compat, m);
+                        k = store_high_water_raise(r->store, m, &error);
+                        if (k < 0) {
+                                set_error_msg(r, "%s", error ?: strerror(-k));
+                                return k;
+                        }
+                }
                 k = write_and_gate(r, st->component, next, step_kind_to_string(st->kind), reason, &ex, s + 1,
                                    p->n_steps, &ok);
                 if (k < 0)
                         return k;
                 if (!ok)
                         return handle_failure(r, st->component, from, what);
-                if (st->kind == STEP_MIN_COMPAT) {
-                        k = note_high_water(r, st);
-                        if (k < 0)
-                                return k;
-                }
         }
         return 0;
 }
@@ -616,7 +657,10 @@ int rollout_take_over(rollout *r, json_t *journal, bool settle, char **ret_error
                         if (!streq(json_string_value(json_object_get(st, "component")) ?: "", name))
                                 continue;
                         touched = true;
-                        want = streq(state, "writing") || (streq(state, "swapping") && r->live[i] == from) ? from : to;
+                        want = streq(state, "writing") || streq(state, "abandoned") ||
+                                               (streq(state, "swapping") && r->live[i] == from)
+                                       ? from
+                                       : to;
                 }
                 if (touched && r->live[i] != want)
                         return set_error(ret_error, -ESTALE,
@@ -665,7 +709,7 @@ int rollout_take_over(rollout *r, json_t *journal, bool settle, char **ret_error
                                 .binary = ex.binary,
                                 .emulated = ex.emulated,
                                 .min_compat = ex.min_compat,
-                                .not_before_ticks = 0, /* whenever it started: the swap is in the past */
+                                .not_before_ticks = swap_ticks_of(st),
                                 .stable_usec = r->options.stable_usec,
                                 .timeout_usec = r->options.step_timeout_usec,
                                 .interrupted = r->interrupted,
@@ -725,6 +769,10 @@ int rollout_take_over(rollout *r, json_t *journal, bool settle, char **ret_error
 }
 
 int rollout_finish(rollout *r, const char *phase) {
+        /* Nothing may need restoring any more: retention applies again. */
+        for (size_t i = 0; i < r->node->n_components; i++)
+                if (r->live[i])
+                        store_prune(r->store, r->node->components[i].plugin->name, r->live[i]);
         json_object_set_new(r->journal, "phase", json_string(phase));
         json_object_set_new(r->journal, "message", r->error ? json_string(r->error) : json_null());
         return save(r);

@@ -11,6 +11,7 @@
 #include "macro.h"
 #include "manifest.h"
 #include "store.h"
+#include "version.h"
 
 #define META_SIZE_MAX (64 * 1024)
 #define REVISION_MAX 999999999u
@@ -495,7 +496,7 @@ int store_render(json_t *pod, unsigned number, char **ret, size_t *ret_size) {
 }
 
 /* Keeps the newest `keep` revisions, never the live one nor the newest known healthy one. */
-static void prune(store *s, const char *component, unsigned live) {
+void store_prune(store *s, const char *component, unsigned live) {
         _cleanup_(revision_list_done) revision_list l = {};
         _cleanup_close_ int dirfd = -EBADF;
         unsigned newest_healthy = 0;
@@ -559,7 +560,8 @@ int store_swap(store *s, const char *component, const char *file, unsigned numbe
         r = write_file_atomic(s->manifest_fd, file, data, size, 0600);
         if (r < 0)
                 return set_error(ret_error, r, "%s/%s: %s", s->manifest_dir, file, strerror(-r));
-        prune(s, component, number);
+        if (!s->defer_prune)
+                store_prune(s, component, number);
         return 0;
 }
 
@@ -678,4 +680,16 @@ int store_high_water_save(store *s, const char *version, char **ret_error) {
         if (r < 0)
                 return set_error(ret_error, r, "%s: %s", STORE_HIGH_WATER_FILE, strerror(-r));
         return 0;
+}
+
+int store_high_water_raise(store *s, const char *version, char **ret_error) {
+        char current[24];
+        kminor c, v;
+
+        if (kminor_parse(version, &v, NULL) < 0)
+                return set_error(ret_error, -EINVAL, "\"%s\" is not a major.minor version", version);
+        store_high_water_load(s, current);
+        if (*current && kminor_parse(current, &c, NULL) >= 0 && kminor_cmp(c, v) >= 0)
+                return 0;
+        return store_high_water_save(s, version, ret_error);
 }

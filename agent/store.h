@@ -55,6 +55,9 @@ typedef struct store {
         int state_fd;     /* ROOT/var/lib/cplet; -EBADF when opened read-only and absent */
         unsigned keep;
         bool writable;
+        /* While a rollout runs, revisions it may have to restore must stay: retention is
+         * applied when it finishes (store_prune), not at every swap. */
+        bool defer_prune;
 } store;
 
 /* Opens the store. writable: creates the state directories (0700), removes leftovers of
@@ -109,6 +112,10 @@ int store_sync_live(store *s, const char *component, const char *file, const rev
 int store_commit(store *s, const char *component, const char *file, json_t *pod, const revision_info *info,
                  unsigned parent, unsigned *ret_number, char **ret_error);
 
+/* Applies retention to a component: keeps the newest `keep` revisions, the live one and
+ * the newest known healthy one. */
+void store_prune(store *s, const char *component, unsigned live);
+
 /* Records that revision N ran healthy (its gate passed): retention keeps the newest such
  * revision of each component. */
 int store_mark_healthy(store *s, const char *component, unsigned number, char **ret_error);
@@ -131,6 +138,8 @@ int store_journal_load(store *s, json_t **ret, char **ret_error);
 #define STORE_HIGH_WATER_FILE "min-compatibility.json"
 int store_high_water_load(store *s, char ret[static 24]);
 int store_high_water_save(store *s, const char *version, char **ret_error);
+/* Raises the mark to `version` (a major.minor) unless it is already at least that. */
+int store_high_water_raise(store *s, const char *version, char **ret_error);
 
 /* Renders a pod as store_commit would write it for revision `number` (for --dry-run). */
 int store_render(json_t *pod, unsigned number, char **ret, size_t *ret_size);
