@@ -68,15 +68,23 @@ int cli_lock(cli *c, int *ret_fd);
 struct store;
 /* Opens the revision store read-only; prints and returns an exit code (> 0) on failure. */
 int cli_open_store(cli *c, struct store **ret);
-/* Checks a component's new tree (rules, skew against the others) and writes it as a new
- * revision: gated like an upgrade step, or at once with --no-wait, or only shown with
- * --dry-run. `command` names it in the journal ("rollback", "flags"). */
-int cli_write_component(cli *c, const component *co, json_t *new_pod, const char *command, const char *reason);
+/* Builds a component's new manifest from the node as it is when called (prints and returns
+ * an exit code > 0 on failure). */
+typedef int (*component_builder)(cli *c, const component *co, json_t **ret_pod, void *userdata);
+/* Builds (under the lock, from the node as read then), checks (rules, skew against the
+ * others) and writes a component's new manifest as a new revision: gated like an upgrade
+ * step, or at once with --no-wait, or only shown with --dry-run. `command` names it in the
+ * journal ("rollback", "flags"). */
+int cli_write_component(cli *c, const char *name, component_builder build, void *userdata, const char *command,
+                        const char *reason);
 /* The check alone; fills *ret_next with the component as the tree would make it. */
 int cli_check_component_tree(cli *c, const component *co, json_t *new_pod, component *ret_next);
 /* The gated write of one component's new tree (journaled; restored if it fails). */
-int cli_run_gated_write(cli *c, const char *component_name, json_t *new_pod, const char *command,
+int cli_run_gated_write(cli *c, const char *name, component_builder build, void *userdata, const char *command,
                         const char *reason);
+/* Takes the lock for a write and, holding it, refuses (exit 2) when an unfinished rollout's
+ * journal says resume or abort must come first. */
+int cli_lock_for_write(cli *c, int *ret_fd);
 /* Prints a unified diff of two manifests. */
 int cli_print_diff(const char *a, const char *b, const char *label_a, const char *label_b);
 

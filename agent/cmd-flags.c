@@ -38,13 +38,52 @@ static int check_name(const char *name, size_t len) {
         return EXIT_OK;
 }
 
-int cmd_flags(cli *c) {
-        _cleanup_free_ char *reason = NULL, *error = NULL;
+/* The component's manifest with the requested flag changes, built from the node as it is when
+ * called (under the lock for a real write). */
+static int build_flags_pod(cli *c, const component *co, json_t **ret, void *userdata) {
+        _cleanup_free_ char *error = NULL;
         json_auto_t *pod = NULL;
-        const component *co;
+        bool set = streq(c->args[0], "set");
         json_t *container;
-        bool set;
         cmdline cl;
+        int r;
+
+        if (!co->cmdline_ok) {
+                cli_error("%s: %s", co->plugin->name, co->cmdline_error);
+                return EXIT_INVALID;
+        }
+        pod = json_deep_copy(co->pod);
+        container = pod ? component_container_in(co, pod) : NULL;
+        if (!container || cmdline_open(container, co->plugin->name, &cl, &error) < 0)
+                return EXIT_FAILED;
+
+        for (int i = 2; i < c->n_args; i++) {
+                const char *a = startswith(c->args[i], "--") ?: c->args[i];
+                _cleanup_free_ char *name = NULL;
+                const char *eq = strchr(a, '=');
+
+                name = strndup(a, eq ? (size_t) (eq - a) : strlen(a));
+                if (!name)
+                        return EXIT_FAILED;
+                if (set)
+                        r = cmdline_set_flag(&cl, name, eq ? eq + 1 : NULL);
+                else {
+                        r = cmdline_unset_flag(&cl, name);
+                        if (r == 0) {
+                                cli_error("flags unset: %s has no flag --%s", co->plugin->name, name);
+                                return EXIT_INVALID;
+                        }
+                }
+                if (r < 0)
+                        return EXIT_FAILED;
+        }
+        *ret = TAKE_PTR(pod);
+        return EXIT_OK;
+}
+
+int cmd_flags(cli *c) {
+        _cleanup_free_ char *reason = NULL;
+        bool set;
         int r;
 
         if (!streq(c->args[0], "set") && !streq(c->args[0], "unset")) {
@@ -86,45 +125,6 @@ int cmd_flags(cli *c) {
                         }
         }
 
-        r = cli_load_node(c);
-        if (r != EXIT_OK)
-                return r;
-        co = node_find(c->node, c->args[1]);
-        if (!co) {
-                cli_error("no component \"%s\" on this node (see cplet status)", c->args[1]);
-                return EXIT_INVALID;
-        }
-        if (!co->cmdline_ok) {
-                cli_error("%s: %s", co->plugin->name, co->cmdline_error);
-                return EXIT_INVALID;
-        }
-
-        pod = json_deep_copy(co->pod);
-        container = pod ? component_container_in(co, pod) : NULL;
-        if (!container || cmdline_open(container, co->plugin->name, &cl, &error) < 0)
-                return EXIT_FAILED;
-
-        for (int i = 2; i < c->n_args; i++) {
-                const char *a = startswith(c->args[i], "--") ?: c->args[i];
-                _cleanup_free_ char *name = NULL;
-                const char *eq = strchr(a, '=');
-
-                name = strndup(a, eq ? (size_t) (eq - a) : strlen(a));
-                if (!name)
-                        return EXIT_FAILED;
-                if (set)
-                        r = cmdline_set_flag(&cl, name, eq ? eq + 1 : NULL);
-                else {
-                        r = cmdline_unset_flag(&cl, name);
-                        if (r == 0) {
-                                cli_error("flags unset: %s has no flag --%s", co->plugin->name, name);
-                                return EXIT_INVALID;
-                        }
-                }
-                if (r < 0)
-                        return EXIT_FAILED;
-        }
-
         reason = strdup_printf("flags %s", c->args[0]);
         for (int i = 2; reason && i < c->n_args; i++) {
                 char *more = strdup_printf("%s %s", reason, c->args[i]);
@@ -134,5 +134,5 @@ int cmd_flags(cli *c) {
         }
         if (!reason)
                 return EXIT_FAILED;
-        return cli_write_component(c, co, pod, "flags", reason);
+        return cli_write_component(c, c->args[1], build_flags_pod, NULL, "flags", reason);
 }

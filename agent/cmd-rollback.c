@@ -99,21 +99,62 @@ int cli_check_component_tree(cli *c, const component *co, json_t *new_pod, compo
         return EXIT_OK;
 }
 
-int cli_write_component(cli *c, const component *co, json_t *new_pod, const char *command, const char *reason) {
+/* Finds the component on the node as it now is and builds its new manifest. */
+static int build_for(cli *c, const char *name, component_builder build, void *userdata, const component **ret_co,
+                     json_t **ret_pod) {
+        const component *co = node_find(c->node, name);
+
+        if (!co) {
+                cli_error("no component \"%s\" on this node (see cplet status)", name);
+                return EXIT_INVALID;
+        }
+        *ret_co = co;
+        return build(c, co, ret_pod, userdata);
+}
+
+int cli_write_component(cli *c, const char *name, component_builder build, void *userdata, const char *command,
+                        const char *reason) {
         _cleanup_(component_done) component next = {};
         _cleanup_(store_freep) store *s = NULL;
         _cleanup_free_ char *error = NULL;
         _cleanup_close_ int lock_fd = -EBADF;
+        json_auto_t *new_pod = NULL;
         char b[KVERSION_STRING_MAX], e[KMINOR_STRING_MAX], m[KMINOR_STRING_MAX];
+        const component *co;
         unsigned live = 0, number = 0;
         int r;
 
-        if (!c->no_wait && !c->dry_run)
-                return cli_run_gated_write(c, co->plugin->name, new_pod, command, reason);
-
-        r = cli_check_component_tree(c, co, new_pod, &next);
+        /* A read-only pass first: whatever is refused is refused before anything (even the lock
+         * file) is touched. */
+        r = cli_load_node(c);
+        if (r == EXIT_OK)
+                r = build_for(c, name, build, userdata, &co, &new_pod);
+        if (r == EXIT_OK)
+                r = cli_check_component_tree(c, co, new_pod, &next);
         if (r != EXIT_OK)
                 return r;
+
+        if (!c->no_wait && !c->dry_run)
+                return cli_run_gated_write(c, name, build, userdata, command, reason);
+
+        if (!c->dry_run) {
+                /* Then for real, under the lock: the manifest is built again from the node as it
+                 * is now, never from a read another writer may have overtaken. */
+                r = cli_refuse_if_interrupted(c);
+                if (r == EXIT_OK)
+                        r = cli_lock_for_write(c, &lock_fd);
+                if (r == EXIT_OK)
+                        r = cli_load_node(c);
+                if (r == EXIT_OK) {
+                        component_done(&next);
+                        new_pod = (json_decref(new_pod), NULL);
+                        r = build_for(c, name, build, userdata, &co, &new_pod);
+                }
+                if (r == EXIT_OK)
+                        r = cli_check_component_tree(c, co, new_pod, &next);
+                if (r != EXIT_OK)
+                        return r;
+        }
 
         kversion_format(&next.binary, b);
         kminor_format(next.emulated, e);
@@ -136,12 +177,6 @@ int cli_write_component(cli *c, const component *co, json_t *new_pod, const char
                 return cli_print_diff(before, after, co->file, label) < 0 ? EXIT_FAILED : EXIT_OK;
         }
 
-        r = cli_refuse_if_interrupted(c);
-        if (r != EXIT_OK)
-                return r;
-        r = cli_lock(c, &lock_fd);
-        if (r != EXIT_OK)
-                return r;
         r = store_open(c->root, c->config.keep_revisions, true, &s, &error);
         if (r >= 0) {
                 char cb[KVERSION_STRING_MAX], ce[KMINOR_STRING_MAX], cm[KMINOR_STRING_MAX];
@@ -161,7 +196,10 @@ int cli_write_component(cli *c, const component *co, json_t *new_pod, const char
                         .min_compat_version = m,
                 };
 
-                r = store_commit(s, co->plugin->name, co->file, new_pod, &info, live, &number, &error);
+                if (kminor_cmp(next.min_compat, co->min_compat) > 0)
+                        r = store_high_water_raise(s, m, &error);
+                if (r >= 0)
+                        r = store_commit(s, co->plugin->name, co->file, new_pod, &info, live, &number, &error);
         }
         if (r < 0) {
                 cli_error("%s", error ?: strerror(-r));
@@ -172,17 +210,6 @@ int cli_write_component(cli *c, const component *co, json_t *new_pod, const char
         else
                 printf("%s: revision %u is live (%s; binary %s, emulated %s, min-compatibility %s)\n",
                        co->plugin->name, number, reason, b, e, m);
-        return EXIT_OK;
-}
-
-static int find_component(cli *c, const char *name, const component **ret) {
-        const component *co = node_find(c->node, name);
-
-        if (!co) {
-                cli_error("no component \"%s\" on this node (see cplet status)", name);
-                return EXIT_INVALID;
-        }
-        *ret = co;
         return EXIT_OK;
 }
 
@@ -259,15 +286,36 @@ static int rollback_versions(cli *c) {
         return c->no_wait || c->dry_run ? cmd_upgrade(c) : cli_run_gated(c, "rollback");
 }
 
-int cmd_rollback(cli *c) {
+/* Revision N of the component, parsed. */
+static int build_revision_pod(cli *c, const component *co, json_t **ret, void *userdata) {
+        unsigned long number = *(unsigned long *) userdata;
         _cleanup_(store_freep) store *s = NULL;
-        _cleanup_free_ char *error = NULL, *data = NULL, *name = NULL, *reason = NULL;
-        json_auto_t *pod = NULL;
-        const component *co;
-        unsigned long number;
-        char *end;
+        _cleanup_free_ char *error = NULL, *data = NULL, *name = NULL;
         size_t size;
         int r;
+
+        r = store_open(c->root, 0, false, &s, &error);
+        if (r >= 0)
+                r = store_read(s, co->plugin->name, (unsigned) number, &data, &size, &error);
+        if (r < 0) {
+                cli_error("%s", error ?: strerror(-r));
+                return cli_exit_code(r);
+        }
+        name = strdup_printf("%s/%s/%lu.yaml", s->revisions_dir, co->plugin->name, number);
+        if (!name)
+                return EXIT_FAILED;
+        r = manifest_parse(data, size, name, ret, &error);
+        if (r < 0) {
+                cli_error("%s", error ?: strerror(-r));
+                return EXIT_INVALID;
+        }
+        return EXIT_OK;
+}
+
+int cmd_rollback(cli *c) {
+        _cleanup_free_ char *reason = NULL;
+        unsigned long number;
+        char *end;
 
         if (!c->component && !c->to_revision && (c->emulated_version || c->binary_version)) {
                 if (c->min_compat_version || c->image_repository) {
@@ -291,28 +339,8 @@ int cmd_rollback(cli *c) {
                 return EXIT_INVALID;
         }
 
-        r = cli_load_node(c);
-        if (r != EXIT_OK)
-                return r;
-        r = find_component(c, c->component, &co);
-        if (r != EXIT_OK)
-                return r;
-
-        r = store_open(c->root, 0, false, &s, &error);
-        if (r >= 0)
-                r = store_read(s, co->plugin->name, (unsigned) number, &data, &size, &error);
-        if (r < 0) {
-                cli_error("%s", error ?: strerror(-r));
-                return cli_exit_code(r);
-        }
-        name = strdup_printf("%s/%s/%lu.yaml", s->revisions_dir, co->plugin->name, number);
         reason = strdup_printf("rollback to revision %lu", number);
-        if (!name || !reason)
+        if (!reason)
                 return EXIT_FAILED;
-        r = manifest_parse(data, size, name, &pod, &error);
-        if (r < 0) {
-                cli_error("%s", error ?: strerror(-r));
-                return EXIT_INVALID;
-        }
-        return cli_write_component(c, co, pod, "rollback", reason);
+        return cli_write_component(c, c->component, build_revision_pod, &number, "rollback", reason);
 }

@@ -135,21 +135,27 @@ static void session_done(session *s) {
         *s = (session){ .lock_fd = -EBADF };
 }
 
-/* Takes the lock, reads the node again under it, opens the store for writing and sets up one
- * event loop with SIGINT/SIGTERM as sources: a signal ends the wait, never a write. */
-static int session_open(cli *c, session *s, const rollout_options *o) {
+/* Takes the lock and reads the node again under it. Unless the session is there to resume or
+ * abort, an unfinished rollout's journal refuses it, checked while holding the lock. Nothing
+ * is created but the lock file. */
+static int session_lock(cli *c, session *s, bool recovery) {
+        int r;
+
+        *s = (session){ .lock_fd = -EBADF };
+        r = recovery ? cli_lock(c, &s->lock_fd) : cli_lock_for_write(c, &s->lock_fd);
+        if (r != EXIT_OK)
+                return r;
+        c->node = node_free(c->node);
+        return cli_load_node(c);
+}
+
+/* Opens the store for writing and sets up one event loop with SIGINT/SIGTERM as sources: a
+ * signal ends the wait, never a write. */
+static int session_start(cli *c, session *s, const rollout_options *o) {
         _cleanup_free_ char *error = NULL;
         sigset_t mask;
         int r;
 
-        *s = (session){ .lock_fd = -EBADF };
-        r = cli_lock(c, &s->lock_fd);
-        if (r != EXIT_OK)
-                return r;
-        c->node = node_free(c->node);
-        r = cli_load_node(c);
-        if (r != EXIT_OK)
-                return r;
         r = store_open(c->root, c->config.keep_revisions, true, &s->store, &error);
         if (r < 0) {
                 cli_error("%s", error ?: strerror(-r));
@@ -182,10 +188,38 @@ static void new_plan_id(char buf[static 32]) {
         snprintf(buf, 32, "plan-%08x", rnd);
 }
 
-int cli_refuse_if_interrupted(cli *c) {
+/* Refuses (exit 2) when the journal shows a rollout that did not finish. */
+static int refuse_if_unfinished(cli *c) {
         _cleanup_(store_freep) store *s = NULL;
-        _cleanup_free_ char *holder = NULL;
         json_auto_t *j = NULL;
+
+        if (store_open(c->root, 0, false, &s, NULL) < 0 || store_journal_load(s, &j, NULL) < 0)
+                return EXIT_OK;
+        if (!rollout_journal_in_progress(j))
+                return EXIT_OK;
+        cli_error("rollout %s (%s) did not finish: run cplet resume to continue it or cplet abort to undo it first",
+                  json_string_value(json_object_get(j, "planId")) ?: "?",
+                  json_string_value(json_object_get(j, "command")) ?: "?");
+        return EXIT_INVALID;
+}
+
+int cli_lock_for_write(cli *c, int *ret_fd) {
+        _cleanup_close_ int fd = -EBADF;
+        int r;
+
+        r = cli_lock(c, &fd);
+        if (r != EXIT_OK)
+                return r;
+        /* Again, holding the lock: a rollout killed since the first look left its journal. */
+        r = refuse_if_unfinished(c);
+        if (r != EXIT_OK)
+                return r;
+        *ret_fd = TAKE_FD(fd);
+        return EXIT_OK;
+}
+
+int cli_refuse_if_interrupted(cli *c) {
+        _cleanup_free_ char *holder = NULL;
 
         /* A rollout that runs right now is not an interrupted one: say who is at work. */
         if (store_lock_holder(c->root, &holder) > 0) {
@@ -199,15 +233,7 @@ int cli_refuse_if_interrupted(cli *c) {
                         cli_error("another cplet is changing this node (it holds the lock); wait for it to finish");
                 return EXIT_INVALID;
         }
-
-        if (store_open(c->root, 0, false, &s, NULL) < 0 || store_journal_load(s, &j, NULL) < 0)
-                return EXIT_OK;
-        if (!rollout_journal_in_progress(j))
-                return EXIT_OK;
-        cli_error("rollout %s (%s) did not finish: run cplet resume to continue it or cplet abort to undo it first",
-                  json_string_value(json_object_get(j, "planId")) ?: "?",
-                  json_string_value(json_object_get(j, "command")) ?: "?");
-        return EXIT_INVALID;
+        return refuse_if_unfinished(c);
 }
 
 /* Ends a run: journal phase, summary line, exit code. */
@@ -287,11 +313,16 @@ int cli_run_gated(cli *c, const char *command) {
                 return EXIT_OK;
         }
 
-        r = session_open(c, &s, &o);
+        r = session_lock(c, &s, false);
         if (r == EXIT_OK) {
                 p = plan_free(p);
                 r = cli_compute_plan(c, &p, NULL); /* again, under the lock */
         }
+        if (r == EXIT_OK)
+                r = refuse_ungateable(c, NULL);
+        /* Only a plan that stands under the lock opens the store for writing. */
+        if (r == EXIT_OK)
+                r = session_start(c, &s, &o);
         if (r != EXIT_OK) {
                 session_done(&s);
                 return r;
@@ -314,40 +345,45 @@ int cli_run_gated(cli *c, const char *command) {
         return r;
 }
 
-int cli_run_gated_write(cli *c, const char *component_name, json_t *new_pod, const char *command,
+int cli_run_gated_write(cli *c, const char *name, component_builder build, void *userdata, const char *command,
                         const char *reason) {
         _cleanup_(component_done) component next = {};
         _cleanup_free_ char *error = NULL;
-        json_auto_t *target = json_object();
+        json_auto_t *target = json_object(), *new_pod = NULL;
         rollout_options o;
         session s = { .lock_fd = -EBADF };
-        const component *co;
+        const component *co = NULL;
         char plan_id[32];
-        size_t i;
         int r;
 
         if (cli_rollout_options(c, &o) < 0)
                 return EXIT_INVALID;
-        r = refuse_ungateable(c, component_name);
+        r = refuse_ungateable(c, name); /* on the read-only pass's node: refused before any lock */
         if (r == EXIT_OK)
                 r = cli_refuse_if_interrupted(c);
         if (r != EXIT_OK)
                 return r;
-        r = session_open(c, &s, &o);
+        /* Under the lock, from the node as it then is: find, build, check; then write. */
+        r = session_lock(c, &s, false);
+        if (r == EXIT_OK) {
+                co = node_find(c->node, name);
+                if (!co) {
+                        cli_error("no component \"%s\" on this node (see cplet status)", name);
+                        r = EXIT_INVALID;
+                }
+        }
+        if (r == EXIT_OK)
+                r = refuse_ungateable(c, name);
+        if (r == EXIT_OK)
+                r = build(c, co, &new_pod, userdata);
+        if (r == EXIT_OK)
+                r = cli_check_component_tree(c, co, new_pod, &next);
+        if (r == EXIT_OK)
+                r = session_start(c, &s, &o);
         if (r != EXIT_OK) {
                 session_done(&s);
                 return r;
         }
-        /* Under the lock, with the node read again: check once more, then write. */
-        co = node_find(c->node, component_name);
-        r = co ? cli_check_component_tree(c, co, new_pod, &next) : EXIT_INVALID;
-        if (!co)
-                cli_error("%s is no longer on this node", component_name);
-        if (r != EXIT_OK) {
-                session_done(&s);
-                return r;
-        }
-        i = (size_t) (co - c->node->components);
         new_plan_id(plan_id);
         r = target ? rollout_begin(s.rollout, plan_id, command, target, &error) : -ENOMEM;
         if (r < 0) {
@@ -355,7 +391,7 @@ int cli_run_gated_write(cli *c, const char *component_name, json_t *new_pod, con
                 session_done(&s);
                 return EXIT_FAILED;
         }
-        r = rollout_write_tree(s.rollout, i, new_pod, command, reason);
+        r = rollout_write_tree(s.rollout, (size_t) (co - c->node->components), new_pod, command, reason);
         r = conclude(c, &s, r, command);
         session_done(&s);
         return r;
@@ -414,7 +450,9 @@ static int open_unfinished(cli *c, session *s, const rollout_options *o, bool op
         json_t *j = NULL;
         int r;
 
-        r = session_open(c, s, o);
+        r = session_lock(c, s, true);
+        if (r == EXIT_OK)
+                r = session_start(c, s, o);
         if (r == EXIT_OK)
                 r = load_journal(c, s, &j);
         if (r != EXIT_OK || !j) {

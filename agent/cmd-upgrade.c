@@ -228,7 +228,7 @@ int cmd_upgrade(cli *c) {
         if (r != EXIT_OK)
                 return r;
 
-        r = cli_lock(c, &lock_fd);
+        r = cli_lock_for_write(c, &lock_fd);
         if (r != EXIT_OK)
                 return r;
         /* The node may have changed before the lock was ours: read and plan again under it. */

@@ -835,6 +835,28 @@ def test_gated_flags_and_revision_rollback(t):
     t.check_live_is_revision(node, "after the gated writes")
 
 
+def test_retention_keeps_what_an_unwind_needs(t):
+    # revisionsToKeep: 2 and a failure at the last step: the unwind needs every component's
+    # first revision back, so retention must not have pruned it while the rollout ran.
+    node = t.node(OLD, knobs={SCHEDULER: {"failEmulated": ["1.35"]}})
+    originals = live_manifests(node.root)
+    cfg = os.path.join(node.root, "etc/cplet/config.yaml")
+    os.makedirs(os.path.dirname(cfg), exist_ok=True)
+    with open(cfg, "w") as f:
+        f.write("apiVersion: cplet.io/v1alpha1\nkind: CpletConfiguration\nrevisionsToKeep: 2\n")
+    out, err = t.expect(node, ["upgrade", "--binary-version", NEW, "--stable-for", "0s", "--step-timeout", "3s",
+                               "--json"], 1, "upgrade failing at the last step with revisionsToKeep 2")
+    check_finished(t, out, "failed", "upgrade")
+    t.check("no such revision" not in err, "the unwind found every revision it needed: %r" % err)
+    for c in COMPONENTS:
+        t.eq(strip_annotation(load_yaml(read_bytes(mpath(node.root, c)))), strip_annotation(load_yaml(originals[c])),
+             "%s back to its original manifest" % c)
+        revs = sorted(int(f[:-5]) for f in os.listdir(os.path.join(node.root, "var/lib/cplet/revisions", c))
+                      if f.endswith(".json"))
+        t.check(len(revs) <= 3, "%s: retention applied once the rollout finished: %r" % (c, revs))
+    t.check_healthy(node, "after the unwind")
+
+
 def test_invariants_during_rollout(t):
     node = t.node(OLD)
     mdir = os.path.join(node.root, MANIFEST_DIR)
@@ -949,6 +971,7 @@ TESTS = [
     ("binary rollback v1.35.0 -> v1.34.2, and the refusal while emulating 1.35", test_binary_rollback),
     ("min-compatibility high-water mark and --force", test_min_compat_high_water),
     ("gated flags and revision rollback: a breaking flag change is restored", test_gated_flags_and_revision_rollback),
+    ("retention keeps what an unwind needs (revisionsToKeep 2)", test_retention_keeps_what_an_unwind_needs),
     ("invariants hold at every instant of a rollout", test_invariants_during_rollout),
 ]
 
