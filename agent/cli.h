@@ -63,6 +63,8 @@ struct plan_component;
 int cli_compute_plan(cli *c, struct plan **ret, struct plan_component **ret_components);
 /* Builds the planner's view of one component (which must be plannable). */
 void cli_plan_component(const component *co, struct plan_component *ret);
+/* A new plan id ("plan-1a2b3c4d"), for the journal and the revisions a plan writes. */
+void cli_new_plan_id(char buf[static 32]);
 /* Takes the node lock; prints and returns an exit code (> 0) on failure. */
 int cli_lock(cli *c, int *ret_fd);
 struct store;

@@ -155,12 +155,10 @@ static int check_high_water(cli *c, const plan *p) {
 void cli_plan_component(const component *co, plan_component *ret) {
         *ret = (plan_component){
                 .name = co->plugin->name,
-                .rank = co->plugin->rank,
                 .emulated_since = co->plugin->emulated_version_since,
                 .min_compat_since = co->plugin->min_compatibility_version_since,
                 .forward_compat_since = co->plugin->emulation_forward_compatible_since,
                 .repository = co->image_ref.repository,
-                .has_digest = co->image_ref.digest != NULL,
                 .binary = co->binary,
                 .emulated = co->emulated,
                 .min_compat = co->min_compat,
@@ -229,13 +227,7 @@ int cmd_plan(cli *c) {
                 return r;
         n = c->node;
 
-        {
-                kversion t;
-
-                /* Already parsed successfully by cli_compute_plan(). */
-                (void) kversion_parse(c->binary_version, &t, NULL);
-                kversion_format(&t, v);
-        }
+        kversion_format(&p->binary, v);
         kminor_format(p->emulated, e);
         kminor_format(p->min_compat, m);
         if (c->json) {

@@ -7,6 +7,7 @@
 #include "macro.h"
 #include "manifest.h"
 #include "plan.h"
+#include "rollout.h"
 #include "store.h"
 
 int cli_check_component_tree(cli *c, const component *co, json_t *new_pod, component *ret_next) {
@@ -178,16 +179,8 @@ int cli_write_component(cli *c, const char *name, component_builder build, void 
         }
 
         r = store_open(c->root, c->config.keep_revisions, true, &s, &error);
-        if (r >= 0) {
-                char cb[KVERSION_STRING_MAX], ce[KMINOR_STRING_MAX], cm[KMINOR_STRING_MAX];
-                revision_info cur;
-
-                kversion_format(&co->binary, cb);
-                kminor_format(co->emulated, ce);
-                kminor_format(co->min_compat, cm);
-                cur = (revision_info){ .binary_version = cb, .emulated_version = ce, .min_compat_version = cm };
-                r = store_sync_live(s, co->plugin->name, co->file, &cur, &live, &error);
-        }
+        if (r >= 0)
+                r = component_sync_live(s, co, &live, &error);
         if (r >= 0) {
                 revision_info info = {
                         .reason = reason,

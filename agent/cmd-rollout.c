@@ -6,7 +6,6 @@
 #include <errno.h>
 #include <signal.h>
 #include <string.h>
-#include <sys/random.h>
 #include <time.h>
 
 #include "cli.h"
@@ -180,14 +179,6 @@ static int session_start(cli *c, session *s, const rollout_options *o) {
         return EXIT_OK;
 }
 
-static void new_plan_id(char buf[static 32]) {
-        uint32_t rnd = 0;
-
-        if (getrandom(&rnd, sizeof(rnd), GRND_NONBLOCK) != sizeof(rnd))
-                rnd = (uint32_t) getpid();
-        snprintf(buf, 32, "plan-%08x", rnd);
-}
-
 /* Refuses (exit 2) when the journal shows a rollout that did not finish. */
 static int refuse_if_unfinished(cli *c) {
         _cleanup_(store_freep) store *s = NULL;
@@ -328,7 +319,7 @@ int cli_run_gated(cli *c, const char *command) {
                 return r;
         }
         target = target_to_json(c);
-        new_plan_id(plan_id);
+        cli_new_plan_id(plan_id);
         r = target ? rollout_begin(s.rollout, plan_id, command, target, &error) : -ENOMEM;
         if (r < 0) {
                 cli_error("%s", error ?: strerror(-r));
@@ -384,7 +375,7 @@ int cli_run_gated_write(cli *c, const char *name, component_builder build, void 
                 session_done(&s);
                 return r;
         }
-        new_plan_id(plan_id);
+        cli_new_plan_id(plan_id);
         r = target ? rollout_begin(s.rollout, plan_id, command, target, &error) : -ENOMEM;
         if (r < 0) {
                 cli_error("%s", error ?: strerror(-r));

@@ -1,42 +1,12 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include <errno.h>
 #include <string.h>
-#include <sys/random.h>
 
 #include "cli.h"
-#include "diff.h"
 #include "macro.h"
 #include "plan.h"
+#include "rollout.h"
 #include "store.h"
-
-int cli_lock(cli *c, int *ret_fd) {
-        _cleanup_free_ char *error = NULL;
-        int r = store_lock(c->root, c->command_line ?: "cplet", ret_fd, &error);
-
-        if (r < 0) {
-                cli_error("%s", error ?: strerror(-r));
-                return r == -EBUSY ? EXIT_INVALID : cli_exit_code(r);
-        }
-        return EXIT_OK;
-}
-
-int cli_print_diff(const char *a, const char *b, const char *label_a, const char *label_b) {
-        _cleanup_free_ char *d = NULL;
-        int r = unified_diff(a, b, label_a, label_b, &d);
-
-        if (r < 0)
-                return r;
-        fputs(d, stdout);
-        return 0;
-}
-
-static void no_wait_plan_id(char buf[static 32]) {
-        uint32_t rnd = 0;
-
-        if (getrandom(&rnd, sizeof(rnd), GRND_NONBLOCK) != sizeof(rnd))
-                rnd = (uint32_t) getpid();
-        snprintf(buf, 32, "plan-%08x", rnd);
-}
 
 /* Writes (or, with --dry-run, shows) every step: the manifest tree of each component moves
  * along the plan in memory, each step becoming one revision. */
@@ -66,16 +36,8 @@ static int run_steps(cli *c, store *s, const plan *p, const char *plan_id) {
 
         for (size_t i = 0; i < n->n_components && !c->dry_run; i++) {
                 _cleanup_free_ char *error = NULL;
-                char b[KVERSION_STRING_MAX], e[KMINOR_STRING_MAX], m[KMINOR_STRING_MAX];
-                const component *co = &n->components[i];
-                revision_info info;
-                int r;
+                int r = component_sync_live(s, &n->components[i], &live[i], &error);
 
-                kversion_format(&co->binary, b);
-                kminor_format(co->emulated, e);
-                kminor_format(co->min_compat, m);
-                info = (revision_info){ .binary_version = b, .emulated_version = e, .min_compat_version = m };
-                r = store_sync_live(s, co->plugin->name, co->file, &info, &live[i], &error);
                 if (r < 0) {
                         cli_error("%s", error ?: strerror(-r));
                         return EXIT_FAILED;
@@ -243,6 +205,6 @@ int cmd_upgrade(cli *c) {
                 cli_error("%s", error ?: strerror(-r));
                 return cli_exit_code(r);
         }
-        no_wait_plan_id(plan_id);
+        cli_new_plan_id(plan_id);
         return run_steps(c, s, p, plan_id);
 }

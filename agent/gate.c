@@ -65,7 +65,6 @@ static void gate_finish(gate *g, bool ok, const char *fmt, ...) {
                 return;
         g->result->ok = ok;
         g->result->phase = ok ? GATE_DONE : g->phase;
-        g->result->done_usec = now_usec();
         if (fmt) {
                 va_list ap;
                 char *m = NULL;

@@ -49,7 +49,6 @@ typedef struct gate_result {
         bool ok;
         gate_phase phase;     /* where it stopped */
         char *message;        /* why it failed, with the last probe result */
-        uint64_t done_usec;
         proc_info process;
         bool exited; /* the new process ran and exited */
 } gate_result;

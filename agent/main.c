@@ -5,7 +5,6 @@
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <string.h>
 
 #include "cli.h"
@@ -223,63 +222,6 @@ static void print_usage(FILE *f) {
                 "\n"
                 "Exit status: 0 success, 1 the operation failed, 2 invalid input or a refused plan.\n",
                 CPLET_PLUGIN_DIR);
-}
-
-void cli_error(const char *fmt, ...) {
-        va_list ap;
-
-        fputs("cplet: ", stderr);
-        va_start(ap, fmt);
-        vfprintf(stderr, fmt, ap);
-        va_end(ap);
-        fputc('\n', stderr);
-}
-
-int cli_exit_code(int r) {
-        switch (-r) {
-        case EINVAL:
-        case E2BIG:
-        case EOPNOTSUPP:
-        case ELOOP:
-        case EPERM:
-        case EEXIST:
-        case EPROTO:
-        case ERANGE:
-        case ENOENT:
-        case ENOTDIR:
-                return EXIT_INVALID;
-        default:
-                return EXIT_FAILED;
-        }
-}
-
-int cli_load_node(cli *c) {
-        _cleanup_free_ char *error = NULL;
-        const char *dir;
-        int r;
-
-        /* Configuration and plugins are loaded once; the node may be read again (under the
-         * lock, after planning read-only). */
-        if (!c->plugins) {
-                r = config_load(c->root, c->config_path, &c->config, &error);
-                if (r < 0) {
-                        cli_error("%s", error ?: strerror(-r));
-                        return cli_exit_code(r);
-                }
-                dir = c->plugin_dir_option ?: c->config.plugin_dir ?: CPLET_PLUGIN_DIR;
-                r = plugin_set_load(dir, &c->plugins, &error);
-                if (r < 0) {
-                        cli_error("%s", error ?: strerror(-r));
-                        return cli_exit_code(r);
-                }
-        }
-        c->node = node_free(c->node);
-        r = node_load(c->root, c->plugins, &c->node, &error);
-        if (r < 0) {
-                cli_error("%s", error ?: strerror(-r));
-                return cli_exit_code(r);
-        }
-        return EXIT_OK;
 }
 
 /* Makes a directory option absolute: plugins load only by absolute path, and every node path

@@ -22,7 +22,6 @@ typedef struct working {
         const plan_component *in;
         const char *repository;
         char *target_repository; /* the target's registry prefix + this image's name */
-        bool digest;
         kversion binary;
         kminor emulated, min_compat;
         bool min_compat_explicit;
@@ -30,7 +29,6 @@ typedef struct working {
 } working;
 
 typedef struct builder {
-        const plan_component *components;
         working *w;
         size_t n;
         plan *plan;
@@ -264,7 +262,6 @@ static int binary_step(builder *b, size_t i) {
         w->binary = b->target->binary;
         if (w->target_repository)
                 w->repository = w->target_repository;
-        w->digest = false;
         if (!w->min_compat_explicit)
                 w->min_compat = compat_default_min_compat(new_binary, w->emulated);
         return add_step(b, i, STEP_BINARY);
@@ -421,7 +418,6 @@ int plan_compute(const plan_component *components, size_t n, const plan_target *
         _cleanup_(plan_freep) plan *p = NULL;
         _cleanup_(working_freep) working_array w = {};
         builder b = {
-                .components = components,
                 .n = n,
                 .target = target,
                 .error = ret_error,
@@ -439,7 +435,6 @@ int plan_compute(const plan_component *components, size_t n, const plan_target *
                 w.items[k] = (working){
                         .in = &components[k],
                         .repository = components[k].repository,
-                        .digest = components[k].has_digest,
                         .binary = components[k].binary,
                         .emulated = components[k].emulated,
                         .min_compat = components[k].min_compat,
@@ -476,6 +471,7 @@ int plan_compute(const plan_component *components, size_t n, const plan_target *
         if (r < 0)
                 return r;
 
+        p->binary = target->binary;
         p->emulated = b.target_emulated;
         p->min_compat = b.target_min_compat;
         *ret = TAKE_PTR(p);

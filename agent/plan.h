@@ -18,12 +18,10 @@
 
 typedef struct plan_component {
         const char *name;
-        int rank;                 /* lowest rank is the skew reference (the API server) */
         kminor emulated_since;    /* from the plugin: first binary with --emulated-version */
         kminor min_compat_since;  /* ... with --min-compatibility-version */
         kminor forward_compat_since;
         const char *repository;   /* current image repository */
-        bool has_digest;          /* current image is pinned by digest too */
         kversion binary;
         kminor emulated;          /* effective */
         kminor min_compat;        /* effective */
@@ -63,13 +61,15 @@ typedef struct plan_step {
 } plan_step;
 
 typedef struct plan {
+        kversion binary;   /* the target binary version */
         kminor emulated;   /* the target's effective emulated version */
         kminor min_compat; /* ... and min-compatibility version */
         plan_step *steps;
         size_t n_steps;
 } plan;
 
-/* Computes the plan. Components must be given in rank order. Returns -EINVAL with a reason
+/* Computes the plan. Components must be given in rank order: the first is the skew
+ * reference (the API server). Returns -EINVAL with a reason
  * when the target is invalid or no safe order exists; 0 and a (possibly empty) plan else. */
 int plan_compute(const plan_component *components, size_t n, const plan_target *target, plan **ret,
                  char **ret_error);

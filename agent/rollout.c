@@ -384,24 +384,27 @@ static int restore_revision(rollout *r, size_t i, unsigned rev, const char *kind
         return 0;
 }
 
+int component_sync_live(store *s, const component *co, unsigned *ret_live, char **ret_error) {
+        char b[KVERSION_STRING_MAX] = "", e[KMINOR_STRING_MAX] = "", m[KMINOR_STRING_MAX] = "";
+        revision_info info;
+
+        if (co->binary_known)
+                kversion_format(&co->binary, b);
+        if (co->versions_known) {
+                kminor_format(co->emulated, e);
+                kminor_format(co->min_compat, m);
+        }
+        info = (revision_info){ .binary_version = *b ? b : NULL, .emulated_version = *e ? e : NULL,
+                                .min_compat_version = *m ? m : NULL };
+        return store_sync_live(s, co->plugin->name, co->file, &info, ret_live, ret_error);
+}
+
 int rollout_begin(rollout *r, const char *plan_id, const char *command, json_t *target, char **ret_error) {
         char now[32];
         int k;
 
         for (size_t i = 0; i < r->node->n_components; i++) {
-                const component *co = &r->node->components[i];
-                char b[KVERSION_STRING_MAX] = "", e[KMINOR_STRING_MAX] = "", m[KMINOR_STRING_MAX] = "";
-                revision_info info = {};
-
-                if (co->binary_known)
-                        kversion_format(&co->binary, b);
-                if (co->versions_known) {
-                        kminor_format(co->emulated, e);
-                        kminor_format(co->min_compat, m);
-                }
-                info = (revision_info){ .binary_version = *b ? b : NULL, .emulated_version = *e ? e : NULL,
-                                        .min_compat_version = *m ? m : NULL };
-                k = store_sync_live(r->store, co->plugin->name, co->file, &info, &r->live[i], ret_error);
+                k = component_sync_live(r->store, &r->node->components[i], &r->live[i], ret_error);
                 if (k < 0)
                         return k;
         }

@@ -66,6 +66,10 @@ static inline void rollout_freep(rollout **r) {
         rollout_free(*r);
 }
 
+/* Makes sure a component's live manifest is a stored revision (adopted, or recorded as an
+ * external edit), labelled with the versions it runs where they are known. */
+int component_sync_live(store *s, const component *co, unsigned *ret_live, char **ret_error);
+
 /* Starts a new journal for a plan (adopting the live manifests first). `target` is kept in
  * the journal for resume (a reference is taken). */
 int rollout_begin(rollout *r, const char *plan_id, const char *command, json_t *target, char **ret_error);

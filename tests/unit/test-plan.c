@@ -46,7 +46,6 @@ static void build_components(const plan_case *c, plan_component *ret, size_t *re
                         continue;
                 *p = (plan_component){
                         .name = names[i],
-                        .rank = (int) (i + 1) * 10,
                         .emulated_since = KMINOR(1, 31),
                         .min_compat_since = KMINOR(1, 35),
                         .forward_compat_since = i == 0 ? KMINOR(1, 33) : KMINOR(0, 0),
