@@ -30,23 +30,18 @@ import subprocess
 import sys
 import tempfile
 import time
-import traceback
 
 import yaml
 
-CPLET = os.environ.get("CPLET_BINARY", "")
-PLUGINS = os.environ.get("CPLET_PLUGIN_BUILD_DIR", "")
-EXAMPLES = os.environ.get("CPLET_EXAMPLES_DIR", "")
-FIXTURES = os.environ.get("CPLET_FIXTURES_DIR", "")
+from cli_common import (COMPONENTS, CPLET, EXAMPLE_VERSION, EXAMPLES, MANIFEST_DIR, PLUGINS,
+                        TIMEOUT, BaseCase, add_flags, mpath, read, run_tap, set_version, shell_quote,
+                        tree_checksum, tree_diff, write)
 
-MANIFEST_DIR = os.path.join("etc", "kubernetes", "manifests")
+
 STATE_DIR = os.path.join("var", "lib", "cplet")
 REVISIONS_DIR = os.path.join(STATE_DIR, "revisions")
 LOCK_DIR = os.path.join("run", "cplet")
-COMPONENTS = ["kube-apiserver", "kube-controller-manager", "kube-scheduler"]
-EXAMPLE_VERSION = "v1.34.2"
 TARGET = "v1.35.0"
-TIMEOUT = 20
 ANNOTATION = "cplet.io/revision"
 META_KEYS = ["revision", "component", "manifest", "time", "sha256", "binaryVersion", "emulatedVersion",
              "minCompatibilityVersion", "reason", "planId", "parent", "healthy"]
@@ -57,28 +52,13 @@ UPGRADE = ["upgrade", "--binary-version", TARGET, "--no-wait"]
 # Test machinery
 
 
-class Case:
+class Case(BaseCase):
     """One TAP test case: collects failed checks and diagnostics."""
 
     def __init__(self, name):
-        self.name = name
-        self.failures = []
-        self.roots = []
+        super().__init__(name)
         self.procs = []
 
-    def check(self, cond, msg):
-        if not cond:
-            self.failures.append(msg)
-        return bool(cond)
-
-    def eq(self, actual, expected, msg):
-        return self.check(actual == expected, f"{msg}: expected {expected!r}, got {actual!r}")
-
-    def contains(self, haystack, needle, msg):
-        return self.check(needle in haystack, f"{msg}: {needle!r} not in {haystack!r}")
-
-    def not_contains(self, haystack, needle, msg):
-        return self.check(needle not in haystack, f"{msg}: {needle!r} unexpectedly in {haystack!r}")
 
     # ---- node roots
 
@@ -168,48 +148,6 @@ class Case:
         return rc, out, err
 
 
-def shell_quote(cmd):
-    import shlex
-
-    return " ".join(shlex.quote(str(c)) for c in cmd)
-
-
-def tree_checksum(root, exclude=()):
-    """Maps every path under root (and root itself) to (mode, size, content digest / link target)."""
-    result = {}
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        dirnames.sort()
-        for name in [""] + sorted(dirnames + filenames):
-            if name == "" and dirpath != root:
-                continue
-            path = os.path.join(dirpath, name) if name else dirpath
-            rel = os.path.relpath(path, root)
-            if any(rel == e or rel.startswith(e + os.sep) for e in exclude):
-                continue
-            st = os.lstat(path)
-            if stat.S_ISLNK(st.st_mode):
-                what = "link:" + os.readlink(path)
-            elif stat.S_ISREG(st.st_mode):
-                with open(path, "rb") as f:
-                    what = hashlib.sha256(f.read()).hexdigest()
-            else:
-                what = ""
-            result[rel] = (st.st_mode, st.st_size if stat.S_ISREG(st.st_mode) else 0, what)
-    return result
-
-
-def tree_diff(a, b):
-    lines = []
-    for k in sorted(set(a) | set(b)):
-        if a.get(k) != b.get(k):
-            lines.append(f"{k}: {a.get(k)} -> {b.get(k)}")
-    return "\n".join(lines[:20])
-
-
-def mpath(root, name):
-    return os.path.join(root, MANIFEST_DIR, name)
-
-
 def rdir(root, component):
     return os.path.join(root, REVISIONS_DIR, component)
 
@@ -223,39 +161,8 @@ def read_bytes(path):
         return f.read()
 
 
-def read(path):
-    with open(path) as f:
-        return f.read()
-
-
-def write(path, text):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w") as f:
-        f.write(text)
-
-
 def sha256(data):
     return hashlib.sha256(data).hexdigest()
-
-
-def set_version(root, version, components=COMPONENTS):
-    """Rewrites the image tags of the example's control-plane manifests."""
-    for c in components:
-        p = mpath(root, c + ".yaml")
-        text = read(p)
-        new = re.sub(r"(image: \S+/" + re.escape(c) + r"):v[0-9][^\s]*", r"\1:" + version, text)
-        assert new != text or (":" + version) in text, f"no image tag to rewrite in {p}"
-        write(p, new)
-
-
-def add_flags(root, component, flags):
-    """Adds flags right after the binary in the component's command list."""
-    p = mpath(root, component + ".yaml")
-    text = read(p)
-    marker = f"    - {component}\n"
-    assert marker in text, f"no '{marker.strip()}' line in {p}"
-    text = text.replace(marker, marker + "".join(f"    - {f}\n" for f in flags), 1)
-    write(p, text)
 
 
 def listdir(path):
@@ -594,8 +501,8 @@ def test_upgrade_dry_run(t):
     t.check(re.search(r"^\+\+\+ ", out, re.M), f"dry-run: no '+++' header: {out[:500]!r}")
     t.check(re.search(r"^@@ -\d+(,\d+)? \+\d+(,\d+)? @@", out, re.M), f"dry-run: no hunk header: {out[:500]!r}")
     t.eq(len(re.findall(r"^\+\+\+ ", out, re.M)), 6, "dry-run: one diff per step")
-    t.check(re.search(r'^\+\s+cplet\.io/revision: "2"$', out, re.M), f"dry-run: no added revision \"2\" annotation")
-    t.check(re.search(r'^\+\s+cplet\.io/revision: "3"$', out, re.M), f"dry-run: no added revision \"3\" annotation")
+    t.check(re.search(r'^\+\s+cplet\.io/revision: "2"$', out, re.M), "dry-run: no added revision \"2\" annotation")
+    t.check(re.search(r'^\+\s+cplet\.io/revision: "3"$', out, re.M), "dry-run: no added revision \"3\" annotation")
     for c in COMPONENTS:
         t.check(re.search(rf"^\+\s+image: registry\.k8s\.io/{c}:{re.escape(TARGET)}$", out, re.M),
                 f"dry-run: no new image line for {c}")
@@ -612,7 +519,7 @@ def test_upgrade_dry_run(t):
     rc, out, err = t.run(root, ["upgrade", "--binary-version", "v1.35.1", "--dry-run"], exclude=())
     t.eq(rc, 0, f"dry-run to v1.35.1: exit code (stderr {err.strip()!r})")
     t.check(re.search(r'^\+\s+cplet\.io/revision: "4"$', out, re.M), f"dry-run to v1.35.1: annotation \"4\": {out[:800]!r}")
-    t.check(re.search(r'^-\s+cplet\.io/revision: "3"$', out, re.M), f"dry-run to v1.35.1: annotation \"3\" removed")
+    t.check(re.search(r'^-\s+cplet\.io/revision: "3"$', out, re.M), "dry-run to v1.35.1: annotation \"3\" removed")
 
 
 def test_refused_plan_writes_nothing(t):
@@ -1101,34 +1008,5 @@ TESTS = [
 ]
 
 
-def main():
-    missing = [v for v in ("CPLET_BINARY", "CPLET_PLUGIN_BUILD_DIR", "CPLET_EXAMPLES_DIR", "CPLET_FIXTURES_DIR")
-               if not os.environ.get(v)]
-    print(f"1..{len(TESTS)}", flush=True)
-    if missing:
-        for i, (name, _) in enumerate(TESTS, 1):
-            print(f"not ok {i} - {name}\n# environment variable(s) not set: {', '.join(missing)}")
-        return 1
-    failed = 0
-    for i, (name, fn) in enumerate(TESTS, 1):
-        t = Case(name)
-        try:
-            fn(t)
-        except Exception:
-            t.failures.append("exception:\n" + traceback.format_exc())
-        finally:
-            t.cleanup()
-        if t.failures:
-            failed += 1
-            print(f"not ok {i} - {name}")
-            for f in t.failures:
-                for line in str(f).splitlines():
-                    print(f"# {line}")
-        else:
-            print(f"ok {i} - {name}")
-        sys.stdout.flush()
-    return 1 if failed else 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_tap(TESTS, Case))
