@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* A component's flags across a container's command + args (agent/cmdline.h), and container image
- * references (agent/image.h). */
+/* A component's flags across a container's command + args (agent/lib/cmdline.h), and container image
+ * references (agent/lib/image.h). */
 
 #include <errno.h>
 #include <setjmp.h>
