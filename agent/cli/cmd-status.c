@@ -3,8 +3,6 @@
 
 #include "cli.h"
 #include "macro.h"
-#include "rollout.h"
-#include "store.h"
 
 static json_t *version_or_null(bool known, const char *s) {
         return known ? json_string(s) : json_null();
@@ -43,20 +41,6 @@ static const char *marked(char *buf, size_t size, bool known, const char *v, boo
         return buf;
 }
 
-/* The journal of a rollout that did not finish, or NULL. */
-static json_t *unfinished_rollout(cli *c) {
-        _cleanup_(store_freep) store *s = NULL;
-        json_t *j = NULL;
-
-        if (store_open(c->root, 0, false, &s, NULL) < 0 || store_journal_load(s, &j, NULL) < 0)
-                return NULL;
-        if (!rollout_journal_in_progress(j)) {
-                json_decref(j);
-                return NULL;
-        }
-        return j;
-}
-
 static json_t *rollout_summary(json_t *j) {
         json_t *steps = json_object_get(j, "steps");
         json_t *last = json_array_get(steps, json_array_size(steps) - 1);
@@ -69,15 +53,20 @@ static json_t *rollout_summary(json_t *j) {
 }
 
 int cmd_status(cli *c) {
-        json_auto_t *journal = NULL;
+        _cleanup_(op_status_result_done) op_status_result st = {};
+        _cleanup_free_ char *error = NULL;
+        json_t *journal;
         const node *n;
         int r;
 
-        r = cli_load_node(c);
+        r = cli_env(c);
         if (r != EXIT_OK)
                 return r;
-        n = c->node;
-        journal = unfinished_rollout(c);
+        r = op_status(c->env, &st, &error);
+        if (r < 0)
+                return cli_fail(r, error);
+        n = st.node;
+        journal = st.interrupted;
 
         if (c->json) {
                 json_auto_t *root = json_pack("{s:[]}", "components");
@@ -87,11 +76,16 @@ int cmd_status(cli *c) {
                         json_array_append_new(list, component_to_json(n, &n->components[i]));
                 if (journal)
                         json_object_set_new(root, "interruptedRollout", rollout_summary(journal));
+                if (st.journal_error)
+                        json_object_set_new(root, "journalError", json_string(st.journal_error));
                 json_dumpf(root, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
                 fputc('\n', stdout);
                 return EXIT_OK;
         }
 
+        if (st.journal_error)
+                printf("The rollout journal cannot be read: %s\nEvery writing command is refused until it can.\n\n",
+                       st.journal_error);
         if (n->n_components == 0) {
                 printf("No control-plane components in %s.\n", n->manifest_dir);
                 return EXIT_OK;

@@ -9,8 +9,6 @@
 
 #include "cli.h"
 #include "cplet-build.h"
-#include "rollout.h"
-#include "config.h"
 #include "macro.h"
 
 enum {
@@ -383,7 +381,7 @@ int main(int argc, char *argv[]) {
                         c.config_path = optarg;
                         break;
                 case OPT_PLUGIN_DIR:
-                        free(plugin_dir);
+                        plugin_dir = (free(plugin_dir), NULL);
                         if (absolute_dir("--plugin-dir", optarg, &plugin_dir) < 0)
                                 return EXIT_INVALID;
                         c.plugin_dir_option = plugin_dir;
@@ -398,19 +396,19 @@ int main(int argc, char *argv[]) {
                         version = true;
                         break;
                 case OPT_BINARY_VERSION:
-                        c.binary_version = optarg;
+                        c.target.binary_version = optarg;
                         target_option = "--binary-version";
                         break;
                 case OPT_EMULATED_VERSION:
-                        c.emulated_version = optarg;
+                        c.target.emulated_version = optarg;
                         target_option = "--emulated-version";
                         break;
                 case OPT_MIN_COMPAT_VERSION:
-                        c.min_compat_version = optarg;
+                        c.target.min_compat_version = optarg;
                         target_option = "--min-compatibility-version";
                         break;
                 case OPT_IMAGE_REPOSITORY:
-                        c.image_repository = optarg;
+                        c.target.image_repository = optarg;
                         target_option = "--image-repository";
                         break;
                 case OPT_NO_WAIT:
@@ -507,11 +505,13 @@ int main(int argc, char *argv[]) {
         }
 
         if (gate_option) {
+                _cleanup_free_ char *error = NULL;
                 rollout_options unused;
 
                 /* Bad values are refused even where they would not be used (--no-wait). */
-                if (cli_rollout_options(&c, &unused) < 0)
-                        return EXIT_INVALID;
+                r = op_parse_rollout_options(c.stable_for, c.step_timeout, c.on_failure, &unused, &error);
+                if (r < 0)
+                        return cli_fail(r, error);
         }
 
         r = absolute_dir("--root", root, &c.root);
@@ -520,11 +520,7 @@ int main(int argc, char *argv[]) {
 
         ret = cmd->run(&c);
 
-        node_free(c.node);
-        plugin_set_free(c.plugins);
-        config_done(&c.config);
+        op_env_free(c.env);
         free(c.root);
-        free(c.rollback_owned[0]);
-        free(c.rollback_owned[1]);
         return ret;
 }

@@ -697,7 +697,7 @@ def test_rollback(t):
     t.expect_refused(root, ["rollback", "--component", c, "--no-wait"], "missing --to-revision", ["--to-revision"])
     # Without --no-wait the write is gated: on this node nothing runs, so it times out, is
     # restored (which cannot come back either) and fails loudly.
-    rc, out, err = t.run(root, ["rollback", "--component", c, "--to-revision", "2", "--step-timeout", "200ms"],
+    rc, out, err = t.run(root, ["rollback", "--component", c, "--to-revision", "2", "--step-timeout", "200ms", "--stable-for", "0s"],
                          unchanged=False)
     t.eq(rc, 1, f"gated rollback on a dead node: exit code (stderr {err.strip()!r})")
     t.check("timed out" in err, f"gated rollback on a dead node says it timed out: {err!r}")

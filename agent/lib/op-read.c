@@ -1,0 +1,142 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The operations that only read: status, history, diff. None takes the lock. */
+
+#include <ctype.h>
+#include <errno.h>
+#include <string.h>
+
+#include "macro.h"
+#include "op-internal.h"
+
+int op_status(op_env *e, op_status_result *ret, char **ret_error) {
+        _cleanup_(node_freep) node *n = NULL;
+        _cleanup_free_ char *journal_error = NULL;
+        json_t *journal = NULL;
+        int r;
+
+        r = op_load_node(e, &n, ret_error);
+        if (r < 0)
+                return r;
+        /* An unreadable journal does not hide the node: status says both. */
+        if (op_unfinished_journal(e->root, &journal, &journal_error) < 0 && !journal_error)
+                journal_error = strdup("the rollout journal cannot be read");
+        *ret = (op_status_result){ .node = TAKE_PTR(n), .interrupted = journal,
+                                   .journal_error = TAKE_PTR(journal_error) };
+        return 0;
+}
+
+void op_status_result_done(op_status_result *r) {
+        node_free(r->node);
+        json_decref(r->interrupted);
+        free(r->journal_error);
+        *r = (op_status_result){};
+}
+
+static int find_component(const node *n, const char *name, const component **ret, char **ret_error) {
+        const component *co = node_find(n, name);
+
+        if (!co)
+                return set_error(ret_error, -EINVAL, "no component \"%s\" on this node (see cplet status)", name);
+        *ret = co;
+        return 0;
+}
+
+static int history_entry(store *s, const component *co, op_history_entry *ret, char **ret_error) {
+        _cleanup_(revision_list_done) revision_list l = {};
+        _cleanup_free_ char *live = NULL;
+        size_t size;
+        int r;
+
+        r = store_list(s, co->plugin->name, &l, ret_error);
+        if (r >= 0)
+                r = store_read_live(s, co->file, &live, &size, ret_error);
+        if (r < 0)
+                return r;
+        *ret = (op_history_entry){ .component = co, .live = store_live_number(&l, live, size), .revisions = l };
+        l = (revision_list){};
+        return 0;
+}
+
+int op_history(op_env *e, const char *name, op_history_result *ret, char **ret_error) {
+        _cleanup_(op_history_result_done) op_history_result h = {};
+        _cleanup_(store_freep) store *s = NULL;
+        const component *co;
+        int r;
+
+        r = op_load_node(e, &h.node, ret_error);
+        if (r >= 0 && name)
+                r = find_component(h.node, name, &co, ret_error);
+        if (r >= 0)
+                r = store_open(e->root, 0, false, &s, ret_error);
+        if (r < 0)
+                return r;
+        h.entries = calloc(h.node->n_components + 1, sizeof(op_history_entry));
+        if (!h.entries)
+                return -ENOMEM;
+        for (size_t i = 0; i < h.node->n_components; i++) {
+                if (name && !streq(name, h.node->components[i].plugin->name))
+                        continue;
+                r = history_entry(s, &h.node->components[i], &h.entries[h.n_entries], ret_error);
+                if (r < 0)
+                        return r;
+                h.n_entries++;
+        }
+        *ret = h;
+        h = (op_history_result){};
+        return 0;
+}
+
+void op_history_result_done(op_history_result *r) {
+        for (size_t i = 0; i < r->n_entries; i++)
+                revision_list_done(&r->entries[i].revisions);
+        free(r->entries);
+        node_free(r->node);
+        *r = (op_history_result){};
+}
+
+static int parse_revision_number(const char *s, unsigned *ret, char **ret_error) {
+        char *end;
+        unsigned long n;
+
+        errno = 0;
+        n = strtoul(s, &end, 10);
+        if (!isdigit((unsigned char) s[0]) || *end || errno != 0 || n == 0 || n > 999999999)
+                return set_error(ret_error, -EINVAL, "\"%s\" is not a revision number (see cplet history)", s);
+        *ret = (unsigned) n;
+        return 0;
+}
+
+int op_diff_revisions(op_env *e, const char *name, const char *a, const char *b, op_diff *ret, char **ret_error) {
+        _cleanup_(node_freep) node *n = NULL;
+        _cleanup_(store_freep) store *s = NULL;
+        _cleanup_(op_diff_done) op_diff d = {};
+        const component *co = NULL;
+        unsigned ra, rb = 0;
+        size_t size;
+        int r;
+
+        r = parse_revision_number(a, &ra, ret_error);
+        if (r >= 0 && b)
+                r = parse_revision_number(b, &rb, ret_error);
+        if (r >= 0)
+                r = op_load_node(e, &n, ret_error);
+        if (r >= 0)
+                r = find_component(n, name, &co, ret_error);
+        if (r >= 0)
+                r = store_open(e->root, 0, false, &s, ret_error);
+        if (r >= 0)
+                r = store_read(s, co->plugin->name, ra, &d.before, &size, ret_error);
+        if (r >= 0)
+                r = rb ? store_read(s, co->plugin->name, rb, &d.after, &size, ret_error)
+                       : store_read_live(s, co->file, &d.after, &size, ret_error);
+        if (r < 0)
+                return r;
+        d.label_a = strdup_printf("%s revision %u", co->plugin->name, ra);
+        d.label_b = rb ? strdup_printf("%s revision %u", co->plugin->name, rb)
+                       : strdup_printf("%s/%s (live)", s->manifest_dir, co->file);
+        if (!d.label_a || !d.label_b)
+                return -ENOMEM;
+        *ret = d;
+        d = (op_diff){};
+        return 0;
+}
