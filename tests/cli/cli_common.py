@@ -137,6 +137,8 @@ def run_tap(tests, case_cls):
             for f in t.failures:
                 for line in str(f).splitlines():
                     print(f"# {line}")
+        elif getattr(t, "skip_reason", None):
+            print(f"ok {i} - {name} # SKIP {t.skip_reason}")
         else:
             print(f"ok {i} - {name}")
         sys.stdout.flush()
