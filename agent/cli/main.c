@@ -329,149 +329,240 @@ static int split_flags_command(int argc, char *argv[], char ***ret_argv, int *re
         return 0;
 }
 
-int main(int argc, char *argv[]) {
-        static const struct option options[] = {
-                { "root", required_argument, NULL, OPT_ROOT },
-                { "config", required_argument, NULL, OPT_CONFIG },
-                { "plugin-dir", required_argument, NULL, OPT_PLUGIN_DIR },
-                { "json", no_argument, NULL, OPT_JSON },
-                { "help", no_argument, NULL, 'h' },
-                { "version", no_argument, NULL, OPT_VERSION },
-                { "binary-version", required_argument, NULL, OPT_BINARY_VERSION },
-                { "emulated-version", required_argument, NULL, OPT_EMULATED_VERSION },
-                { "min-compatibility-version", required_argument, NULL, OPT_MIN_COMPAT_VERSION },
-                { "image-repository", required_argument, NULL, OPT_IMAGE_REPOSITORY },
-                { "no-wait", no_argument, NULL, OPT_NO_WAIT },
-                { "dry-run", no_argument, NULL, OPT_DRY_RUN },
-                { "component", required_argument, NULL, OPT_COMPONENT },
-                { "to-revision", required_argument, NULL, OPT_TO_REVISION },
-                { "stable-for", required_argument, NULL, OPT_STABLE_FOR },
-                { "step-timeout", required_argument, NULL, OPT_STEP_TIMEOUT },
-                { "on-failure", required_argument, NULL, OPT_ON_FAILURE },
-                { "quiet", no_argument, NULL, OPT_QUIET },
-                { "force", no_argument, NULL, OPT_FORCE },
-                {},
-        };
-        _cleanup_free_ char *plugin_dir = NULL;
-        const char *root = "/", *target_option = NULL, *write_option = NULL, *component_option = NULL,
-                   *revision_option = NULL, *gate_option = NULL, *force_option = NULL;
-        _cleanup_free_ char **argv_main = NULL;
-        _cleanup_free_ char *command_line = NULL;
-        _cleanup_free_ char **flags_args = NULL;
-        int argc_main;
-        bool help = false, version = false;
-        const command *cmd = NULL;
-        cli c = {};
-        int opt, r, ret;
+static const struct option long_options[] = {
+        { "root", required_argument, NULL, OPT_ROOT },
+        { "config", required_argument, NULL, OPT_CONFIG },
+        { "plugin-dir", required_argument, NULL, OPT_PLUGIN_DIR },
+        { "json", no_argument, NULL, OPT_JSON },
+        { "help", no_argument, NULL, 'h' },
+        { "version", no_argument, NULL, OPT_VERSION },
+        { "binary-version", required_argument, NULL, OPT_BINARY_VERSION },
+        { "emulated-version", required_argument, NULL, OPT_EMULATED_VERSION },
+        { "min-compatibility-version", required_argument, NULL, OPT_MIN_COMPAT_VERSION },
+        { "image-repository", required_argument, NULL, OPT_IMAGE_REPOSITORY },
+        { "no-wait", no_argument, NULL, OPT_NO_WAIT },
+        { "dry-run", no_argument, NULL, OPT_DRY_RUN },
+        { "component", required_argument, NULL, OPT_COMPONENT },
+        { "to-revision", required_argument, NULL, OPT_TO_REVISION },
+        { "stable-for", required_argument, NULL, OPT_STABLE_FOR },
+        { "step-timeout", required_argument, NULL, OPT_STEP_TIMEOUT },
+        { "on-failure", required_argument, NULL, OPT_ON_FAILURE },
+        { "quiet", no_argument, NULL, OPT_QUIET },
+        { "force", no_argument, NULL, OPT_FORCE },
+        {},
+};
 
-        c.command_line = command_line = join_argv(argc, argv);
-        r = split_flags_command(argc, argv, &argv_main, &argc_main, &c);
-        if (r < 0)
-                return EXIT_FAILED;
-        flags_args = c.args; /* owned only for "flags"; NULL otherwise */
+/* What the command line said, besides what goes into the cli struct. */
+typedef struct parsed {
+        const char *root;
+        char *plugin_dir; /* absolute */
+        bool help, version;
+        /* The last option given of each TAKES_* group, to say which one does not apply. */
+        char used[6][40];
+} parsed;
+
+static void parsed_done(parsed *p) {
+        free(p->plugin_dir);
+}
+
+/* The TAKES_* group of a command option (its bit's index), or -1 for a global option. */
+static int option_group(int opt) {
+        switch (opt) {
+        case OPT_BINARY_VERSION:
+        case OPT_EMULATED_VERSION:
+        case OPT_MIN_COMPAT_VERSION:
+        case OPT_IMAGE_REPOSITORY:
+                return 0;
+        case OPT_NO_WAIT:
+        case OPT_DRY_RUN:
+                return 1;
+        case OPT_COMPONENT:
+                return 2;
+        case OPT_TO_REVISION:
+                return 3;
+        case OPT_STABLE_FOR:
+        case OPT_STEP_TIMEOUT:
+        case OPT_ON_FAILURE:
+        case OPT_QUIET:
+                return 4;
+        case OPT_FORCE:
+                return 5;
+        default:
+                return -1;
+        }
+}
+
+static const char *option_name(int opt) {
+        for (const struct option *o = long_options; o->name; o++)
+                if (o->val == opt)
+                        return o->name;
+        return "?";
+}
+
+/* One option into the cli struct (or p); an exit code (> 0) when it is refused. */
+static int take_option(int opt, const char *arg, cli *c, parsed *p) {
+        int group = option_group(opt);
+
+        if (group >= 0)
+                snprintf(p->used[group], sizeof(p->used[group]), "--%s", option_name(opt));
+        switch (opt) {
+        case OPT_ROOT:
+                p->root = arg;
+                return EXIT_OK;
+        case OPT_CONFIG:
+                c->config_path = arg;
+                return EXIT_OK;
+        case OPT_PLUGIN_DIR:
+                p->plugin_dir = (free(p->plugin_dir), NULL);
+                if (absolute_dir("--plugin-dir", arg, &p->plugin_dir) < 0)
+                        return EXIT_INVALID;
+                c->plugin_dir_option = p->plugin_dir;
+                return EXIT_OK;
+        case OPT_JSON:
+                c->json = true;
+                return EXIT_OK;
+        case 'h':
+                p->help = true;
+                return EXIT_OK;
+        case OPT_VERSION:
+                p->version = true;
+                return EXIT_OK;
+        case OPT_BINARY_VERSION:
+                c->target.binary_version = arg;
+                return EXIT_OK;
+        case OPT_EMULATED_VERSION:
+                c->target.emulated_version = arg;
+                return EXIT_OK;
+        case OPT_MIN_COMPAT_VERSION:
+                c->target.min_compat_version = arg;
+                return EXIT_OK;
+        case OPT_IMAGE_REPOSITORY:
+                c->target.image_repository = arg;
+                return EXIT_OK;
+        case OPT_NO_WAIT:
+                c->no_wait = true;
+                return EXIT_OK;
+        case OPT_DRY_RUN:
+                c->dry_run = true;
+                return EXIT_OK;
+        case OPT_COMPONENT:
+                c->component = arg;
+                return EXIT_OK;
+        case OPT_TO_REVISION:
+                c->to_revision = arg;
+                return EXIT_OK;
+        case OPT_STABLE_FOR:
+                c->stable_for = arg;
+                return EXIT_OK;
+        case OPT_STEP_TIMEOUT:
+                c->step_timeout = arg;
+                return EXIT_OK;
+        case OPT_ON_FAILURE:
+                c->on_failure = arg;
+                return EXIT_OK;
+        case OPT_QUIET:
+                c->quiet = true;
+                return EXIT_OK;
+        case OPT_FORCE:
+                c->force = true;
+                return EXIT_OK;
+        default:
+                return EXIT_INVALID;
+        }
+}
+
+static int parse_options(int argc, char *argv[], cli *c, parsed *p) {
+        int opt, r;
 
         /* "+" is not used: GNU getopt permutes, so options may follow the command. */
         opterr = 0;
-        while ((opt = getopt_long(argc_main, argv_main, ":h", options, NULL)) >= 0) {
-                switch (opt) {
-                case OPT_ROOT:
-                        root = optarg;
-                        break;
-                case OPT_CONFIG:
-                        c.config_path = optarg;
-                        break;
-                case OPT_PLUGIN_DIR:
-                        plugin_dir = (free(plugin_dir), NULL);
-                        if (absolute_dir("--plugin-dir", optarg, &plugin_dir) < 0)
-                                return EXIT_INVALID;
-                        c.plugin_dir_option = plugin_dir;
-                        break;
-                case OPT_JSON:
-                        c.json = true;
-                        break;
-                case 'h':
-                        help = true;
-                        break;
-                case OPT_VERSION:
-                        version = true;
-                        break;
-                case OPT_BINARY_VERSION:
-                        c.target.binary_version = optarg;
-                        target_option = "--binary-version";
-                        break;
-                case OPT_EMULATED_VERSION:
-                        c.target.emulated_version = optarg;
-                        target_option = "--emulated-version";
-                        break;
-                case OPT_MIN_COMPAT_VERSION:
-                        c.target.min_compat_version = optarg;
-                        target_option = "--min-compatibility-version";
-                        break;
-                case OPT_IMAGE_REPOSITORY:
-                        c.target.image_repository = optarg;
-                        target_option = "--image-repository";
-                        break;
-                case OPT_NO_WAIT:
-                        c.no_wait = true;
-                        write_option = "--no-wait";
-                        break;
-                case OPT_DRY_RUN:
-                        c.dry_run = true;
-                        write_option = "--dry-run";
-                        break;
-                case OPT_COMPONENT:
-                        c.component = optarg;
-                        component_option = "--component";
-                        break;
-                case OPT_TO_REVISION:
-                        c.to_revision = optarg;
-                        revision_option = "--to-revision";
-                        break;
-                case OPT_STABLE_FOR:
-                        c.stable_for = optarg;
-                        gate_option = "--stable-for";
-                        break;
-                case OPT_STEP_TIMEOUT:
-                        c.step_timeout = optarg;
-                        gate_option = "--step-timeout";
-                        break;
-                case OPT_ON_FAILURE:
-                        c.on_failure = optarg;
-                        gate_option = "--on-failure";
-                        break;
-                case OPT_QUIET:
-                        c.quiet = true;
-                        gate_option = "--quiet";
-                        break;
-                case OPT_FORCE:
-                        c.force = true;
-                        force_option = "--force";
-                        break;
-                case ':':
-                        cli_error("option %s needs a value", argv_main[optind - 1]);
-                        return EXIT_INVALID;
-                default:
-                        cli_error("unknown option %s (see cplet --help)", argv_main[optind - 1]);
+        while ((opt = getopt_long(argc, argv, ":h", long_options, NULL)) >= 0) {
+                if (opt == ':') {
+                        cli_error("option %s needs a value", argv[optind - 1]);
                         return EXIT_INVALID;
                 }
+                if (opt == '?') {
+                        cli_error("unknown option %s (see cplet --help)", argv[optind - 1]);
+                        return EXIT_INVALID;
+                }
+                r = take_option(opt, optarg, c, p);
+                if (r != EXIT_OK)
+                        return r;
         }
+        return EXIT_OK;
+}
 
-        if (version) {
+/* Options and arguments must fit the command; bad gate values are refused even where they
+ * would not be used (--no-wait). */
+static int check_command_line(const command *cmd, const cli *c, const parsed *p) {
+        _cleanup_free_ char *error = NULL;
+        rollout_options unused;
+        int r;
+
+        for (size_t g = 0; g < ELEMENTSOF(p->used); g++)
+                if (p->used[g][0] && !(cmd->takes & (1u << g))) {
+                        cli_error("%s: option %s does not apply to this command", cmd->name, p->used[g]);
+                        return EXIT_INVALID;
+                }
+        if (c->n_args > cmd->max_args) {
+                cli_error("%s: unexpected argument \"%s\"", cmd->name, c->args[cmd->max_args]);
+                return EXIT_INVALID;
+        }
+        if (c->n_args < cmd->min_args) {
+                cli_error("%s: missing arguments (see cplet %s --help)", cmd->name, cmd->name);
+                return EXIT_INVALID;
+        }
+        if (p->used[4][0]) {
+                r = op_parse_rollout_options(c->stable_for, c->step_timeout, c->on_failure, &unused, &error);
+                if (r < 0)
+                        return cli_fail(r, error);
+        }
+        return EXIT_OK;
+}
+
+/* The command word, and its positional arguments ("flags" has its own, split earlier). */
+static int find_command_word(int argc, char *argv[], cli *c, const command **ret) {
+        const command *cmd;
+
+        *ret = NULL;
+        if (optind >= argc)
+                return EXIT_OK;
+        cmd = find_command(argv[optind]);
+        if (!cmd) {
+                cli_error("unknown command \"%s\" (see cplet --help)", argv[optind]);
+                return EXIT_INVALID;
+        }
+        if (!streq(cmd->name, "flags")) {
+                c->args = argv + optind + 1;
+                c->n_args = argc - optind - 1;
+        }
+        *ret = cmd;
+        return EXIT_OK;
+}
+
+int main(int argc, char *argv[]) {
+        _cleanup_(parsed_done) parsed p = { .root = "/" };
+        _cleanup_free_ char **argv_main = NULL, **flags_args = NULL, *command_line = NULL;
+        const command *cmd = NULL;
+        cli c = {};
+        int argc_main, r;
+
+        c.command_line = command_line = join_argv(argc, argv);
+        if (split_flags_command(argc, argv, &argv_main, &argc_main, &c) < 0)
+                return EXIT_FAILED;
+        flags_args = c.args; /* owned only for "flags"; NULL otherwise */
+
+        r = parse_options(argc_main, argv_main, &c, &p);
+        if (r != EXIT_OK)
+                return r;
+        if (p.version) {
                 printf("cplet %s\n", CPLET_VERSION);
                 return EXIT_OK;
         }
-        if (optind < argc_main) {
-                cmd = find_command(argv_main[optind]);
-                if (!cmd) {
-                        cli_error("unknown command \"%s\" (see cplet --help)", argv_main[optind]);
-                        return EXIT_INVALID;
-                }
-                if (!streq(cmd->name, "flags")) {
-                        c.args = argv_main + optind + 1;
-                        c.n_args = argc_main - optind - 1;
-                }
-        }
-        if (help) {
+        r = find_command_word(argc_main, argv_main, &c, &cmd);
+        if (r != EXIT_OK)
+                return r;
+        if (p.help) {
                 if (cmd)
                         fputs(cmd->help, stdout);
                 else
@@ -482,45 +573,15 @@ int main(int argc, char *argv[]) {
                 print_usage(stderr);
                 return EXIT_INVALID;
         }
-        {
-                const char *misplaced = target_option && !(cmd->takes & TAKES_TARGET)         ? target_option
-                                        : write_option && !(cmd->takes & TAKES_WRITE)         ? write_option
-                                        : component_option && !(cmd->takes & TAKES_COMPONENT) ? component_option
-                                        : revision_option && !(cmd->takes & TAKES_REVISION)   ? revision_option
-                                        : gate_option && !(cmd->takes & TAKES_GATE)           ? gate_option
-                                        : force_option && !(cmd->takes & TAKES_FORCE)         ? force_option
-                                                                                               : NULL;
-
-                if (misplaced) {
-                        cli_error("%s: option %s does not apply to this command", cmd->name, misplaced);
-                        return EXIT_INVALID;
-                }
-        }
-        if (c.n_args < cmd->min_args || c.n_args > cmd->max_args) {
-                if (c.n_args > cmd->max_args)
-                        cli_error("%s: unexpected argument \"%s\"", cmd->name, c.args[cmd->max_args]);
-                else
-                        cli_error("%s: missing arguments (see cplet %s --help)", cmd->name, cmd->name);
-                return EXIT_INVALID;
-        }
-
-        if (gate_option) {
-                _cleanup_free_ char *error = NULL;
-                rollout_options unused;
-
-                /* Bad values are refused even where they would not be used (--no-wait). */
-                r = op_parse_rollout_options(c.stable_for, c.step_timeout, c.on_failure, &unused, &error);
-                if (r < 0)
-                        return cli_fail(r, error);
-        }
-
-        r = absolute_dir("--root", root, &c.root);
+        r = check_command_line(cmd, &c, &p);
+        if (r != EXIT_OK)
+                return r;
+        r = absolute_dir("--root", p.root, &c.root);
         if (r < 0)
                 return r == -ENOMEM ? EXIT_FAILED : EXIT_INVALID;
 
-        ret = cmd->run(&c);
-
+        r = cmd->run(&c);
         op_env_free(c.env);
         free(c.root);
-        return ret;
+        return r;
 }
