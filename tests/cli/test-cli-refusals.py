@@ -17,7 +17,7 @@ import tempfile
 import time
 
 from cli_common import (COMPONENTS, CPLET, EXAMPLES, MANIFEST_DIR, PLUGINS, TIMEOUT, BaseCase, mpath, read,
-                        run_tap, tree_checksum, tree_diff, write)
+                        remove_roots, run_tap, tree_checksum, tree_diff, write)
 
 STATE = os.path.join("var", "lib", "cplet")
 UPGRADE = ["upgrade", "--binary-version", "v1.35.0"]
@@ -55,16 +55,7 @@ class Case(BaseCase):
     def cleanup(self):
         for m in reversed(self.mounts):
             subprocess.run(["umount", "-l", m], capture_output=True)
-        for r in self.roots:
-            for dirpath, dirnames, _ in os.walk(r):
-                for d in dirnames:
-                    p = os.path.join(dirpath, d)
-                    if not os.path.islink(p):
-                        try:
-                            os.chmod(p, 0o700)
-                        except OSError:
-                            pass
-            shutil.rmtree(r, ignore_errors=True)
+        remove_roots(self.roots)
 
     def cplet(self, root, args, timeout=TIMEOUT):
         cmd = [CPLET, "--plugin-dir", PLUGINS, "--root", root] + list(args)
@@ -206,39 +197,39 @@ def test_resume_refusing_hand_edit(t):
         t.refused(root, args, "kube-apiserver")
 
 
-def test_read_only_state_dir(t):
-    root = t.new_root()
+def state_on_tmpfs(t, root, size):
+    """After a first write, moves the state directory onto a small tmpfs of its own; False
+    (and the case skipped) where mounting is not allowed."""
     t.first_write(root)
     shutil.rmtree(os.path.join(root, "run"))
     state = os.path.join(root, STATE)
     copy = tempfile.mkdtemp(prefix="cplet-state-")
     t.roots.append(copy)
     shutil.copytree(state, copy, dirs_exist_ok=True)
-    if not t.mount_tmpfs(state, "mode=0700,size=4m"):
+    if not t.mount_tmpfs(state, f"mode=0700,size={size}"):
         t.skip_reason = "cannot mount a tmpfs here (not root, or no mount namespace)"
-        return
+        return False
     shutil.copytree(copy, state, dirs_exist_ok=True)
-    subprocess.run(["mount", "-o", "remount,ro", state], check=True)
+    os.chmod(state, 0o700)
+    return True
+
+
+def test_read_only_state_dir(t):
+    root = t.new_root()
+    if not state_on_tmpfs(t, root, "4m"):
+        return
+    subprocess.run(["mount", "-o", "remount,ro", os.path.join(root, STATE)], check=True)
     t.refused(root, ["flags", "set", "kube-scheduler", "--v=3", "--no-wait"], "read-only")
     t.refused(root, ["flags", "set", "kube-scheduler", "--v=3"], "read-only")
 
 
 def test_full_state_dir(t):
     root = t.new_root()
-    t.first_write(root)
-    shutil.rmtree(os.path.join(root, "run"))
-    state = os.path.join(root, STATE)
-    copy = tempfile.mkdtemp(prefix="cplet-state-")
-    t.roots.append(copy)
-    shutil.copytree(state, copy, dirs_exist_ok=True)
-    if not t.mount_tmpfs(state, "mode=0700,size=512k"):
-        t.skip_reason = "cannot mount a tmpfs here (not root, or no mount namespace)"
+    if not state_on_tmpfs(t, root, "512k"):
         return
-    shutil.copytree(copy, state, dirs_exist_ok=True)
-    os.chmod(state, 0o700)
     # Fill it up to the last block (a dot-file: the store ignores it).
     try:
-        with open(os.path.join(state, ".filler"), "wb") as f:
+        with open(os.path.join(root, STATE, ".filler"), "wb") as f:
             while True:
                 f.write(b"\0" * 4096)
                 f.flush()

@@ -34,7 +34,7 @@ import time
 import yaml
 
 from cli_common import (COMPONENTS, CPLET, EXAMPLE_VERSION, EXAMPLES, MANIFEST_DIR, PLUGINS,
-                        TIMEOUT, BaseCase, add_flags, mpath, read, run_tap, set_version, shell_quote,
+                        TIMEOUT, BaseCase, add_flags, mpath, read, remove_roots, run_tap, set_version, shell_quote,
                         tree_checksum, tree_diff, write)
 
 
@@ -84,16 +84,7 @@ class Case(BaseCase):
                     p.wait(timeout=5)
                 except subprocess.TimeoutExpired:
                     pass
-        for r in self.roots:
-            for dirpath, dirnames, _ in os.walk(r):
-                for d in dirnames:
-                    path = os.path.join(dirpath, d)
-                    if not os.path.islink(path):
-                        try:
-                            os.chmod(path, 0o700)
-                        except OSError:
-                            pass
-            shutil.rmtree(r, ignore_errors=True)
+        remove_roots(self.roots)
 
     # ---- running cplet
 
