@@ -1,0 +1,223 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include <ctype.h>
+#include <errno.h>
+#include <string.h>
+
+#include "macro.h"
+#include "op-internal.h"
+#include "target.h"
+
+target *target_free(target *t) {
+        if (!t)
+                return NULL;
+        free(t->id);
+        free(t->binary_version);
+        free(t->emulated_version);
+        free(t->min_compat_version);
+        strv_free(t->components);
+        free(t->image_repository);
+        free(t->stable_for);
+        free(t->step_timeout);
+        free(t);
+        return NULL;
+}
+
+static const char *const known_fields[] = {
+        "id",         "generation", "binaryVersion", "emulatedVersion", "minCompatibilityVersion",
+        "components", "imageRepository", "onFailure", "stableFor", "stepTimeout",
+};
+
+/* A value as a message may quote it: JSON, cut short, so a hostile value cannot flood a log
+ * or the status annotation. */
+static char *quote(json_t *v) {
+        _cleanup_free_ char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY | JSON_ENSURE_ASCII);
+
+        if (!s)
+                return strdup("?");
+        if (strlen(s) > 64)
+                return strdup_printf("%.60s...", s);
+        return TAKE_PTR(s);
+}
+
+static int invalid(char **ret_error, const char *field, json_t *v, const char *why) {
+        _cleanup_free_ char *q = v ? quote(v) : NULL;
+
+        if (q)
+                return set_error(ret_error, -EINVAL, "target: %s %s: %s", field, q, why);
+        return set_error(ret_error, -EINVAL, "target: %s: %s", field, why);
+}
+
+static int check_fields(json_t *doc, char **ret_error) {
+        const char *key;
+        json_t *v;
+
+        json_object_foreach(doc, key, v) {
+                bool known = false;
+
+                for (size_t i = 0; i < ELEMENTSOF(known_fields); i++)
+                        known = known || streq(key, known_fields[i]);
+                if (!known) {
+                        json_auto_t *name = json_string(key);
+
+                        return invalid(ret_error, "field", name, "unknown (see docs/protocol.md)");
+                }
+        }
+        return 0;
+}
+
+/* An optional string field; `required` makes its absence an error. */
+static int string_field(json_t *doc, const char *field, bool required, char **ret, char **ret_error) {
+        json_t *v = json_object_get(doc, field);
+
+        *ret = NULL;
+        if (!v)
+                return required ? invalid(ret_error, field, NULL, "missing") : 0;
+        if (!json_is_string(v) || json_string_length(v) == 0 || json_string_length(v) > 256)
+                return invalid(ret_error, field, v, "expected a non-empty string");
+        if (strlen(json_string_value(v)) != json_string_length(v))
+                return invalid(ret_error, field, v, "contains a NUL byte");
+        *ret = strdup(json_string_value(v));
+        return *ret ? 0 : -ENOMEM;
+}
+
+static bool valid_id(const char *s) {
+        if (strlen(s) > TARGET_ID_MAX || !isalnum((unsigned char) s[0]))
+                return false;
+        for (const char *p = s; *p; p++)
+                if (!isalnum((unsigned char) *p) && *p != '-' && *p != '.' && *p != '_')
+                        return false;
+        return true;
+}
+
+static int parse_identity(json_t *doc, target *t, char **ret_error) {
+        json_t *g = json_object_get(doc, "generation");
+        int r;
+
+        r = string_field(doc, "id", true, &t->id, ret_error);
+        if (r < 0)
+                return r;
+        if (!valid_id(t->id))
+                return invalid(ret_error, "id", json_object_get(doc, "id"),
+                               "expected 1-63 letters, digits, '-', '.' or '_', starting with a letter or digit");
+        if (!json_is_integer(g) || json_integer_value(g) < 1)
+                return invalid(ret_error, "generation", g, "expected an integer of at least 1");
+        t->generation = (uint64_t) json_integer_value(g);
+        return 0;
+}
+
+static bool listed(const char *const *list, const char *s) {
+        for (; list && *list; list++)
+                if (streq(*list, s))
+                        return true;
+        return false;
+}
+
+static int parse_components(json_t *doc, const target_limits *limits, target *t, char **ret_error) {
+        json_t *list = json_object_get(doc, "components"), *v;
+        size_t i;
+
+        if (!list)
+                return 0;
+        if (!json_is_array(list) || json_array_size(list) == 0 || json_array_size(list) > TARGET_COMPONENTS_MAX)
+                return invalid(ret_error, "components", list, "expected a non-empty list of component names");
+        t->components = calloc(json_array_size(list) + 1, sizeof(char *));
+        if (!t->components)
+                return -ENOMEM;
+        json_array_foreach(list, i, v) {
+                const char *name = json_string_value(v);
+
+                if (!name || !listed(limits->known_components, name))
+                        return invalid(ret_error, "components", v, "not a component of this node");
+                if (listed((const char *const *) t->components, name))
+                        return invalid(ret_error, "components", v, "named twice");
+                t->components[i] = strdup(name);
+                if (!t->components[i])
+                        return -ENOMEM;
+        }
+        return 0;
+}
+
+static int parse_policy(json_t *doc, target *t, char **ret_error) {
+        _cleanup_free_ char *on_failure = NULL, *error = NULL;
+        rollout_options unused;
+        int r;
+
+        r = string_field(doc, "onFailure", false, &on_failure, ret_error);
+        if (r >= 0)
+                r = string_field(doc, "stableFor", false, &t->stable_for, ret_error);
+        if (r >= 0)
+                r = string_field(doc, "stepTimeout", false, &t->step_timeout, ret_error);
+        if (r < 0)
+                return r;
+        r = op_parse_rollout_options(t->stable_for, t->step_timeout, on_failure, &unused, &error);
+        if (r < 0)
+                return set_error(ret_error, r, "target: %s", error);
+        t->on_failure_stop = on_failure && streq(on_failure, "stop");
+        return 0;
+}
+
+static int parse_versions(json_t *doc, const target_limits *limits, target *t, char **ret_error) {
+        _cleanup_free_ char *error = NULL;
+        plan_target unused;
+        op_target ot;
+        kminor m;
+        int r;
+
+        r = string_field(doc, "binaryVersion", true, &t->binary_version, ret_error);
+        if (r >= 0)
+                r = string_field(doc, "emulatedVersion", false, &t->emulated_version, ret_error);
+        if (r >= 0)
+                r = string_field(doc, "minCompatibilityVersion", false, &t->min_compat_version, ret_error);
+        if (r >= 0)
+                r = string_field(doc, "imageRepository", false, &t->image_repository, ret_error);
+        if (r < 0)
+                return r;
+        /* Plain major.minor: the flag syntax (kube=1.35,other=...) is not for a target. */
+        if (t->emulated_version && kminor_parse(t->emulated_version, &m, &error) < 0)
+                return invalid(ret_error, "emulatedVersion", json_object_get(doc, "emulatedVersion"), error);
+        if (t->min_compat_version && kminor_parse(t->min_compat_version, &m, &error) < 0)
+                return invalid(ret_error, "minCompatibilityVersion", json_object_get(doc, "minCompatibilityVersion"),
+                               error);
+        ot = (op_target){ .binary_version = t->binary_version, .emulated_version = t->emulated_version,
+                          .min_compat_version = t->min_compat_version, .image_repository = t->image_repository };
+        r = op_parse_target(&ot, &unused, &error);
+        if (r < 0)
+                return set_error(ret_error, r, "target: %s", error);
+        if (t->image_repository && !listed(limits->allowed_repositories, t->image_repository))
+                return invalid(ret_error, "imageRepository", json_object_get(doc, "imageRepository"),
+                               "not on this node's allow-list (imageRepositories in the configuration)");
+        return 0;
+}
+
+int target_parse(const char *text, size_t size, const target_limits *limits, target **ret, char **ret_error) {
+        _cleanup_(target_freep) target *t = NULL;
+        json_auto_t *doc = NULL;
+        json_error_t e;
+        int r;
+
+        if (size > TARGET_SIZE_MAX)
+                return set_error(ret_error, -E2BIG, "target: %zu bytes, more than the %d allowed", size,
+                                 TARGET_SIZE_MAX);
+        doc = json_loadb(text, size, JSON_REJECT_DUPLICATES, &e);
+        if (!doc)
+                return set_error(ret_error, -EINVAL, "target: not JSON (line %d, column %d: %s)", e.line, e.column,
+                                 e.text);
+        if (!json_is_object(doc))
+                return invalid(ret_error, "value", doc, "expected a JSON object");
+        t = calloc(1, sizeof(target));
+        if (!t)
+                return -ENOMEM;
+        r = check_fields(doc, ret_error);
+        if (r >= 0)
+                r = parse_identity(doc, t, ret_error);
+        if (r >= 0)
+                r = parse_versions(doc, limits, t, ret_error);
+        if (r >= 0)
+                r = parse_components(doc, limits, t, ret_error);
+        if (r >= 0)
+                r = parse_policy(doc, t, ret_error);
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(t);
+        return 0;
+}
