@@ -52,11 +52,71 @@ static json_t *rollout_summary(json_t *j) {
                          last ? json_object_get(last, "state") : json_null());
 }
 
+static void print_json(const op_status_result *st) {
+        json_auto_t *root = json_pack("{s:[]}", "components");
+        json_t *list = json_object_get(root, "components");
+        const node *n = st->node;
+
+        for (size_t i = 0; i < n->n_components; i++)
+                json_array_append_new(list, component_to_json(n, &n->components[i]));
+        if (st->interrupted)
+                json_object_set_new(root, "interruptedRollout", rollout_summary(st->interrupted));
+        if (st->journal_error)
+                json_object_set_new(root, "journalError", json_string(st->journal_error));
+        json_dumpf(root, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+        fputc('\n', stdout);
+}
+
+static void print_row(const component *co) {
+        char b[KVERSION_STRING_MAX] = "unknown", e[KMINOR_STRING_MAX], m[KMINOR_STRING_MAX];
+        char eb[48], mb[48];
+
+        if (co->binary_known)
+                kversion_format(&co->binary, b);
+        kminor_format(co->emulated, e);
+        kminor_format(co->min_compat, m);
+        printf("%-24s %-28s %-48s %-10s %-16s %s\n", co->plugin->name, co->file, co->image ?: "(none)", b,
+               marked(eb, sizeof(eb), co->versions_known, e, co->emulated_explicit),
+               marked(mb, sizeof(mb), co->versions_known, m, co->min_compat_explicit));
+}
+
+static void print_interrupted(json_t *journal) {
+        json_auto_t *sum = rollout_summary(journal);
+
+        printf("\nRollout %s (%s) did not finish: it stopped at step %lld (%s, %s).\n"
+               "Run cplet resume to continue it, or cplet abort to undo it.\n",
+               json_string_value(json_object_get(sum, "planId")) ?: "?",
+               json_string_value(json_object_get(sum, "command")) ?: "?",
+               (long long) json_integer_value(json_object_get(sum, "step")),
+               json_string_value(json_object_get(sum, "component")) ?: "-",
+               json_string_value(json_object_get(sum, "state")) ?: "-");
+}
+
+static void print_table(const op_status_result *st) {
+        const node *n = st->node;
+        const char *why;
+
+        if (st->journal_error)
+                printf("The rollout journal cannot be read: %s\nEvery writing command is refused until it can.\n\n",
+                       st->journal_error);
+        if (n->n_components == 0) {
+                printf("No control-plane components in %s.\n", n->manifest_dir);
+                return;
+        }
+        printf("%-24s %-28s %-48s %-10s %-16s %s\n", "COMPONENT", "MANIFEST", "IMAGE", "BINARY", "EMULATED",
+               "MIN-COMPAT");
+        for (size_t i = 0; i < n->n_components; i++)
+                print_row(&n->components[i]);
+        for (size_t i = 0; i < n->n_components; i++)
+                if (!component_is_plannable(&n->components[i], &why))
+                        printf("\n%s: %s\n", n->components[i].plugin->name, why);
+        if (st->interrupted)
+                print_interrupted(st->interrupted);
+}
+
 int cmd_status(cli *c) {
         _cleanup_(op_status_result_done) op_status_result st = {};
         _cleanup_free_ char *error = NULL;
-        json_t *journal;
-        const node *n;
         int r;
 
         r = cli_env(c);
@@ -65,62 +125,9 @@ int cmd_status(cli *c) {
         r = op_status(c->env, &st, &error);
         if (r < 0)
                 return cli_fail(r, error);
-        n = st.node;
-        journal = st.interrupted;
-
-        if (c->json) {
-                json_auto_t *root = json_pack("{s:[]}", "components");
-                json_t *list = json_object_get(root, "components");
-
-                for (size_t i = 0; i < n->n_components; i++)
-                        json_array_append_new(list, component_to_json(n, &n->components[i]));
-                if (journal)
-                        json_object_set_new(root, "interruptedRollout", rollout_summary(journal));
-                if (st.journal_error)
-                        json_object_set_new(root, "journalError", json_string(st.journal_error));
-                json_dumpf(root, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-                fputc('\n', stdout);
-                return EXIT_OK;
-        }
-
-        if (st.journal_error)
-                printf("The rollout journal cannot be read: %s\nEvery writing command is refused until it can.\n\n",
-                       st.journal_error);
-        if (n->n_components == 0) {
-                printf("No control-plane components in %s.\n", n->manifest_dir);
-                return EXIT_OK;
-        }
-        printf("%-24s %-28s %-48s %-10s %-16s %s\n", "COMPONENT", "MANIFEST", "IMAGE", "BINARY", "EMULATED",
-               "MIN-COMPAT");
-        for (size_t i = 0; i < n->n_components; i++) {
-                const component *co = &n->components[i];
-                char b[KVERSION_STRING_MAX] = "unknown", e[KMINOR_STRING_MAX], m[KMINOR_STRING_MAX];
-                char eb[48], mb[48];
-
-                if (co->binary_known)
-                        kversion_format(&co->binary, b);
-                kminor_format(co->emulated, e);
-                kminor_format(co->min_compat, m);
-                printf("%-24s %-28s %-48s %-10s %-16s %s\n", co->plugin->name, co->file, co->image ?: "(none)", b,
-                       marked(eb, sizeof(eb), co->versions_known, e, co->emulated_explicit),
-                       marked(mb, sizeof(mb), co->versions_known, m, co->min_compat_explicit));
-        }
-        for (size_t i = 0; i < n->n_components; i++) {
-                const char *why;
-
-                if (!component_is_plannable(&n->components[i], &why))
-                        printf("\n%s: %s\n", n->components[i].plugin->name, why);
-        }
-        if (journal) {
-                json_auto_t *sum = rollout_summary(journal);
-
-                printf("\nRollout %s (%s) did not finish: it stopped at step %lld (%s, %s).\n"
-                       "Run cplet resume to continue it, or cplet abort to undo it.\n",
-                       json_string_value(json_object_get(sum, "planId")) ?: "?",
-                       json_string_value(json_object_get(sum, "command")) ?: "?",
-                       (long long) json_integer_value(json_object_get(sum, "step")),
-                       json_string_value(json_object_get(sum, "component")) ?: "-",
-                       json_string_value(json_object_get(sum, "state")) ?: "-");
-        }
+        if (c->json)
+                print_json(&st);
+        else
+                print_table(&st);
         return EXIT_OK;
 }
