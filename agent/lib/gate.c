@@ -33,6 +33,7 @@ const char *gate_phase_to_string(gate_phase p) {
 
 void gate_result_done(gate_result *r) {
         free(r->message);
+        free(r->warning);
         *r = (gate_result){};
 }
 
