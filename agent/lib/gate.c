@@ -51,6 +51,8 @@ typedef struct gate {
 
         gate_phase phase;
         size_t probe_index;     /* next probe to pass in GATE_HEALTH */
+        bool versions_unverified; /* /version refused cplet (401/403): gating on health alone */
+        bool recheck_versions;    /* GATE_STABLE: the window is held, /version is asked once more */
         uint64_t stable_since;  /* monotonic */
         bool request_in_flight;
         char last_probe[256];   /* "GET https://…/readyz: 500" for messages */
@@ -101,7 +103,7 @@ static bool process_gone(gate *g) {
         return true;
 }
 
-static void start_health(gate *g);
+static void start_health(gate *g, const char *detail);
 
 typedef enum version_verdict {
         VERSIONS_MATCH,
@@ -159,16 +161,43 @@ static version_verdict check_versions(gate *g, const struct cplet_reported_versi
         return VERSIONS_MATCH;
 }
 
+/* /version answered 401 or 403: anonymous requests are not authenticated (or not authorized),
+ * and cplet has no credentials of its own yet. The component serves, its versions are unknown:
+ * the gate goes on with health alone and says so. A 403 can also be a moment of startup
+ * (authorization not loaded yet), so /version is asked once more when the window is held. */
+static void versions_refused(gate *g, long status) {
+        if (g->phase == GATE_STABLE) {
+                gate_finish(g, true, NULL); /* the warning stands */
+                return;
+        }
+        g->versions_unverified = true;
+        free(g->result->warning);
+        g->result->warning = strdup_printf(
+                "%s: GET %s answered %ld (%s): the reported versions are not verified, the step is gated on "
+                "health alone",
+                g->spec->plugin->name, g->version_url, status,
+                status == 401 ? "anonymous requests are not authenticated" : "anonymous requests are not authorized");
+        start_health(g, g->result->warning);
+}
+
+static bool awaiting_versions(const gate *g) {
+        return g->phase == GATE_VERSIONS || (g->phase == GATE_STABLE && g->recheck_versions);
+}
+
 static void on_version(long status, const char *body, size_t size, const char *error, void *userdata) {
         gate *g = userdata;
         struct cplet_reported_versions v;
         _cleanup_free_ char *message = NULL;
 
         g->request_in_flight = false;
-        if (g->phase != GATE_VERSIONS || process_gone(g))
+        if (!awaiting_versions(g) || process_gone(g))
                 return;
         snprintf(g->last_probe, sizeof(g->last_probe), "GET %s: %s%ld", g->version_url, error ? error : "",
                  error ? 0L : status);
+        if (!error && (status == 401 || status == 403)) {
+                versions_refused(g, status);
+                return;
+        }
         if (status != 200 || g->spec->plugin->read_versions(body, size, &v) < 0) {
                 arm(g, PROBE_RETRY_USEC); /* not serving yet */
                 return;
@@ -182,7 +211,13 @@ static void on_version(long status, const char *body, size_t size, const char *e
                         arm(g, PROBE_RETRY_USEC);
                 return;
         case VERSIONS_MATCH:
-                start_health(g);
+                if (g->phase == GATE_STABLE) {
+                        /* Verified after all. */
+                        free(g->result->warning);
+                        g->result->warning = NULL;
+                        gate_finish(g, true, NULL);
+                } else
+                        start_health(g, NULL);
                 return;
         }
 }
@@ -219,6 +254,11 @@ static void on_probe(long status, const char *body, size_t size, const char *err
                 set_phase(g, GATE_STABLE, g->last_probe);
         }
         if (now - g->stable_since >= g->spec->stable_usec) {
+                if (g->versions_unverified) {
+                        g->recheck_versions = true;
+                        arm(g, 0);
+                        return;
+                }
                 gate_finish(g, true, NULL);
                 return;
         }
@@ -226,9 +266,9 @@ static void on_probe(long status, const char *body, size_t size, const char *err
         arm(g, MIN(STABLE_PROBE_USEC, g->spec->stable_usec - (now - g->stable_since)));
 }
 
-static void start_health(gate *g) {
+static void start_health(gate *g, const char *detail) {
         g->probe_index = 0;
-        set_phase(g, GATE_HEALTH, NULL);
+        set_phase(g, GATE_HEALTH, detail);
         arm(g, 0);
 }
 
@@ -249,12 +289,12 @@ static void look_for_process(gate *g) {
                 set_phase(g, GATE_VERSIONS, NULL);
                 arm(g, 0);
         } else
-                start_health(g);
+                start_health(g, NULL);
 }
 
 /* GATE_VERSIONS and later: the next request (the process must still run). */
 static void send_request(gate *g) {
-        bool versions = g->phase == GATE_VERSIONS;
+        bool versions = awaiting_versions(g);
         _cleanup_free_ char *url = NULL;
         int r;
 
