@@ -95,7 +95,7 @@ def report_failure(build_dir, test, failing):
 def count(build_dir, counts):
     log = Path(build_dir) / "meson-logs" / "testlog.json"
     if not log.exists():
-        print(f"{log}: missing", file=sys.stderr)
+        print(f"\n=== FAILED {build_dir}: no {log} (the build or the test run failed)")
         counts.failed += 1
         return
     for text in log.read_text().splitlines():
