@@ -1,5 +1,10 @@
 # Sourced by scripts/demo and scripts/test: installs what cplet needs to build and test,
-# from Debian's archive, only when something is missing.
+# from Debian's archive, only when something is missing. Checked against a Debian 12
+# debootstrap minbase: besides these packages, the tests and scripts run only programs of
+# Essential packages (bash, coreutils: sleep, env, id; util-linux: flock; diffutils: diff;
+# libc-bin: ldconfig, behind Python's ctypes.util) and dpkg/apt-get, and import only Python's
+# standard library and yaml (python3-yaml). The sanitizer runtimes come with gcc
+# (libgcc-12-dev: libasan8, libubsan1). Anything a new test runs goes here, or is not used.
 CPLET_DEPS="meson ninja-build pkg-config gcc libc6-dev libsystemd-dev libjansson-dev
 libcurl4-openssl-dev libssl-dev libyaml-dev libcmocka-dev python3 python3-yaml openssl"
 

@@ -49,6 +49,7 @@ typedef struct gate_result {
         bool ok;
         gate_phase phase;     /* where it stopped */
         char *message;        /* why it failed, with the last probe result */
+        char *warning;        /* what was not checked although it passed (NULL: everything was) */
         proc_info process;
         bool exited; /* the new process ran and exited */
 } gate_result;

@@ -337,7 +337,7 @@ static int write_and_gate(rollout *r, size_t i, json_t *tree, const char *kind, 
         if (k < 0)
                 return k;
         emit(r, result.ok ? "done" : "failed", index, n_planned, co->plugin->name, kind, number,
-             result.ok ? NULL : result.message, now_usec() - gp.start);
+             result.ok ? result.warning : result.message, now_usec() - gp.start);
         if (!result.ok) {
                 free(r->error);
                 r->error = strdup_printf("%s revision %u (%s): %s", co->plugin->name, number, kind,

@@ -38,7 +38,8 @@ typedef struct rollout_event {
         const char *component;
         const char *kind;      /* binary, emulation, min-compatibility, restore, unwind, rollback */
         unsigned revision;
-        const char *detail;    /* what is awaited, or why it failed */
+        const char *detail;    /* what is awaited, why it failed, or (done) what could not be
+                                * verified, e.g. versions behind a /version that refused cplet */
         uint64_t elapsed_usec; /* since the step's swap */
 } rollout_event;
 
