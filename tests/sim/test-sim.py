@@ -131,6 +131,64 @@ IMG = "registry.k8s.io/%s:%s"
 
 
 # --------------------------------------------------------------------------------------
+# /proc, read directly (no procps on a minimal system)
+# --------------------------------------------------------------------------------------
+
+def cmdline(pid):
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            return [a.decode(errors="replace") for a in f.read().split(b"\0")[:-1]]
+    except OSError:
+        return None
+
+
+def comm(pid):
+    try:
+        with open("/proc/%d/comm" % pid) as f:
+            return f.read().rstrip("\n")
+    except OSError:
+        return None
+
+
+def proc_uid(pid):
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("Uid:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def all_pids():
+    return [int(n) for n in os.listdir("/proc") if n.isdigit()]
+
+
+def children(pid):
+    out = []
+    for p in all_pids():
+        try:
+            with open("/proc/%d/stat" % p) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid and fields[0] not in ("Z", "X"):
+                out.append(p)
+        except (OSError, IndexError, ValueError):
+            pass
+    return out
+
+
+def procs_with(text):
+    """Live processes (not us) whose command line contains text, like `pgrep -f`."""
+    out = []
+    for p in all_pids():
+        argv = cmdline(p)
+        if p != os.getpid() and argv and text in " ".join(argv) and simnode.pid_alive(p):
+            out.append((p, argv))
+    return out
+
+
+# --------------------------------------------------------------------------------------
 # fake components
 # --------------------------------------------------------------------------------------
 
@@ -316,12 +374,23 @@ def test_kubelet():
           (st.st_mode & 0o777) == 0o700
           and sorted(os.listdir(node.manifest_dir)) == sorted(c + ".yaml" for c in simnode.COMPONENTS),
           (oct(st.st_mode), os.listdir(node.manifest_dir)))
+    import yaml
     pids = node.pids()
-    cmd = open("/proc/%d/cmdline" % pids["kube-apiserver.yaml"], "rb").read().split(b"\0")[:-1]
-    comm = open("/proc/%d/comm" % pids["kube-apiserver.yaml"]).read().strip()
-    check("a fake's cmdline is <python> <bin-dir>/kube-apiserver <manifest args>; comm kube-apiserver",
-          cmd[1].decode() == os.path.join(BIN, "kube-apiserver") and comm == "kube-apiserver"
-          and b"--secure-port=%d" % node.ports["kube-apiserver"] in cmd, (cmd[:3], comm))
+    exact = []
+    for comp in simnode.COMPONENTS:
+        c = yaml.safe_load(node.read_manifest(comp))["spec"]["containers"][0]
+        want = c.get("command", []) + c.get("args", [])
+        pid = pids[comp + ".yaml"]
+        exact.append((comp, cmdline(pid) == want, proc_uid(pid) == os.geteuid(), comm(pid) == comp[:15],
+                      cmdline(pid)[:2]))
+    check("each component's /proc/PID/cmdline is exactly the manifest's command + args (argv[0] "
+          "included, nothing in front), its uid the kubelet's, its comm the binary's",
+          all(e[1] and e[2] and e[3] for e in exact), exact)
+    pid = pids["kube-apiserver.yaml"]
+    kids = children(pid)
+    check("the fake itself runs as the launcher's only child (python3 <bin-dir>/kube-apiserver ...)",
+          len(kids) == 1 and cmdline(kids[0])[1:2] == [os.path.join(BIN, "kube-apiserver")],
+          [(k, cmdline(k)[:2]) for k in kids])
 
     # restart on change; measure kubelet reaction and start -> /livez
     file = "kube-apiserver.yaml"
@@ -404,13 +473,16 @@ def test_kubelet():
     # crash -> restart with doubling back-off
     file = "kube-scheduler.yaml"
     starts = []
+    orphans = []
     for i in range(3):
         pid = node.pids().get(file)
+        kids = children(pid)
         t0 = time.time()
         os.kill(pid, signal.SIGKILL)
         ev = node.wait_event(lambda e: e["event"] == "start" and e["file"] == file, 10, since=t0)
         ex = [e for e in node.events(file=file) if e["event"] == "exit" and e["pid"] == pid]
         starts.append((ev["t"] - ex[0]["t"]) if ev and ex else None)
+        orphans += [k for k in kids if simnode.pid_alive(k)]
         node.wait_healthy(5, ["kube-scheduler"])
     check("a crashed process is restarted with back-off 0.2, 0.4, 0.8 s (%s)"
           % ", ".join("%.2f" % s if s is not None else "-" for s in starts),
@@ -418,6 +490,8 @@ def test_kubelet():
           and 0.8 <= starts[2] < 1.5, starts)
     ex = [e for e in node.events(file=file) if e["event"] == "exit"]
     check("a crash is an 'exit' event with the code (-9)", ex and ex[0]["code"] == -9, ex[:1])
+    check("SIGKILL of the container's process also ends the fake it runs (no orphan)", not orphans,
+          [(k, cmdline(k)) for k in orphans])
 
     # knob-driven crash loop of a new version, then back
     node.set_knobs({"kube-scheduler": {"failVersions": ["v1.35.0"]}})
@@ -441,6 +515,25 @@ def test_kubelet():
     check("a JSON manifest is loaded (restart with the new flag)",
           ev is not None and ev["pid"] != cm_pid and "--emulated-version=1.33" in ev["argv"], ev)
 
+    # $(VAR) in command/args is expanded from the container's env, as the kubelet does
+    doc = yaml.safe_load(node.read_manifest("kube-controller-manager"))
+    c = doc["spec"]["containers"][0]
+    c["env"] = [{"name": "PORT", "value": str(node.ports["kube-controller-manager"])},
+                {"name": "ADDR", "value": "127.0.0.1"},
+                {"name": "BIND", "value": "--bind-address=$(ADDR)"}]
+    c["command"] = [a for a in c["command"] if not a.startswith(("--secure-port", "--bind-address"))]
+    c["args"] = ["--secure-port=$(PORT)", "$(BIND)", "--cluster-name=$$(PORT)-$(NOPE)"]
+    t0 = time.time()
+    node.write_manifest("kube-controller-manager", json.dumps(doc, indent=2))
+    ev = node.wait_event(lambda e: e["event"] == "start" and e["file"] == "kube-controller-manager.yaml", 5, since=t0)
+    want = c["command"] + ["--secure-port=%d" % node.ports["kube-controller-manager"],
+                           "--bind-address=127.0.0.1", "--cluster-name=$(PORT)-$(NOPE)"]
+    check("$(VAR) in args is expanded from env like the kubelet ($$ escapes, unknown stays literal)",
+          ev is not None and cmdline(ev["pid"]) == want and ev["argv"] == want,
+          (ev and cmdline(ev["pid"]), want))
+    check("... and the component serves on the expanded port",
+          node.wait_healthy(5, ["kube-controller-manager"]), node.health())
+
     # etcd (no fake binary) is skipped quietly, once
     t0 = time.time()
     with open(os.path.join(simnode.template_dir(), "etcd.yaml")) as f:
@@ -462,10 +555,9 @@ def test_kubelet():
     # down
     ports = dict(node.ports)
     left = node.down()
-    pg = subprocess.run(["pgrep", "-f", root], stdout=subprocess.PIPE).stdout.decode()
-    pg2 = "".join(subprocess.run(["pgrep", "-f", "--", "--secure-port=%d" % p], stdout=subprocess.PIPE)
-                  .stdout.decode() for p in ports.values())
-    check("down leaves no processes (marker scan and pgrep -f)", not left and not pg and not pg2,
+    pg = procs_with(root)
+    pg2 = [p for port in ports.values() for p in procs_with("--secure-port=%d" % port)]
+    check("down leaves no processes (marker scan and command lines in /proc)", not left and not pg and not pg2,
           (left, pg, pg2))
 
 
