@@ -276,6 +276,25 @@ def test_validation():
         ("flag without its value", "kube-apiserver", "v1.35.0", ["--emulated-version"],
          "Error: flag needs an argument: --emulated-version"),
         ("no image tag", "kube-apiserver", "", [], "Error: "),
+        # pflag refuses what the binary does not register
+        ("the KEP's spelling --emulation-version", "kube-apiserver", "v1.35.0",
+         ["--emulation-version=1.34"], "Error: unknown flag: --emulation-version"),
+        ("an unknown flag", "kube-controller-manager", "v1.34.2", ["--totally-bogus=1"],
+         "Error: unknown flag: --totally-bogus"),
+        ("an unknown flag, --name value form", "kube-scheduler", "v1.34.2", ["--totally-bogus", "1"],
+         "Error: unknown flag: --totally-bogus"),
+        ("an apiserver flag on the scheduler", "kube-scheduler", "v1.34.2", ["--etcd-servers=https://x"],
+         "Error: unknown flag: --etcd-servers"),
+        ("an unknown flag spelled with _", "kube-apiserver", "v1.34.2", ["--totally_bogus"],
+         "Error: unknown flag: --totally_bogus"),
+        ("an unknown shorthand", "kube-apiserver", "v1.34.2", ["-x"],
+         "Error: unknown shorthand flag: 'x' in -x"),
+        ("a bool flag does not take the next word", "kube-scheduler", "v1.34.2", ["--profiling", "false"],
+         'Error: "kube-scheduler" does not take any arguments, got ["false"]'),
+        ("a bool flag with a bad value", "kube-scheduler", "v1.34.2", ["--leader-elect=maybe"],
+         'Error: invalid argument "maybe" for "--leader-elect" flag'),
+        ("a value flag at the end", "kube-apiserver", "v1.34.2", ["--etcd-servers"],
+         "Error: flag needs an argument: --etcd-servers"),
     ]
     for name, comp, tag, args, want in cases:
         image = IMG % (comp, tag) if tag else "registry.k8s.io/" + comp
@@ -287,6 +306,13 @@ def test_validation():
         ("kube-apiserver", "v1.34.2", ["--emulated-version=v1.33", "--emulation-forward-compatible"]),
         ("kube-apiserver", "v1.31.0", ["--emulated-version", "kube=1.31"]),
         ("kube-controller-manager", "v1.35.0", ["--emulated-version=1.32", "--min-compatibility-version=v1.32"]),
+        # component-base toVersionMap() refuses a non-zero patch only (ver.Patch() != 0)
+        ("kube-scheduler", "v1.35.0", ["--emulated-version=1.34.0"]),
+        # pflag forms: _ for -, --name value, bool alone or =false, -v shorthand, --version tristate
+        ("kube-apiserver", "v1.34.2", ["--etcd_servers=https://127.0.0.1:2379", "--v", "4", "-v=2",
+                                       "--profiling=false", "--allow-privileged", "--feature-gates", "A=true"]),
+        ("kube-controller-manager", "v1.34.2", ["--leader-elect", "--controllers", "*,-foo", "-v", "3",
+                                                "--use-service-account-credentials=true"]),
     ]:
         with Fake(comp, IMG % (comp, tag), args) as f:
             ok = f.wait_code("/healthz", 200) is not None
