@@ -496,7 +496,8 @@ def ensure_cert(cert_dir):
              "-subj", "/CN=cplet-sim", "-keyout", tkey, "-out", tcrt,
              "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1"],
             check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        os.chmod(tkey, 0o600)
+        # group root may read it: a container started as another runAsUser keeps gid 0
+        os.chmod(tkey, 0o640)
         os.rename(tkey, key)
         os.rename(tcrt, crt)
     return crt, key

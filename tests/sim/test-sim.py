@@ -560,6 +560,29 @@ def test_kubelet():
     check("... and the component serves on the expanded port",
           node.wait_healthy(5, ["kube-controller-manager"]), node.health())
 
+    # securityContext.runAsUser: the process runs as that user (a non-root kubelet cannot)
+    doc = yaml.safe_load(node.read_manifest("kube-scheduler"))
+    t0 = time.time()
+    if os.geteuid() == 0:
+        for d in (TMP, root, node.sim_dir, node.cert_dir):
+            os.chmod(d, 0o755)  # let user 65534 reach its certificate and knobs
+        doc["spec"]["containers"][0]["securityContext"] = {"runAsUser": 65534}
+        node.write_manifest("kube-scheduler", json.dumps(doc, indent=2))
+        ev = node.wait_event(lambda e: e["event"] == "start" and e["file"] == "kube-scheduler.yaml", 5, since=t0)
+        check("runAsUser 65534: the container's process and the fake run as uid 65534, and serve",
+              ev is not None and proc_uid(ev["pid"]) == 65534
+              and [proc_uid(k) for k in children(ev["pid"])] == [65534]
+              and node.wait_healthy(5, ["kube-scheduler"]),
+              (ev, ev and proc_uid(ev["pid"]), node.health(), node._tail("kube-scheduler.yaml.log")))
+    else:
+        doc["spec"]["containers"][0]["securityContext"] = {"runAsUser": os.geteuid() + 1}
+        node.write_manifest("kube-scheduler", json.dumps(doc, indent=2))
+        ev = node.wait_event(lambda e: e["event"] == "exit" and e["file"] == "kube-scheduler.yaml", 5, since=t0)
+        check("runAsUser of another user: a non-root simulated kubelet fails to start it",
+              ev is not None and ev["code"] == 126 and "not root" in ev.get("reason", ""), ev)
+    node.write_manifest("kube-scheduler", sched)
+    node.wait_healthy(5, ["kube-scheduler"])
+
     # etcd (no fake binary) is skipped quietly, once
     t0 = time.time()
     with open(os.path.join(simnode.template_dir(), "etcd.yaml")) as f:
