@@ -649,9 +649,29 @@ def test_cli_and_parallel():
               d.returncode == 0 and not simnode.node_processes(r), d.stderr.decode())
 
 
+def test_expansion():
+    """The fake kubelet's $(VAR) expansion, on the cases cplet's unit test (test-probe) uses."""
+    import fake_kubelet
+    env = {"VAR_A": "A", "VAR_B": "B", "VAR_C": "C", "VAR_EMPTY": "", "VAR_REF": "$(VAR_A)"}
+    cases = [("$(VAR_A)", "A"), ("___$(VAR_B)___", "___B___"), ("$(VAR_A)-$(VAR_A)", "A-A"),
+             ("$(VAR_A)$(VAR_B)", "AB"), ("f000-$$VAR_A", "f000-$VAR_A"), ("foo\\$(VAR_C)bar", "foo\\Cbar"),
+             ("$$$(VAR_B)$$", "$B$"), ("$$(VAR_A)", "$(VAR_A)"), ("$$$$(VAR_A)", "$$(VAR_A)"),
+             ("$$$$$(VAR_A)", "$$A"), ("$(VAR_EMPTY)", ""), ("$(UNKNOWN)", "$(UNKNOWN)"),
+             ("--x=$(UNKNOWN)-$(VAR_A)", "--x=$(UNKNOWN)-A"), ("$(VAR_A", "$(VAR_A"), ("$VAR_A", "$VAR_A"),
+             ("$", "$"), ("a$", "a$"), ("$$", "$"), ("$()", "$()"), ("$(VAR_A))", "A)"),
+             ("$((VAR_A))", "$((VAR_A))"), ("$(VAR_REF)", "$(VAR_A)"), ("", "")]
+    bad = [(i, fake_kubelet.expand(i, env), o) for i, o in cases if fake_kubelet.expand(i, env) != o]
+    check("fake kubelet: $(VAR) expansion follows the kubelet's rules (%d cases)" % len(cases), not bad, bad)
+    c = {"name": "x", "env": [{"name": "A", "value": "1"}, {"name": "B", "value": "$(A)-$(LATER)"},
+                              {"name": "LATER", "value": "3"}, {"name": "E"}, {"name": "A", "value": "2"}]}
+    env = fake_kubelet.container_env(c, {}, {})
+    check("fake kubelet: env values expand with the entries before them; the last one wins",
+          env == {"A": "2", "B": "1-$(LATER)", "LATER": "3", "E": ""}, env)
+
+
 def main():
     t = time.monotonic()
-    for fn in (test_version_endpoint, test_validation, test_knobs, test_kubelet, test_cli_and_parallel):
+    for fn in (test_expansion, test_version_endpoint, test_validation, test_knobs, test_kubelet, test_cli_and_parallel):
         try:
             fn()
         except Exception:  # noqa: BLE001
