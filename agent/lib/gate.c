@@ -45,6 +45,7 @@ typedef struct gate {
 
         char **argv;
         size_t argc;
+        uid_t uid;
         http_probe *probes;
         size_t n_probes;
         char *version_url;
@@ -276,7 +277,7 @@ static void start_health(gate *g, const char *detail) {
 static void look_for_process(gate *g) {
         int r;
 
-        r = proc_find(g->argv, g->argc, g->spec->not_before_ticks, &g->result->process);
+        r = proc_find(g->argv, g->argc, g->uid, g->spec->not_before_ticks, &g->result->process);
         if (r < 0) {
                 gate_finish(g, false, "cannot read /proc: %s", strerror(-r));
                 return;
@@ -343,35 +344,6 @@ static int on_deadline(sd_event_source *s, uint64_t usec, void *userdata) {
         return 0;
 }
 
-static int collect_argv(json_t *container, char ***ret, size_t *ret_n) {
-        static const char *const keys[] = { "command", "args" };
-        size_t n = 0;
-        char **argv;
-
-        for (size_t k = 0; k < ELEMENTSOF(keys); k++)
-                n += json_array_size(json_object_get(container, keys[k]));
-        argv = calloc(n + 1, sizeof(char *));
-        if (!argv)
-                return -ENOMEM;
-        n = 0;
-        for (size_t k = 0; k < ELEMENTSOF(keys); k++) {
-                json_t *a = json_object_get(container, keys[k]), *v;
-                size_t i;
-
-                json_array_foreach(a, i, v) {
-                        argv[n] = strdup(json_string_value(v) ?: "");
-                        if (!argv[n]) {
-                                strv_free(argv);
-                                return -ENOMEM;
-                        }
-                        n++;
-                }
-        }
-        *ret = argv;
-        *ret_n = n;
-        return 0;
-}
-
 /* What the gate looks for, from the container: its command line, its probes, and where it
  * reports its versions. A failure the caller should show fills g->result->message. */
 static int gate_prepare(gate *g) {
@@ -380,11 +352,12 @@ static int gate_prepare(gate *g) {
         const http_probe *p;
         int r;
 
-        r = collect_argv(spec->container, &g->argv, &g->argc);
-        if (r < 0)
+        /* What the kubelet will run, $(VAR) expanded, and as which user. */
+        r = container_process(spec->pod, spec->container, &g->argv, &g->argc, &g->uid, &error);
+        if (r < 0) {
+                g->result->message = TAKE_PTR(error);
                 return r;
-        if (g->argc == 0)
-                return -EINVAL; /* an entrypoint-only container cannot be recognised in /proc */
+        }
         r = probes_from_container(spec->container, spec->plugin, &g->probes, &g->n_probes, &error);
         if (r < 0) {
                 g->result->message = TAKE_PTR(error);

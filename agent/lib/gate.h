@@ -29,7 +29,8 @@ typedef enum gate_phase {
 const char *gate_phase_to_string(gate_phase p);
 
 typedef struct gate_spec {
-        json_t *container; /* the container of the manifest that was swapped in (borrowed) */
+        json_t *pod;       /* the manifest that was swapped in (borrowed; may be NULL) */
+        json_t *container; /* its component's container (borrowed) */
         const plugin *plugin;
         kversion binary; /* expected versions (reported ones are checked where available) */
         kminor emulated;

@@ -22,8 +22,13 @@
 #define PROBE_PATH_MAX 4096
 /* A Pod lists a handful of ports; the kubelet itself bounds nothing, we do. */
 #define CONTAINER_PORTS_MAX 1024
-/* Interpreter layers skipped in front of a script (env → python3 → script). */
-#define INTERPRETER_SKIP_MAX 2
+/* /proc/PID/status is about 1.5 KiB. */
+#define PROC_STATUS_MAX 16384
+/* Kubernetes' validation bounds for runAsUser. */
+#define RUN_AS_USER_MAX INT32_MAX
+/* Bounds on what a container's env and command line may expand to. */
+#define CONTAINER_ENV_MAX 4096
+#define EXPANDED_MAX (128 * 1024)
 
 /* ------------------------------------------------------------------------------------------ */
 /* Probes from a container */
@@ -392,49 +397,38 @@ static bool state_is_dead(char state) {
         return state == 'Z' || state == 'X' || state == 'x';
 }
 
-static const char *base_name(const char *s) {
-        const char *b = strrchr(s, '/');
-
-        return b ? b + 1 : s;
-}
-
-static bool is_interpreter(const char *arg) {
-        const char *b = base_name(arg);
-
-        return startswith(b, "python") || streq(b, "sh") || streq(b, "bash") || streq(b, "dash") ||
-               streq(b, "env");
-}
-
-/* Compares the NUL-separated items in [p, end) with argv; argv[0] by basename. */
+/* Compares the NUL-separated items in [p, end) with argv, byte for byte: the container runtime
+ * executes command[0] as the manifest gives it and the kernel shows argv as passed. */
 static bool cmdline_equal(const char *p, const char *end, char *const *argv, size_t n) {
         for (size_t i = 0; i < n; i++) {
-                if (p >= end)
-                        return false;
-                if (i == 0 ? !streq(base_name(p), base_name(argv[0])) : !streq(p, argv[i]))
+                if (p >= end || !streq(p, argv[i]))
                         return false;
                 p += strlen(p) + 1;
         }
         return p >= end;
 }
 
-static bool cmdline_matches(const char *p, const char *end, char *const *argv, size_t n) {
-        for (int skipped = 0;; skipped++) {
-                const char *next;
+/* The real and effective uid from /proc/PID/status ("Uid:\treal\teffective\tsaved\tfs"). */
+static int read_uids(int proc_fd, pid_t pid, uid_t *ret_real, uid_t *ret_effective) {
+        char path[32], buf[PROC_STATUS_MAX + 1];
+        unsigned long real, effective;
+        const char *l;
+        size_t n;
+        int r;
 
-                if (cmdline_equal(p, end, argv, n))
-                        return true;
-                /* A script fake runs as "python3 /path/kube-apiserver --flag": skip the interpreter
-                 * when it carries no options of its own. */
-                if (skipped >= INTERPRETER_SKIP_MAX || !is_interpreter(p))
-                        return false;
-                next = p + strlen(p) + 1;
-                if (next >= end || *next == '-' || *next == 0)
-                        return false;
-                p = next;
-        }
+        snprintf(path, sizeof(path), "%d/status", (int) pid);
+        r = read_proc_file(proc_fd, path, buf, PROC_STATUS_MAX, &n);
+        if (r < 0)
+                return r;
+        l = strstr(buf, "\nUid:");
+        if (!l || sscanf(l + 5, "%lu %lu", &real, &effective) != 2)
+                return -EIO;
+        *ret_real = (uid_t) real;
+        *ret_effective = (uid_t) effective;
+        return 0;
 }
 
-int proc_find(char *const *argv, size_t n, uint64_t not_before_ticks, proc_info *ret) {
+int proc_find(char *const *argv, size_t n, uid_t uid, uint64_t not_before_ticks, proc_info *ret) {
         _cleanup_free_ char *cmdline = NULL;
         DIR *d;
         int proc_fd;
@@ -508,8 +502,22 @@ int proc_find(char *const *argv, size_t n, uint64_t not_before_ticks, proc_info 
                 /* A process that rewrote its title may leave no final NUL; the buffer has room. */
                 if (cmdline[size - 1] != 0)
                         cmdline[size++] = 0;
-                if (!cmdline_matches(cmdline, cmdline + size, argv, n))
+                if (!cmdline_equal(cmdline, cmdline + size, argv, n))
                         continue;
+                {
+                        uid_t real, effective;
+
+                        r = read_uids(proc_fd, (pid_t) pid, &real, &effective);
+                        if (r < 0) {
+                                if (errno_is_gone(r))
+                                        continue;
+                                break;
+                        }
+                        /* Anyone may start a process with this command line; only the kubelet
+                         * starts it as the container's user. */
+                        if (real != uid || effective != uid)
+                                continue;
+                }
 
                 /* The pid may have been reused between the two reads: the start time tells. */
                 r = read_stat(proc_fd, (pid_t) pid, &state, &start2);
@@ -543,6 +551,217 @@ bool proc_alive(const proc_info *p) {
         if (read_stat(AT_FDCWD, p->pid, &state, &start) < 0)
                 return false;
         return start == p->start_ticks && !state_is_dead(state);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* What the kubelet runs for a container */
+
+typedef struct buffer {
+        char *data;
+        size_t size, allocated;
+} buffer;
+
+static int buffer_append(buffer *b, const char *s, size_t n) {
+        if (n > EXPANDED_MAX - b->size)
+                return -E2BIG;
+        if (b->size + n + 1 > b->allocated) {
+                size_t a = MAX(b->allocated * 2, b->size + n + 1);
+                char *d = realloc(b->data, a);
+
+                if (!d)
+                        return -ENOMEM;
+                b->data = d;
+                b->allocated = a;
+        }
+        memcpy(b->data + b->size, s, n);
+        b->size += n;
+        b->data[b->size] = 0;
+        return 0;
+}
+
+int kube_expand(const char *input, json_t *vars, char **ret, char **ret_unknown) {
+        _cleanup_free_ char *data = NULL;
+        buffer b = {};
+        size_t len = strlen(input), checkpoint = 0;
+        int r = 0;
+
+        /* The kubelet's expansion.Expand(): "$$" is "$", "$(NAME)" the variable's value or, when
+         * there is no such variable, "$(NAME)" itself; a "$" before anything else, an unclosed
+         * "$(", and a "$" at the very end stay as they are. */
+        for (size_t cursor = 0; cursor < len && r >= 0; cursor++) {
+                const char *close;
+
+                if (input[cursor] != '$' || cursor + 1 >= len)
+                        continue;
+                r = buffer_append(&b, input + checkpoint, cursor - checkpoint);
+                if (r < 0)
+                        break;
+                if (input[cursor + 1] == '$')
+                        r = buffer_append(&b, "$", 1);
+                else if (input[cursor + 1] == '(' && (close = strchr(input + cursor + 2, ')'))) {
+                        size_t n = (size_t) (close - (input + cursor + 2));
+                        _cleanup_free_ char *name = strndup(input + cursor + 2, n);
+                        json_t *v;
+
+                        if (!name) {
+                                r = -ENOMEM;
+                                break;
+                        }
+                        v = json_object_get(vars, name);
+                        if (v && !json_is_string(v)) {
+                                /* Defined, but from a source only the node knows (valueFrom). */
+                                if (ret_unknown)
+                                        *ret_unknown = TAKE_PTR(name);
+                                r = -EOPNOTSUPP;
+                                break;
+                        }
+                        if (v)
+                                r = buffer_append(&b, json_string_value(v), strlen(json_string_value(v)));
+                        else
+                                r = buffer_append(&b, input + cursor, n + 3);
+                        cursor += n + 2;
+                        checkpoint = cursor + 1;
+                        continue;
+                } else
+                        r = buffer_append(&b, input + cursor, 2);
+                cursor++;
+                checkpoint = cursor + 1;
+        }
+        if (r >= 0)
+                r = buffer_append(&b, input + checkpoint, len - checkpoint);
+        data = b.data;
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(data);
+        return 0;
+}
+
+/* The variables command and args may use: the container's env, in order, each value expanded
+ * with the ones before it (kubelet makeEnvironmentVariables()). A variable whose value comes
+ * from valueFrom is known only to the node (json null). Service links are left out: a static
+ * pod cannot count on them, the API server may be down. */
+static int container_vars(json_t *container, json_t **ret, char **ret_error) {
+        _cleanup_(json_decrefp) json_t *vars = json_object();
+        json_t *env = json_object_get(container, "env"), *e;
+        size_t i;
+        int r;
+
+        if (!vars)
+                return -ENOMEM;
+        if (env && !json_is_null(env) && !json_is_array(env))
+                return set_error(ret_error, -EINVAL, "env is not a list");
+        if (json_array_size(env) > CONTAINER_ENV_MAX)
+                return set_error(ret_error, -E2BIG, "env has more than %d entries", CONTAINER_ENV_MAX);
+        json_array_foreach(env, i, e) {
+                const char *name = json_string_value(json_object_get(e, "name"));
+                json_t *value = json_object_get(e, "value");
+                _cleanup_free_ char *expanded = NULL, *unknown = NULL;
+                json_t *v;
+
+                if (!name)
+                        return set_error(ret_error, -EINVAL, "env[%zu] has no name", i);
+                if (value && !json_is_null(value) && !json_is_string(value))
+                        return set_error(ret_error, -EINVAL, "env[%zu] (%s): value is not a string", i, name);
+                if (json_string_length(value) > 0) {
+                        r = kube_expand(json_string_value(value), vars, &expanded, &unknown);
+                        if (r == -EOPNOTSUPP)
+                                v = json_null(); /* built from a value only the node knows */
+                        else if (r < 0)
+                                return set_error(ret_error, r, "env[%zu] (%s): cannot expand its value", i, name);
+                        else
+                                v = json_string(expanded);
+                } else if (json_object_get(e, "valueFrom"))
+                        v = json_null();
+                else
+                        v = json_string("");
+                if (!v || json_object_set_new(vars, name, v) < 0)
+                        return -ENOMEM;
+        }
+        *ret = TAKE_PTR(vars);
+        return 0;
+}
+
+/* runAsUser of the container, else of the pod; -ENOENT when neither sets it. */
+static int run_as_user(json_t *pod, json_t *container, uid_t *ret, char **ret_error) {
+        json_t *spec = json_object_get(pod, "spec");
+        json_t *where[] = { json_object_get(container, "securityContext"), json_object_get(spec, "securityContext") };
+        static const char *const names[] = { "securityContext.runAsUser", "spec.securityContext.runAsUser" };
+
+        for (size_t i = 0; i < ELEMENTSOF(where); i++) {
+                json_t *v = json_object_get(where[i], "runAsUser");
+
+                if (!v || json_is_null(v))
+                        continue;
+                if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > RUN_AS_USER_MAX)
+                        return set_error(ret_error, -EINVAL, "%s is not a user id between 0 and %d", names[i],
+                                         RUN_AS_USER_MAX);
+                *ret = (uid_t) json_integer_value(v);
+                return 0;
+        }
+        return -ENOENT;
+}
+
+int container_process(json_t *pod, json_t *container, char ***ret_argv, size_t *ret_n, uid_t *ret_uid,
+                      char **ret_error) {
+        static const char *const keys[] = { "command", "args" };
+        _cleanup_(json_decrefp) json_t *vars = NULL;
+        _cleanup_strv_free_ char **argv = NULL;
+        json_t *command = json_object_get(container, "command");
+        size_t n = 0;
+        uid_t uid = 0;
+        int r;
+
+        if (!json_is_object(container))
+                return set_error(ret_error, -EINVAL, "the container is not a mapping");
+        /* Without a command the image's entrypoint runs, which the manifest does not say. */
+        if (!json_is_array(command) || json_array_size(command) == 0)
+                return set_error(ret_error, -EINVAL, "the container has no command: the image's entrypoint "
+                                 "runs, which cplet cannot recognise");
+        r = container_vars(container, &vars, ret_error);
+        if (r < 0)
+                return r;
+
+        for (size_t k = 0; k < ELEMENTSOF(keys); k++)
+                n += json_array_size(json_object_get(container, keys[k]));
+        argv = calloc(n + 1, sizeof(char *));
+        if (!argv)
+                return -ENOMEM;
+        n = 0;
+        for (size_t k = 0; k < ELEMENTSOF(keys); k++) {
+                json_t *a = json_object_get(container, keys[k]), *v;
+                size_t i;
+
+                json_array_foreach(a, i, v) {
+                        _cleanup_free_ char *unknown = NULL;
+
+                        if (!json_is_string(v))
+                                return set_error(ret_error, -EINVAL, "%s[%zu] is not a string", keys[k], i);
+                        r = kube_expand(json_string_value(v), vars, &argv[n], &unknown);
+                        if (r == -EOPNOTSUPP)
+                                return set_error(ret_error, r, "%s[%zu] uses $(%s), whose value comes from "
+                                                 "valueFrom: cplet cannot know the command line", keys[k], i,
+                                                 unknown);
+                        if (r < 0)
+                                return set_error(ret_error, r, "%s[%zu] cannot be expanded", keys[k], i);
+                        n++;
+                }
+        }
+
+        r = run_as_user(pod, container, &uid, ret_error);
+        if (r == -ENOENT) {
+                /* The image's user: root for the Kubernetes images. An unprivileged cplet (a test
+                 * node under --root) stands in for root, as it does for the ownership checks: its
+                 * kubelet cannot start anything as root either. */
+                uid = geteuid();
+                r = 0;
+        }
+        if (r < 0)
+                return r;
+
+        *ret_argv = TAKE_PTR(argv);
+        *ret_n = n;
+        *ret_uid = uid;
+        return 0;
 }
 
 /* ------------------------------------------------------------------------------------------ */

@@ -52,14 +52,29 @@ typedef struct proc_info {
 /* The current CLOCK_BOOTTIME in clock ticks (sysconf(_SC_CLK_TCK)), comparable to start_ticks. */
 uint64_t boot_ticks_now(void);
 
-/* Looks for a process whose command line is exactly `argv` (n items): argv[0] is compared by
- * basename; an interpreter in front of it (a first item whose basename is python3*, python*,
- * sh, bash, dash or env, with no further options; at most two, as in env → python3) is
- * skipped so that script fakes match; every other item must be byte-equal. Only processes that started at or after
+/* Looks for a process whose command line is exactly `argv` (n items, byte for byte, argv[0]
+ * included: the container runtime executes the manifest's command[0] as written) and whose real
+ * and effective uid are `uid`. Nothing in front is tolerated: an interpreter in front is some
+ * other process posing as the component. Only processes that started at or after
  * `not_before_ticks` count (the swap happened then; tick granularity, so equal counts).
  * Returns 1 and fills *ret when found (the newest such process), 0 when not, negative errno
  * on failure to read /proc. */
-int proc_find(char *const *argv, size_t n, uint64_t not_before_ticks, proc_info *ret);
+int proc_find(char *const *argv, size_t n, uid_t uid, uint64_t not_before_ticks, proc_info *ret);
+
+/* The kubelet's $(VAR) expansion (third_party/forked/golang/expansion): "$$" becomes "$",
+ * "$(NAME)" the value of NAME in `vars` (a JSON object of strings), an unknown NAME stays
+ * "$(NAME)", any other "$" stays. A NAME whose value is JSON null is known to exist but not its
+ * value: -EOPNOTSUPP with *ret_unknown (may be NULL) set to the name. -E2BIG past 128 KiB. */
+int kube_expand(const char *input, json_t *vars, char **ret, char **ret_unknown);
+
+/* The process the kubelet starts for `container` of `pod` (pod may be NULL): its argv, command +
+ * args with $(VAR) expanded from the container's env as the kubelet does (env entries with a
+ * value, in order, each expanded with the ones before; later entries win), and its uid: the
+ * container's securityContext.runAsUser, else the pod's, else the image's user, root (cplet's
+ * own uid when it runs unprivileged). Errors name the field: no command (the image's entrypoint
+ * runs), a reference to a valueFrom variable, a runAsUser out of range. */
+int container_process(json_t *pod, json_t *container, char ***ret_argv, size_t *ret_n, uid_t *ret_uid,
+                      char **ret_error);
 
 /* True while that process (same pid, same start time) runs and is not a zombie. */
 bool proc_alive(const proc_info *p);

@@ -283,6 +283,7 @@ static int write_and_gate(rollout *r, size_t i, json_t *tree, const char *kind, 
         gp = (gate_progress){ .r = r, .step = index, .n_planned = n_planned, .component = co->plugin->name,
                               .kind = kind, .revision = number, .start = now_usec() };
         spec = (gate_spec){
+                .pod = view.pod,
                 .container = view.container,
                 .plugin = co->plugin,
                 .binary = ex->binary,
@@ -707,6 +708,7 @@ int rollout_take_over(rollout *r, json_t *journal, bool settle, char **ret_error
                         if (k < 0)
                                 return set_error(ret_error, k, "%s", error ?: strerror(-k));
                         spec = (gate_spec){
+                                .pod = view.pod,
                                 .container = view.container,
                                 .plugin = view.plugin,
                                 .binary = ex.binary,

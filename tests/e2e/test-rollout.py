@@ -25,6 +25,8 @@ import tempfile
 import time
 import traceback
 
+import yaml
+
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.realpath(__file__)))
 
@@ -835,6 +837,54 @@ def test_gated_flags_and_revision_rollback(t):
     t.check_live_is_revision(node, "after the gated writes")
 
 
+def test_patch_upgrade_same_argv(t):
+    # A patch upgrade changes only the image tag: the new process has the same command line as
+    # the old one, which (like a real kubelet's graceful termination) keeps running for a while
+    # after the manifest changed. The gate must wait for the process started after the swap,
+    # not pass on the old one (which then exits under it).
+    node = t.node("v1.35.0", knobs={"default": {"termDelay": 1.0}})
+    before = {c: argv_of(load_yaml(read_bytes(mpath(node.root, c))), c) for c in COMPONENTS}
+    old_pids = dict(node.pids())
+    t0 = wall()
+    out, err = t.expect(node, ["upgrade", "--binary-version", "v1.35.1"] + GATE + ["--json"], 0,
+                        "upgrade --binary-version v1.35.1 (patch: same argv)")
+    evs = check_finished(t, out, "done", "patch upgrade")
+    t.eq([c for c, k in done_steps(evs)], ORDER, "patch upgrade: done events")
+    for c in COMPONENTS:
+        t.eq(argv_of(load_yaml(read_bytes(mpath(node.root, c))), c), before[c], "%s argv unchanged" % c)
+    sig = restart_signature(starts_since(node, t0))
+    t.eq([(c, tag) for c, tag, emu, mc in sig], [(c, "v1.35.1") for c in ORDER],
+         "patch upgrade: one restart per component, on the new image")
+    now = node.pids()
+    t.check(all(now.get(c + ".yaml") not in (None, old_pids.get(c + ".yaml")) for c in COMPONENTS),
+            "new processes run: %r (before %r)" % (now, old_pids))
+    t.check_healthy(node, "after the patch upgrade")
+    t.check_running(node, "v1.35.1", "after the patch upgrade")
+    t.check_live_is_revision(node, "after the patch upgrade")
+
+
+def test_expanded_command_line(t):
+    # The kubelet expands $(VAR) in command/args from the container's env: cplet's gate must
+    # look for the expanded command line, or it never finds the process.
+    node = t.node(NEW)
+    doc = load_yaml(read_bytes(mpath(node.root, SCHEDULER)))
+    c = doc["spec"]["containers"][0]
+    port = node.ports[SCHEDULER]
+    c["env"] = [{"name": "PORT", "value": str(port)}, {"name": "LEVEL", "value": "2"}]
+    c["command"] = [a if not a.startswith("--secure-port=") else "--secure-port=$(PORT)" for a in c["command"]]
+    c["command"].append("--v=$(LEVEL)")
+    t0 = wall()
+    node.write_manifest(SCHEDULER, yaml.safe_dump(doc, sort_keys=False))
+    ev = node.wait_event(lambda e: e["event"] == "start" and e["file"] == SCHEDULER + ".yaml", 10, since=t0)
+    t.check(ev is not None and "--secure-port=%d" % port in ev["argv"] and "--v=2" in ev["argv"],
+            "the kubelet ran the expanded command line: %r" % (ev,))
+    t.check(node.wait_healthy(10, [SCHEDULER]), "scheduler healthy on the expanded port")
+    out, err = t.expect(node, ["flags", "set", SCHEDULER, "--profiling=false", "--stable-for", "0s",
+                               "--step-timeout", "10s", "--json"], 0, "flags set on a manifest using $(VAR)")
+    check_finished(t, out, "done", "flags")
+    t.check_healthy(node, "after the flag change")
+
+
 def test_retention_keeps_what_an_unwind_needs(t):
     # revisionsToKeep: 2 and a failure at the last step: the unwind needs every component's
     # first revision back, so retention must not have pruned it while the rollout ran.
@@ -972,6 +1022,8 @@ TESTS = [
     ("min-compatibility high-water mark and --force", test_min_compat_high_water),
     ("gated flags and revision rollback: a breaking flag change is restored", test_gated_flags_and_revision_rollback),
     ("retention keeps what an unwind needs (revisionsToKeep 2)", test_retention_keeps_what_an_unwind_needs),
+    ("patch upgrade v1.35.0 -> v1.35.1 (same argv): the gate waits for the new process", test_patch_upgrade_same_argv),
+    ("$(VAR) in the command line: the gate finds the expanded process", test_expanded_command_line),
     ("invariants hold at every instant of a rollout", test_invariants_during_rollout),
 ]
 

@@ -6,8 +6,9 @@ Run through the wrappers in tests/sim/bin/ (their basename is the component name
 `fake_component.py --component NAME ...`. Behaviour follows ../shared/FACTS.md:
 
   * binary version = tag of the image in $CPLET_SIM_IMAGE (the kubelet sets it);
-  * pflag-style flags (`--k=v`, `--k v`); unknown flags are ignored, except the
-    compatibility flags, which exist only from the versions in FACTS.md;
+  * pflag's flag parsing as the binaries set it up (`--k=v`, `--k v`, bool flags, `_` = `-`,
+    -v/-h shorthands): a flag the binary does not register (REGISTERED, and the compatibility
+    flags only from the versions in FACTS.md) exits with `Error: unknown flag: --NAME`;
   * the validation rules and error texts of component-base (cobra prints `Error: ...`,
     exit 1);
   * HTTPS on --secure-port / --bind-address with the cert in $CPLET_SIM_CERT_DIR;
@@ -69,9 +70,110 @@ COMPAT_FLAGS = {
     "emulation-forward-compatible": (("kube-apiserver",), 33),
     "runtime-config-emulation-forward-compatible": (("kube-apiserver",), 33),
 }
-BOOL_FLAGS = {"emulation-forward-compatible", "runtime-config-emulation-forward-compatible"}
+# The flags each binary registers (besides COMPAT_FLAGS), as its --help lists them for the
+# releases the simulator runs (1.30 on): at least every flag of the manifests in
+# tests/data/fixtures, examples/ and the tests. pflag refuses anything else with
+# "unknown flag: --NAME".
+_GENERIC = """
+    v vmodule log-flush-frequency logging-format log-json-info-buffer-size log-json-split-stream
+    log-text-info-buffer-size log-text-split-stream help version feature-gates
+    bind-address cert-dir http2-max-streams-per-connection permit-address-sharing
+    permit-port-sharing secure-port tls-cert-file tls-cipher-suites tls-min-version
+    tls-private-key-file tls-sni-cert-key profiling contention-profiling
+    show-hidden-metrics-for-version allow-metric-labels allow-metric-labels-manifest disabled-metrics
+    client-ca-file requestheader-allowed-names requestheader-client-ca-file
+    requestheader-extra-headers-prefix requestheader-group-headers requestheader-username-headers
+    requestheader-uid-headers
+"""
+_DELEGATED = """
+    authentication-kubeconfig authentication-skip-lookup authentication-token-webhook-cache-ttl
+    authentication-tolerate-lookup-failure authorization-always-allow-paths authorization-kubeconfig
+    authorization-webhook-cache-authorized-ttl authorization-webhook-cache-unauthorized-ttl
+    kubeconfig master kube-api-burst kube-api-content-type kube-api-qps
+    leader-elect leader-elect-lease-duration leader-elect-renew-deadline leader-elect-resource-lock
+    leader-elect-resource-name leader-elect-resource-namespace leader-elect-retry-period
+"""
+REGISTERED = {
+    "kube-apiserver": set((_GENERIC + """
+        admission-control admission-control-config-file advertise-address
+        aggregator-reject-forwarding-redirect allow-privileged anonymous-auth api-audiences
+        audit-log-batch-buffer-size audit-log-batch-max-size audit-log-batch-max-wait
+        audit-log-batch-throttle-burst audit-log-batch-throttle-enable audit-log-batch-throttle-qps
+        audit-log-compress audit-log-format audit-log-maxage audit-log-maxbackup audit-log-maxsize
+        audit-log-mode audit-log-path audit-log-truncate-enabled audit-log-truncate-max-batch-size
+        audit-log-truncate-max-event-size audit-log-version audit-policy-file
+        audit-webhook-batch-buffer-size audit-webhook-batch-max-size audit-webhook-batch-max-wait
+        audit-webhook-batch-throttle-burst audit-webhook-batch-throttle-enable
+        audit-webhook-batch-throttle-qps audit-webhook-config-file audit-webhook-initial-backoff
+        audit-webhook-mode audit-webhook-truncate-enabled audit-webhook-truncate-max-batch-size
+        audit-webhook-truncate-max-event-size audit-webhook-version authentication-config
+        authentication-token-webhook-cache-ttl authentication-token-webhook-config-file
+        authentication-token-webhook-version authorization-config authorization-mode
+        authorization-policy-file authorization-webhook-cache-authorized-ttl
+        authorization-webhook-cache-unauthorized-ttl authorization-webhook-config-file
+        authorization-webhook-version cloud-config cloud-provider cors-allowed-origins
+        debug-socket-path default-not-ready-toleration-seconds default-unreachable-toleration-seconds
+        default-watch-cache-size delete-collection-workers disable-admission-plugins
+        egress-selector-config-file enable-admission-plugins enable-aggregator-routing
+        enable-bootstrap-token-auth enable-garbage-collector enable-logs-handler
+        enable-priority-and-fairness encryption-provider-config
+        encryption-provider-config-automatic-reload endpoint-reconciler-type etcd-cafile
+        etcd-certfile etcd-compaction-interval etcd-count-metric-poll-period
+        etcd-db-metric-poll-interval etcd-healthcheck-timeout etcd-keyfile etcd-prefix
+        etcd-readycheck-timeout etcd-servers etcd-servers-overrides event-ttl external-hostname
+        goaway-chance kubelet-certificate-authority kubelet-client-certificate kubelet-client-key
+        kubelet-preferred-address-types kubelet-timeout lease-reuse-duration-seconds livez-grace-period
+        max-connection-bytes-per-sec max-mutating-requests-inflight max-requests-inflight
+        min-request-timeout oidc-ca-file oidc-client-id oidc-groups-claim oidc-groups-prefix
+        oidc-issuer-url oidc-required-claim oidc-signing-algs oidc-username-claim
+        oidc-username-prefix peer-advertise-ip peer-advertise-port peer-ca-file
+        proxy-client-cert-file proxy-client-key-file request-timeout runtime-config
+        service-account-extend-token-expiration service-account-issuer service-account-jwks-uri
+        service-account-key-file service-account-lookup service-account-max-token-expiration
+        service-account-signing-endpoint service-account-signing-key-file service-cluster-ip-range
+        service-node-port-range shutdown-delay-duration shutdown-send-retry-after
+        shutdown-watch-termination-grace-period storage-backend storage-initialization-timeout
+        storage-media-type strict-transport-security-directives token-auth-file tracing-config-file
+        watch-cache watch-cache-sizes
+    """).split()),
+    "kube-controller-manager": set((_GENERIC + _DELEGATED + """
+        allocate-node-cidrs attach-detach-reconcile-sync-period cidr-allocator-type cloud-config
+        cloud-provider cluster-cidr cluster-name cluster-signing-cert-file cluster-signing-duration
+        cluster-signing-key-file concurrent-deployment-syncs concurrent-endpoint-syncs
+        concurrent-gc-syncs concurrent-namespace-syncs concurrent-replicaset-syncs
+        concurrent-service-syncs configure-cloud-routes controller-start-interval controllers
+        disable-attach-detach-reconcile-sync enable-dynamic-provisioning enable-garbage-collector
+        enable-hostpath-provisioner horizontal-pod-autoscaler-sync-period large-cluster-size-threshold
+        node-cidr-mask-size node-cidr-mask-size-ipv4 node-cidr-mask-size-ipv6 node-eviction-rate
+        node-monitor-grace-period node-monitor-period node-startup-grace-period
+        pv-recycler-pod-template-filepath-hostpath pvclaimbinder-sync-period root-ca-file
+        service-account-private-key-file service-cluster-ip-range terminated-pod-gc-threshold
+        use-service-account-credentials
+    """).split()),
+    "kube-scheduler": set((_GENERIC + _DELEGATED + """
+        config write-config-to pod-max-in-unschedulable-pods-duration
+    """).split()),
+}
+# Flags that take no argument (pflag NoOptDefVal): `--name` alone is true; `--name=false` works.
+BOOL_FLAGS = set("""
+    emulation-forward-compatible runtime-config-emulation-forward-compatible help
+    allocate-node-cidrs allow-privileged anonymous-auth audit-log-compress
+    audit-log-batch-throttle-enable audit-log-truncate-enabled audit-webhook-batch-throttle-enable
+    audit-webhook-truncate-enabled authentication-skip-lookup authentication-tolerate-lookup-failure
+    configure-cloud-routes contention-profiling disable-attach-detach-reconcile-sync
+    enable-aggregator-routing enable-bootstrap-token-auth enable-dynamic-provisioning
+    enable-garbage-collector enable-hostpath-provisioner enable-logs-handler
+    enable-priority-and-fairness encryption-provider-config-automatic-reload leader-elect
+    log-json-split-stream log-text-split-stream permit-address-sharing permit-port-sharing
+    profiling service-account-extend-token-expiration service-account-lookup
+    use-service-account-credentials watch-cache
+""".split())
+# --version is a tristate: alone it prints the version, or --version=raw / =false.
+OPTIONAL_VALUE_FLAGS = {"version"}
 VALUE_FLAGS = {"emulated-version", "min-compatibility-version", "secure-port", "bind-address"}
 SLICE_FLAGS = {"emulated-version", "min-compatibility-version"}
+# klog's -v is the one shorthand (a one-letter Go flag); -h is cobra's help.
+SHORTHANDS = {"v": "v", "h": "help"}
 
 
 class Fatal(Exception):
@@ -186,43 +288,78 @@ def parse_bool(name, value):
                 "invalid syntax" % (value, name, value))
 
 
+def normalize(name):
+    """cliflag.WordSepNormalizeFunc: "_" and "-" are the same word separator."""
+    return name.replace("_", "-")
+
+
+def known_flag(component, binary, name):
+    if name in COMPAT_FLAGS:
+        who, since = COMPAT_FLAGS[name]
+        return component in who and binary.mm() >= (1, since)
+    return name in REGISTERED[component]
+
+
 def parse_flags(component, binary, argv):
-    """pflag-like parsing. Returns {name: [values]} for the flags the fake cares about."""
+    """pflag's parsing as the kube binaries configure it. Returns {name: [values]} for the flags
+    the fake cares about; raises Fatal with pflag's (or cobra's) message otherwise."""
     flags = {}
+    positional = []
     i = 0
     while i < len(argv):
         a = argv[i]
         i += 1
         if a == "--":
+            positional += argv[i:]
             break
-        if not a.startswith("--") or len(a) == 2:
-            continue  # positional or shorthand (-v=2): ignored
+        if not a.startswith("-") or a == "-":
+            positional.append(a)
+            continue
+        if not a.startswith("--"):
+            # shorthand(s): -v=4, -v 4, -h
+            short = a[1:2]
+            if short not in SHORTHANDS:
+                raise Fatal("unknown shorthand flag: '%s' in %s" % (short, a))
+            name, rest = SHORTHANDS[short], a[2:]
+            if name in BOOL_FLAGS:
+                continue
+            if rest.startswith("="):
+                rest = rest[1:]
+            if rest == "":
+                if i >= len(argv):
+                    raise Fatal("flag needs an argument: '%s' in -%s" % (short, short))
+                i += 1
+            continue
         body = a[2:]
+        if body.startswith("-") or body.startswith("="):
+            raise Fatal("bad flag syntax: %s" % a)
         if "=" in body:
-            name, value, has_value = body.split("=", 1) + [True]
+            raw, value = body.split("=", 1)
+            has_value = True
         else:
-            name, value, has_value = body, None, False
-        if name in COMPAT_FLAGS:
-            who, since = COMPAT_FLAGS[name]
-            if component not in who or binary.mm() < (1, since):
-                raise Fatal("unknown flag: --%s" % name)
+            raw, value, has_value = body, None, False
+        name = normalize(raw)
+        if not known_flag(component, binary, name):
+            raise Fatal("unknown flag: --%s" % raw)
         if name in BOOL_FLAGS:
-            flags.setdefault(name, []).append(parse_bool(name, value) if has_value else True)
+            flags.setdefault(name, []).append(parse_bool(raw, value) if has_value else True)
+            continue
+        if name in OPTIONAL_VALUE_FLAGS:
             continue
         if not has_value:
-            if name in VALUE_FLAGS:
-                if i >= len(argv):
-                    raise Fatal("flag needs an argument: --%s" % name)
-                value = argv[i]
-                i += 1
-            elif i < len(argv) and not argv[i].startswith("-"):
-                value = argv[i]  # unknown flag: assume it takes the next word
-                i += 1
+            if i >= len(argv):
+                raise Fatal("flag needs an argument: --%s" % raw)
+            value = argv[i]  # pflag takes the next word, whatever it looks like
+            i += 1
         if name in SLICE_FLAGS:
             # StringSlice: comma separated, repeated flags accumulate, "" means none
             flags.setdefault(name, []).extend(x for x in value.split(",") if x != "")
         elif name in VALUE_FLAGS:
             flags[name] = [value]
+    if any(positional):
+        # the kube commands' Args check
+        raise Fatal('"%s" does not take any arguments, got [%s]'
+                    % (component, " ".join('"%s"' % p for p in positional)))
     return flags
 
 
@@ -359,7 +496,8 @@ def ensure_cert(cert_dir):
              "-subj", "/CN=cplet-sim", "-keyout", tkey, "-out", tcrt,
              "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1"],
             check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        os.chmod(tkey, 0o600)
+        # group root may read it: a container started as another runAsUser keeps gid 0
+        os.chmod(tkey, 0o640)
         os.rename(tkey, key)
         os.rename(tcrt, crt)
     return crt, key

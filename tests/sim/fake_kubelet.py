@@ -13,8 +13,11 @@ kubelet treats the manifest directory"):
   * a deleted file -> stop; an unparseable file -> log and ignore (keep what ran);
   * restart policy Always with a crash back-off (--backoff, doubling, --backoff-max).
 
-Each container runs `command` + `args`, argv[0] resolved by basename in --bin-dir. A
-kube-* binary that is not there counts as a crash; others (etcd) are skipped.
+Each container runs `command` + `args` with $(VAR) expanded from its `env` as the kubelet does;
+argv[0] is resolved by basename in --bin-dir (the "image"). The process carries exactly that
+argv: it is the compiled --launcher, which runs the Python fake as its child (launcher.c). It
+runs as securityContext.runAsUser (container, else pod) when set, else as the kubelet's user.
+A kube-* binary that is not there counts as a crash; others (etcd) are skipped.
 Environment of a container: CPLET_SIM_IMAGE (its image), CPLET_SIM_KNOBS,
 CPLET_SIM_CERT_DIR, CPLET_SIM_NODE (marker for clean-up), plus its manifest `env` values.
 Output goes to LOG_DIR/<file>.log. Events are JSON lines in --events:
@@ -139,6 +142,75 @@ class InvalidManifest(Exception):
     pass
 
 
+def expand(text, env):
+    """The kubelet's $(VAR) expansion (kubernetes third_party/forked/golang/expansion):
+    "$$" -> "$", "$(NAME)" -> its value, an unknown NAME stays "$(NAME)", any other "$" stays."""
+    out = []
+    checkpoint = 0
+    cursor = 0
+    n = len(text)
+    while cursor < n:
+        if text[cursor] == "$" and cursor + 1 < n:
+            out.append(text[checkpoint:cursor])
+            nxt = text[cursor + 1]
+            if nxt == "$":
+                out.append("$")
+                advance = 1
+            elif nxt == "(" and ")" in text[cursor + 2:]:
+                close = text.index(")", cursor + 2)
+                name = text[cursor + 2:close]
+                out.append(env[name] if name in env else "$(" + name + ")")
+                advance = close - cursor
+            else:
+                out.append("$" + nxt)
+                advance = 1
+            cursor += advance
+            checkpoint = cursor + 1
+        cursor += 1
+    return "".join(out) + text[checkpoint:]
+
+
+def meta_of(doc):
+    return doc.get("metadata") if isinstance(doc.get("metadata"), dict) else {}
+
+
+FIELD_REFS = {"spec.nodeName": "sim-node", "status.podIP": "127.0.0.1", "status.hostIP": "127.0.0.1",
+              "spec.serviceAccountName": "", "status.podIPs": "127.0.0.1", "status.hostIPs": "127.0.0.1"}
+
+
+def container_env(c, doc, meta):
+    """The container's environment as the kubelet builds it (makeEnvironmentVariables): the
+    `env` entries in order, a literal value expanded with the entries before it, valueFrom
+    fieldRefs resolved for a hostNetwork pod on this node."""
+    env = {}
+    for e in c.get("env") or []:
+        if not isinstance(e, dict) or "name" not in e:
+            continue
+        name = str(e["name"])
+        value = e.get("value")
+        if value not in (None, ""):
+            env[name] = expand(str(value), env)
+        elif isinstance(e.get("valueFrom"), dict):
+            ref = (e["valueFrom"].get("fieldRef") or {}).get("fieldPath", "")
+            env[name] = {"metadata.name": str(meta.get("name") or ""),
+                         "metadata.namespace": str(meta.get("namespace") or "default")}.get(
+                             ref, FIELD_REFS.get(ref, ""))
+        else:
+            env[name] = ""
+    return env
+
+
+def run_as_user(c, spec):
+    """securityContext.runAsUser of the container, else of the pod, else None (the image's user)."""
+    for sc in (c.get("securityContext"), spec.get("securityContext")):
+        if isinstance(sc, dict) and sc.get("runAsUser") is not None:
+            uid = sc["runAsUser"]
+            if not isinstance(uid, int) or isinstance(uid, bool) or not 0 <= uid <= 2147483647:
+                raise InvalidManifest("runAsUser %r is not a user id" % (uid,))
+            return uid
+    return None
+
+
 def decode_pod(data):
     text = data.decode("utf-8")
     stripped = text.lstrip()
@@ -168,20 +240,17 @@ def decode_pod(data):
         args = c.get("args") or []
         if not isinstance(cmd, list) or not isinstance(args, list):
             raise InvalidManifest("command/args of %s are not lists" % c.get("name"))
-        argv = [str(x) for x in cmd + args]
-        if not argv:
+        if not cmd:
             raise InvalidManifest("container %s has no command (the image entrypoint is "
                                   "unknown to the simulator)" % c["name"])
-        env = {}
-        for e in c.get("env") or []:
-            if isinstance(e, dict) and "name" in e and "value" in e:
-                env[str(e["name"])] = str(e["value"])
+        env = container_env(c, doc, meta_of(doc))
+        argv = [expand(str(x), env) for x in cmd + args]
         containers.append({"name": str(c["name"]), "image": str(c["image"]),
-                           "argv": argv, "env": env})
+                           "argv": argv, "env": env, "uid": run_as_user(c, spec)})
     # the real kubelet derives the static pod's UID from the decoded object: formatting
     # and comments do not restart a pod, any other change does
     digest = hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
-    meta = doc.get("metadata") if isinstance(doc.get("metadata"), dict) else {}
+    meta = meta_of(doc)
     name = meta.get("name")
     namespace = meta.get("namespace") or "default"
     return {"hash": digest, "name": name, "namespace": str(namespace), "containers": containers}
@@ -366,9 +435,17 @@ class PodWorker(threading.Thread):
             logf.write("==> %s start container %s image %s\n"
                        % (time.strftime("%Y-%m-%dT%H:%M:%S"), spec["name"], spec["image"]))
             logf.flush()
-            proc = subprocess.Popen([path] + spec["argv"][1:], env=env, stdin=subprocess.DEVNULL,
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, close_fds=True,
-                                    start_new_session=True, cwd="/")
+            uid = spec["uid"]
+            if uid is not None and uid != os.geteuid() and os.geteuid() != 0:
+                raise OSError("cannot run as runAsUser %d: the simulated kubelet runs as uid %d, "
+                              "not root" % (uid, os.geteuid()))
+            # The runtime executes command[0] with argv exactly as the manifest says: the
+            # launcher carries that argv and runs the Python fake ($CPLET_SIM_CHILD) as its child.
+            env["CPLET_SIM_CHILD"] = path
+            proc = subprocess.Popen(spec["argv"], executable=self.k.args.launcher, env=env,
+                                    stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, close_fds=True, start_new_session=True,
+                                    cwd="/", user=uid if uid is not None and uid != os.geteuid() else None)
             for stream, pipe in (("stdout", proc.stdout), ("stderr", proc.stderr)):
                 threading.Thread(target=copy_log, args=(pipe, stream, logf.name, cri), daemon=True,
                                  name="log-%d-%s" % (proc.pid, stream)).start()
@@ -597,6 +674,9 @@ def main(argv=None):
     p.add_argument("--root", help="node root; manifests in ROOT/etc/kubernetes/manifests")
     p.add_argument("--manifest-dir", help="manifest directory (overrides --root)")
     p.add_argument("--bin-dir", default=os.path.join(HERE, "bin"))
+    p.add_argument("--launcher", default=os.environ.get("CPLET_SIM_LAUNCHER"),
+                   help="the compiled launcher (tests/sim/launcher.c) every container runs as "
+                        "(default $CPLET_SIM_LAUNCHER)")
     p.add_argument("--log-dir", help="per-pod logs (default ROOT/sim/logs)")
     p.add_argument("--events", help="JSON-lines event log")
     p.add_argument("--knobs", help="knobs JSON file for the fake components")
@@ -622,6 +702,10 @@ def main(argv=None):
     args.log_dir = args.log_dir or os.path.join(base, "sim", "logs")
     args.cert_dir = os.path.abspath(args.cert_dir or os.path.join(base, "sim", "certs"))
     args.bin_dir = os.path.abspath(args.bin_dir)
+    if not args.launcher or not os.access(args.launcher, os.X_OK):
+        p.error("--launcher (or $CPLET_SIM_LAUNCHER) must name the built launcher, "
+                "build/tests/sim/cplet-sim-launcher: %r" % args.launcher)
+    args.launcher = os.path.abspath(args.launcher)
     if args.knobs:
         args.knobs = os.path.abspath(args.knobs)
     if args.backoff_reset is None:

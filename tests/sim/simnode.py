@@ -52,6 +52,17 @@ HEALTH_PATH = {"kube-apiserver": "/readyz", "kube-controller-manager": "/healthz
 MANIFEST_SUBDIR = os.path.join("etc", "kubernetes", "manifests")
 
 
+def find_launcher():
+    """The compiled launcher every simulated container runs as (tests/sim/launcher.c): meson
+    sets $CPLET_SIM_LAUNCHER for the tests; scripts/demo builds into build/."""
+    path = os.environ.get("CPLET_SIM_LAUNCHER") or os.path.join(REPO, "build", "tests", "sim",
+                                                                 "cplet-sim-launcher")
+    if not os.access(path, os.X_OK):
+        raise RuntimeError("the simulated node's launcher %s is not built: run `meson setup build "
+                           "&& ninja -C build` (or set CPLET_SIM_LAUNCHER)" % path)
+    return os.path.realpath(path)
+
+
 def template_dir():
     ex = os.environ.get("CPLET_EXAMPLES_DIR") or os.path.join(REPO, "examples")
     return os.path.join(ex, "node", MANIFEST_SUBDIR)
@@ -340,6 +351,7 @@ class SimNode:
             from fake_component import ensure_cert
             ensure_cert(self.cert_dir)
             cmd = [sys.executable, KUBELET, "--root", self.root, "--bin-dir", self.bin_dir,
+                   "--launcher", find_launcher(),
                    "--events", self.events_path, "--knobs", self.knobs_path,
                    "--cert-dir", self.cert_dir, "--log-dir", self.log_dir,
                    "--pidfile", self.pidfile, "--backoff", str(self.backoff),

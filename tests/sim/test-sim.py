@@ -131,6 +131,64 @@ IMG = "registry.k8s.io/%s:%s"
 
 
 # --------------------------------------------------------------------------------------
+# /proc, read directly (no procps on a minimal system)
+# --------------------------------------------------------------------------------------
+
+def cmdline(pid):
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            return [a.decode(errors="replace") for a in f.read().split(b"\0")[:-1]]
+    except OSError:
+        return None
+
+
+def comm(pid):
+    try:
+        with open("/proc/%d/comm" % pid) as f:
+            return f.read().rstrip("\n")
+    except OSError:
+        return None
+
+
+def proc_uid(pid):
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("Uid:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def all_pids():
+    return [int(n) for n in os.listdir("/proc") if n.isdigit()]
+
+
+def children(pid):
+    out = []
+    for p in all_pids():
+        try:
+            with open("/proc/%d/stat" % p) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid and fields[0] not in ("Z", "X"):
+                out.append(p)
+        except (OSError, IndexError, ValueError):
+            pass
+    return out
+
+
+def procs_with(text):
+    """Live processes (not us) whose command line contains text, like `pgrep -f`."""
+    out = []
+    for p in all_pids():
+        argv = cmdline(p)
+        if p != os.getpid() and argv and text in " ".join(argv) and simnode.pid_alive(p):
+            out.append((p, argv))
+    return out
+
+
+# --------------------------------------------------------------------------------------
 # fake components
 # --------------------------------------------------------------------------------------
 
@@ -218,6 +276,25 @@ def test_validation():
         ("flag without its value", "kube-apiserver", "v1.35.0", ["--emulated-version"],
          "Error: flag needs an argument: --emulated-version"),
         ("no image tag", "kube-apiserver", "", [], "Error: "),
+        # pflag refuses what the binary does not register
+        ("the KEP's spelling --emulation-version", "kube-apiserver", "v1.35.0",
+         ["--emulation-version=1.34"], "Error: unknown flag: --emulation-version"),
+        ("an unknown flag", "kube-controller-manager", "v1.34.2", ["--totally-bogus=1"],
+         "Error: unknown flag: --totally-bogus"),
+        ("an unknown flag, --name value form", "kube-scheduler", "v1.34.2", ["--totally-bogus", "1"],
+         "Error: unknown flag: --totally-bogus"),
+        ("an apiserver flag on the scheduler", "kube-scheduler", "v1.34.2", ["--etcd-servers=https://x"],
+         "Error: unknown flag: --etcd-servers"),
+        ("an unknown flag spelled with _", "kube-apiserver", "v1.34.2", ["--totally_bogus"],
+         "Error: unknown flag: --totally_bogus"),
+        ("an unknown shorthand", "kube-apiserver", "v1.34.2", ["-x"],
+         "Error: unknown shorthand flag: 'x' in -x"),
+        ("a bool flag does not take the next word", "kube-scheduler", "v1.34.2", ["--profiling", "false"],
+         'Error: "kube-scheduler" does not take any arguments, got ["false"]'),
+        ("a bool flag with a bad value", "kube-scheduler", "v1.34.2", ["--leader-elect=maybe"],
+         'Error: invalid argument "maybe" for "--leader-elect" flag'),
+        ("a value flag at the end", "kube-apiserver", "v1.34.2", ["--etcd-servers"],
+         "Error: flag needs an argument: --etcd-servers"),
     ]
     for name, comp, tag, args, want in cases:
         image = IMG % (comp, tag) if tag else "registry.k8s.io/" + comp
@@ -229,6 +306,13 @@ def test_validation():
         ("kube-apiserver", "v1.34.2", ["--emulated-version=v1.33", "--emulation-forward-compatible"]),
         ("kube-apiserver", "v1.31.0", ["--emulated-version", "kube=1.31"]),
         ("kube-controller-manager", "v1.35.0", ["--emulated-version=1.32", "--min-compatibility-version=v1.32"]),
+        # component-base toVersionMap() refuses a non-zero patch only (ver.Patch() != 0)
+        ("kube-scheduler", "v1.35.0", ["--emulated-version=1.34.0"]),
+        # pflag forms: _ for -, --name value, bool alone or =false, -v shorthand, --version tristate
+        ("kube-apiserver", "v1.34.2", ["--etcd_servers=https://127.0.0.1:2379", "--v", "4", "-v=2",
+                                       "--profiling=false", "--allow-privileged", "--feature-gates", "A=true"]),
+        ("kube-controller-manager", "v1.34.2", ["--leader-elect", "--controllers", "*,-foo", "-v", "3",
+                                                "--use-service-account-credentials=true"]),
     ]:
         with Fake(comp, IMG % (comp, tag), args) as f:
             ok = f.wait_code("/healthz", 200) is not None
@@ -316,12 +400,23 @@ def test_kubelet():
           (st.st_mode & 0o777) == 0o700
           and sorted(os.listdir(node.manifest_dir)) == sorted(c + ".yaml" for c in simnode.COMPONENTS),
           (oct(st.st_mode), os.listdir(node.manifest_dir)))
+    import yaml
     pids = node.pids()
-    cmd = open("/proc/%d/cmdline" % pids["kube-apiserver.yaml"], "rb").read().split(b"\0")[:-1]
-    comm = open("/proc/%d/comm" % pids["kube-apiserver.yaml"]).read().strip()
-    check("a fake's cmdline is <python> <bin-dir>/kube-apiserver <manifest args>; comm kube-apiserver",
-          cmd[1].decode() == os.path.join(BIN, "kube-apiserver") and comm == "kube-apiserver"
-          and b"--secure-port=%d" % node.ports["kube-apiserver"] in cmd, (cmd[:3], comm))
+    exact = []
+    for comp in simnode.COMPONENTS:
+        c = yaml.safe_load(node.read_manifest(comp))["spec"]["containers"][0]
+        want = c.get("command", []) + c.get("args", [])
+        pid = pids[comp + ".yaml"]
+        exact.append((comp, cmdline(pid) == want, proc_uid(pid) == os.geteuid(), comm(pid) == comp[:15],
+                      cmdline(pid)[:2]))
+    check("each component's /proc/PID/cmdline is exactly the manifest's command + args (argv[0] "
+          "included, nothing in front), its uid the kubelet's, its comm the binary's",
+          all(e[1] and e[2] and e[3] for e in exact), exact)
+    pid = pids["kube-apiserver.yaml"]
+    kids = children(pid)
+    check("the fake itself runs as the launcher's only child (python3 <bin-dir>/kube-apiserver ...)",
+          len(kids) == 1 and cmdline(kids[0])[1:2] == [os.path.join(BIN, "kube-apiserver")],
+          [(k, cmdline(k)[:2]) for k in kids])
 
     # restart on change; measure kubelet reaction and start -> /livez
     file = "kube-apiserver.yaml"
@@ -404,13 +499,16 @@ def test_kubelet():
     # crash -> restart with doubling back-off
     file = "kube-scheduler.yaml"
     starts = []
+    orphans = []
     for i in range(3):
         pid = node.pids().get(file)
+        kids = children(pid)
         t0 = time.time()
         os.kill(pid, signal.SIGKILL)
         ev = node.wait_event(lambda e: e["event"] == "start" and e["file"] == file, 10, since=t0)
         ex = [e for e in node.events(file=file) if e["event"] == "exit" and e["pid"] == pid]
         starts.append((ev["t"] - ex[0]["t"]) if ev and ex else None)
+        orphans += [k for k in kids if simnode.pid_alive(k)]
         node.wait_healthy(5, ["kube-scheduler"])
     check("a crashed process is restarted with back-off 0.2, 0.4, 0.8 s (%s)"
           % ", ".join("%.2f" % s if s is not None else "-" for s in starts),
@@ -418,6 +516,8 @@ def test_kubelet():
           and 0.8 <= starts[2] < 1.5, starts)
     ex = [e for e in node.events(file=file) if e["event"] == "exit"]
     check("a crash is an 'exit' event with the code (-9)", ex and ex[0]["code"] == -9, ex[:1])
+    check("SIGKILL of the container's process also ends the fake it runs (no orphan)", not orphans,
+          [(k, cmdline(k)) for k in orphans])
 
     # knob-driven crash loop of a new version, then back
     node.set_knobs({"kube-scheduler": {"failVersions": ["v1.35.0"]}})
@@ -441,6 +541,48 @@ def test_kubelet():
     check("a JSON manifest is loaded (restart with the new flag)",
           ev is not None and ev["pid"] != cm_pid and "--emulated-version=1.33" in ev["argv"], ev)
 
+    # $(VAR) in command/args is expanded from the container's env, as the kubelet does
+    doc = yaml.safe_load(node.read_manifest("kube-controller-manager"))
+    c = doc["spec"]["containers"][0]
+    c["env"] = [{"name": "PORT", "value": str(node.ports["kube-controller-manager"])},
+                {"name": "ADDR", "value": "127.0.0.1"},
+                {"name": "BIND", "value": "--bind-address=$(ADDR)"}]
+    c["command"] = [a for a in c["command"] if not a.startswith(("--secure-port", "--bind-address"))]
+    c["args"] = ["--secure-port=$(PORT)", "$(BIND)", "--cluster-name=$$(PORT)-$(NOPE)"]
+    t0 = time.time()
+    node.write_manifest("kube-controller-manager", json.dumps(doc, indent=2))
+    ev = node.wait_event(lambda e: e["event"] == "start" and e["file"] == "kube-controller-manager.yaml", 5, since=t0)
+    want = c["command"] + ["--secure-port=%d" % node.ports["kube-controller-manager"],
+                           "--bind-address=127.0.0.1", "--cluster-name=$(PORT)-$(NOPE)"]
+    check("$(VAR) in args is expanded from env like the kubelet ($$ escapes, unknown stays literal)",
+          ev is not None and cmdline(ev["pid"]) == want and ev["argv"] == want,
+          (ev and cmdline(ev["pid"]), want))
+    check("... and the component serves on the expanded port",
+          node.wait_healthy(5, ["kube-controller-manager"]), node.health())
+
+    # securityContext.runAsUser: the process runs as that user (a non-root kubelet cannot)
+    doc = yaml.safe_load(node.read_manifest("kube-scheduler"))
+    t0 = time.time()
+    if os.geteuid() == 0:
+        for d in (TMP, root, node.sim_dir, node.cert_dir):
+            os.chmod(d, 0o755)  # let user 65534 reach its certificate and knobs
+        doc["spec"]["containers"][0]["securityContext"] = {"runAsUser": 65534}
+        node.write_manifest("kube-scheduler", json.dumps(doc, indent=2))
+        ev = node.wait_event(lambda e: e["event"] == "start" and e["file"] == "kube-scheduler.yaml", 5, since=t0)
+        check("runAsUser 65534: the container's process and the fake run as uid 65534, and serve",
+              ev is not None and proc_uid(ev["pid"]) == 65534
+              and [proc_uid(k) for k in children(ev["pid"])] == [65534]
+              and node.wait_healthy(5, ["kube-scheduler"]),
+              (ev, ev and proc_uid(ev["pid"]), node.health(), node._tail("kube-scheduler.yaml.log")))
+    else:
+        doc["spec"]["containers"][0]["securityContext"] = {"runAsUser": os.geteuid() + 1}
+        node.write_manifest("kube-scheduler", json.dumps(doc, indent=2))
+        ev = node.wait_event(lambda e: e["event"] == "exit" and e["file"] == "kube-scheduler.yaml", 5, since=t0)
+        check("runAsUser of another user: a non-root simulated kubelet fails to start it",
+              ev is not None and ev["code"] == 126 and "not root" in ev.get("reason", ""), ev)
+    node.write_manifest("kube-scheduler", sched)
+    node.wait_healthy(5, ["kube-scheduler"])
+
     # etcd (no fake binary) is skipped quietly, once
     t0 = time.time()
     with open(os.path.join(simnode.template_dir(), "etcd.yaml")) as f:
@@ -462,10 +604,9 @@ def test_kubelet():
     # down
     ports = dict(node.ports)
     left = node.down()
-    pg = subprocess.run(["pgrep", "-f", root], stdout=subprocess.PIPE).stdout.decode()
-    pg2 = "".join(subprocess.run(["pgrep", "-f", "--", "--secure-port=%d" % p], stdout=subprocess.PIPE)
-                  .stdout.decode() for p in ports.values())
-    check("down leaves no processes (marker scan and pgrep -f)", not left and not pg and not pg2,
+    pg = procs_with(root)
+    pg2 = [p for port in ports.values() for p in procs_with("--secure-port=%d" % port)]
+    check("down leaves no processes (marker scan and command lines in /proc)", not left and not pg and not pg2,
           (left, pg, pg2))
 
 
@@ -508,9 +649,29 @@ def test_cli_and_parallel():
               d.returncode == 0 and not simnode.node_processes(r), d.stderr.decode())
 
 
+def test_expansion():
+    """The fake kubelet's $(VAR) expansion, on the cases cplet's unit test (test-probe) uses."""
+    import fake_kubelet
+    env = {"VAR_A": "A", "VAR_B": "B", "VAR_C": "C", "VAR_EMPTY": "", "VAR_REF": "$(VAR_A)"}
+    cases = [("$(VAR_A)", "A"), ("___$(VAR_B)___", "___B___"), ("$(VAR_A)-$(VAR_A)", "A-A"),
+             ("$(VAR_A)$(VAR_B)", "AB"), ("f000-$$VAR_A", "f000-$VAR_A"), ("foo\\$(VAR_C)bar", "foo\\Cbar"),
+             ("$$$(VAR_B)$$", "$B$"), ("$$(VAR_A)", "$(VAR_A)"), ("$$$$(VAR_A)", "$$(VAR_A)"),
+             ("$$$$$(VAR_A)", "$$A"), ("$(VAR_EMPTY)", ""), ("$(UNKNOWN)", "$(UNKNOWN)"),
+             ("--x=$(UNKNOWN)-$(VAR_A)", "--x=$(UNKNOWN)-A"), ("$(VAR_A", "$(VAR_A"), ("$VAR_A", "$VAR_A"),
+             ("$", "$"), ("a$", "a$"), ("$$", "$"), ("$()", "$()"), ("$(VAR_A))", "A)"),
+             ("$((VAR_A))", "$((VAR_A))"), ("$(VAR_REF)", "$(VAR_A)"), ("", "")]
+    bad = [(i, fake_kubelet.expand(i, env), o) for i, o in cases if fake_kubelet.expand(i, env) != o]
+    check("fake kubelet: $(VAR) expansion follows the kubelet's rules (%d cases)" % len(cases), not bad, bad)
+    c = {"name": "x", "env": [{"name": "A", "value": "1"}, {"name": "B", "value": "$(A)-$(LATER)"},
+                              {"name": "LATER", "value": "3"}, {"name": "E"}, {"name": "A", "value": "2"}]}
+    env = fake_kubelet.container_env(c, {}, {})
+    check("fake kubelet: env values expand with the entries before them; the last one wins",
+          env == {"A": "2", "B": "1-$(LATER)", "LATER": "3", "E": ""}, env)
+
+
 def main():
     t = time.monotonic()
-    for fn in (test_version_endpoint, test_validation, test_knobs, test_kubelet, test_cli_and_parallel):
+    for fn in (test_expansion, test_version_endpoint, test_validation, test_knobs, test_kubelet, test_cli_and_parallel):
         try:
             fn()
         except Exception:  # noqa: BLE001

@@ -246,7 +246,7 @@ static void child_wait_visible(const child *c) {
         proc_info p;
 
         for (;;) {
-                int r = proc_find(argv, 2, 0, &p);
+                int r = proc_find(argv, 2, getuid(), 0, &p);
 
                 assert_true(r >= 0);
                 if (r == 1 && p.pid == c->pid)

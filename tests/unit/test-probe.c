@@ -295,7 +295,7 @@ static proc_info wait_for_process(char *const *argv, size_t n, uint64_t not_befo
         int r;
 
         for (;;) {
-                r = proc_find(argv, n, not_before, &p);
+                r = proc_find(argv, n, geteuid(), not_before, &p);
                 assert_true(r >= 0);
                 if (r == 1 && p.pid == pid)
                         return p;
@@ -318,9 +318,10 @@ static void test_proc_find_sleep(void **state) {
         snprintf(arg, sizeof(arg), "7.%d", (int) getpid());
         {
                 char *child[] = { "/bin/sleep", arg, NULL };
-                char *want[] = { "sleep", arg };
-                char *longer[] = { "sleep", arg, "x" };
-                char *renamed[] = { "sleep2", arg };
+                char *want[] = { "/bin/sleep", arg };
+                char *longer[] = { "/bin/sleep", arg, "x" };
+                char *renamed[] = { "/bin/sleep2", arg };
+                char *base[] = { "sleep", arg };
 
                 before = boot_ticks_now();
                 pid = spawn(child, -1);
@@ -331,11 +332,16 @@ static void test_proc_find_sleep(void **state) {
 
                 /* A process that started before the swap does not count. */
                 q = (proc_info){ .pid = -1 };
-                assert_int_equal(proc_find(want, 2, boot_ticks_now() + 1000, &q), 0);
+                assert_int_equal(proc_find(want, 2, geteuid(), boot_ticks_now() + 1000, &q), 0);
                 assert_int_equal(q.pid, -1);
-                assert_int_equal(proc_find(longer, 3, before, &q), 0);
-                assert_int_equal(proc_find(renamed, 2, before, &q), 0);
-                assert_int_equal(proc_find(want, 0, before, &q), -EINVAL);
+                assert_int_equal(proc_find(longer, 3, geteuid(), before, &q), 0);
+                assert_int_equal(proc_find(renamed, 2, geteuid(), before, &q), 0);
+                /* argv[0] is compared as the runtime passes it: "sleep" is not "/bin/sleep". */
+                assert_int_equal(proc_find(base, 2, geteuid(), before, &q), 0);
+                /* Another user's process is not the one the kubelet started as this uid. */
+                assert_int_equal(proc_find(want, 2, geteuid() + 1, before, &q), 0);
+                assert_int_equal(q.pid, -1);
+                assert_int_equal(proc_find(want, 0, geteuid(), before, &q), -EINVAL);
 
                 /* Same pid, other start time: another process. */
                 other = p;
@@ -346,7 +352,7 @@ static void test_proc_find_sleep(void **state) {
                 assert_int_equal(kill(pid, SIGKILL), 0);
                 assert_int_equal(waitid(P_PID, pid, &si, WEXITED | WNOWAIT), 0);
                 assert_false(proc_alive(&p));
-                assert_int_equal(proc_find(want, 2, before, &q), 0);
+                assert_int_equal(proc_find(want, 2, geteuid(), before, &q), 0);
                 assert_int_equal(waitpid(pid, NULL, 0), pid);
                 assert_false(proc_alive(&p));
         }
@@ -357,7 +363,7 @@ static void test_proc_find_sleep(void **state) {
         snprintf(arg, sizeof(arg), "6.%d", (int) getpid());
         {
                 char *child[] = { link, arg, NULL };
-                char *want[] = { weird, arg };
+                char *want[] = { link, arg };
 
                 before = boot_ticks_now();
                 pid = spawn(child, -1);
@@ -388,7 +394,7 @@ static void test_proc_find_script(void **state) {
         _cleanup_free_ char *dir = make_temp_dir(), *script = NULL;
         char id[32], id2[40], buf[4096];
         uint64_t before, deadline;
-        proc_info p, q;
+        proc_info q;
         size_t n;
         pid_t pid;
 
@@ -406,11 +412,11 @@ static void test_proc_find_script(void **state) {
         char *child[] = { script, id, NULL };
         char *want[] = { "kube-fake", id };
         char *want_full[] = { "/usr/local/bin/kube-fake", id };
+        char *want_exact[] = { script, id };
         char *wrong[] = { "kube-fake", id2 };
 
         before = boot_ticks_now();
         pid = spawn(child, -1);
-        p = wait_for_process(want, 2, before, pid);
 
         /* Once the interpreter runs, the command line is "python3 SCRIPT --x=ID". */
         deadline = now_ms() + 10000;
@@ -428,16 +434,185 @@ static void test_proc_find_script(void **state) {
                         fail_msg("the script never ran under python3");
                 usleep(5000);
         }
-        p = wait_for_process(want, 2, before, pid);
-        assert_true(proc_alive(&p));
-        p = wait_for_process(want_full, 2, before, pid);
+        /* A real kubelet runs command + args with nothing in front: an interpreter in front of
+         * the component's argv is some local process posing as it, not the component. */
         q = (proc_info){ .pid = -1 };
-        assert_int_equal(proc_find(wrong, 2, before, &q), 0);
+        assert_int_equal(proc_find(want, 2, geteuid(), before, &q), 0);
+        assert_int_equal(proc_find(want_full, 2, geteuid(), before, &q), 0);
+        assert_int_equal(proc_find(want_exact, 2, geteuid(), before, &q), 0);
+        assert_int_equal(proc_find(wrong, 2, geteuid(), before, &q), 0);
         assert_int_equal(q.pid, -1);
 
         kill_and_reap(pid);
-        assert_false(proc_alive(&p));
         remove_tree(dir);
+}
+
+/* A process of another user with the component's exact command line is not the component: the
+ * kubelet runs it as the manifest's runAsUser, else as the image's user (root). */
+static void test_proc_find_other_uid(void **state) {
+        char arg[32];
+        uint64_t before, deadline;
+        proc_info q;
+        pid_t pid;
+
+        if (geteuid() != 0) {
+                /* Only root can start a process as another user; the uid is still checked by
+                 * test_proc_find_sleep (our own processes are found as our own uid). */
+                return;
+        }
+        snprintf(arg, sizeof(arg), "5.%d", (int) getpid());
+        char *want[] = { "/bin/sleep", arg, NULL };
+
+        before = boot_ticks_now();
+        pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+                (void) prctl(PR_SET_PDEATHSIG, SIGKILL);
+                if (setgid(65534) < 0 || setuid(65534) < 0)
+                        _exit(126);
+                execv(want[0], want);
+                _exit(127);
+        }
+        /* Wait until it runs sleep (its cmdline shows the argv), as nobody. */
+        deadline = now_ms() + 10000;
+        for (;;) {
+                char buf[256];
+                size_t n;
+
+                if (cmdline_of(pid, buf, sizeof(buf), &n) && streq(buf, "/bin/sleep"))
+                        break;
+                if (now_ms() > deadline)
+                        fail_msg("sleep never ran as nobody");
+                usleep(5000);
+        }
+        q = (proc_info){ .pid = -1 };
+        assert_int_equal(proc_find(want, 2, 0, before, &q), 0);
+        assert_int_equal(q.pid, -1);
+        /* As the uid the manifest says (runAsUser: 65534), it is the one. */
+        assert_int_equal(proc_find(want, 2, 65534, before, &q), 1);
+        assert_int_equal(q.pid, pid);
+        kill_and_reap(pid);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* $(VAR) expansion and the process of a container */
+
+static void test_kube_expand(void **state) {
+        /* The cases of kubernetes' third_party/forked/golang/expansion tests that apply. */
+        static const struct {
+                const char *in, *out;
+        } cases[] = {
+                { "$(VAR_A)", "A" },
+                { "___$(VAR_B)___", "___B___" },
+                { "$(VAR_A)-$(VAR_A)", "A-A" },
+                { "$(VAR_A)$(VAR_B)", "AB" },
+                { "f000-$$VAR_A", "f000-$VAR_A" },
+                { "foo\\$(VAR_C)bar", "foo\\Cbar" },
+                { "foo\\\\$(VAR_C)bar", "foo\\\\Cbar" },
+                { "$$$(VAR_B)$$", "$B$" },
+                { "$$(VAR_A)", "$(VAR_A)" },
+                { "$$$$(VAR_A)", "$$(VAR_A)" },
+                { "$$$$$(VAR_A)", "$$A" },
+                { "$(VAR_EMPTY)", "" },
+                { "$(UNKNOWN)", "$(UNKNOWN)" },
+                { "--x=$(UNKNOWN)-$(VAR_A)", "--x=$(UNKNOWN)-A" },
+                { "$(VAR_A", "$(VAR_A" },
+                { "$VAR_A", "$VAR_A" },
+                { "$", "$" },
+                { "a$", "a$" },
+                { "$$", "$" },
+                { "$()", "$()" },
+                { "$(VAR_A))", "A)" },
+                { "$((VAR_A))", "$((VAR_A))" },
+                { "$(VAR_REF)", "$(VAR_A)" }, /* a value is not expanded again */
+                { "no dollar", "no dollar" },
+                { "", "" },
+        };
+        _cleanup_(json_decrefp) json_t *vars = parse_container(
+                "{\"VAR_A\": \"A\", \"VAR_B\": \"B\", \"VAR_C\": \"C\", \"VAR_EMPTY\": \"\","
+                " \"VAR_REF\": \"$(VAR_A)\", \"FROM_NODE\": null}");
+
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                _cleanup_free_ char *out = NULL;
+
+                assert_int_equal(kube_expand(cases[i].in, vars, &out, NULL), 0);
+                if (!streq(out, cases[i].out))
+                        fail_msg("expand(\"%s\") = \"%s\", want \"%s\"", cases[i].in, out, cases[i].out);
+        }
+        {
+                _cleanup_free_ char *out = NULL, *unknown = NULL;
+
+                assert_int_equal(kube_expand("--ip=$(FROM_NODE)", vars, &out, &unknown), -EOPNOTSUPP);
+                assert_null(out);
+                assert_string_equal(unknown, "FROM_NODE");
+        }
+}
+
+static void test_container_process(void **state) {
+        _cleanup_(json_decrefp) json_t *pod = parse_container(
+                "{\"spec\": {\"securityContext\": {\"runAsUser\": 2000}, \"containers\": []}}");
+        _cleanup_(json_decrefp) json_t *c = parse_container(
+                "{\"name\": \"kube-apiserver\", \"command\": [\"kube-apiserver\", \"--a=$(A)\"],"
+                " \"args\": [\"--b=$(B)\", \"--c=$$(A)\", \"--d=$(LATER)\", \"--e=$(E)\"],"
+                " \"env\": [{\"name\": \"A\", \"value\": \"1\"},"
+                "           {\"name\": \"B\", \"value\": \"$(A)-$(LATER)\"},"
+                "           {\"name\": \"LATER\", \"value\": \"3\"},"
+                "           {\"name\": \"E\"},"
+                "           {\"name\": \"A\", \"value\": \"override\"}]}");
+        _cleanup_strv_free_ char **argv = NULL;
+        _cleanup_free_ char *error = NULL;
+        size_t n = 0;
+        uid_t uid = 0;
+
+        assert_int_equal(container_process(pod, c, &argv, &n, &uid, &error), 0);
+        assert_int_equal(n, 6);
+        assert_string_equal(argv[0], "kube-apiserver");
+        /* The last A wins; B was expanded when it was declared, before LATER existed. */
+        assert_string_equal(argv[1], "--a=override");
+        assert_string_equal(argv[2], "--b=1-$(LATER)");
+        assert_string_equal(argv[3], "--c=$(A)");
+        assert_string_equal(argv[4], "--d=3");
+        assert_string_equal(argv[5], "--e=");
+        assert_null(argv[6]);
+        assert_int_equal(uid, 2000); /* the pod's runAsUser */
+        strv_free(TAKE_PTR(argv));
+
+        /* The container's runAsUser wins over the pod's; without either, the image's user (root,
+         * or our own uid when unprivileged). */
+        assert_int_equal(json_object_set_new(c, "securityContext", parse_container("{\"runAsUser\": 0}")), 0);
+        assert_int_equal(container_process(pod, c, &argv, &n, &uid, &error), 0);
+        assert_int_equal(uid, 0);
+        strv_free(TAKE_PTR(argv));
+        assert_int_equal(json_object_del(c, "securityContext"), 0);
+        assert_int_equal(container_process(NULL, c, &argv, &n, &uid, &error), 0);
+        assert_int_equal(uid, geteuid());
+        strv_free(TAKE_PTR(argv));
+
+        assert_int_equal(json_object_set_new(c, "securityContext", parse_container("{\"runAsUser\": -1}")), 0);
+        assert_int_equal(container_process(pod, c, &argv, &n, &uid, &error), -EINVAL);
+        assert_non_null(strstr(error, "securityContext.runAsUser"));
+        free(TAKE_PTR(error));
+        assert_int_equal(json_object_del(c, "securityContext"), 0);
+
+        /* A variable only the node knows (valueFrom), used directly or through another. */
+        {
+                _cleanup_(json_decrefp) json_t *c2 = parse_container(
+                        "{\"command\": [\"kube-apiserver\"], \"args\": [\"--advertise-address=$(IP)\"],"
+                        " \"env\": [{\"name\": \"POD_IP\", \"valueFrom\": {\"fieldRef\": {\"fieldPath\": \"status.podIP\"}}},"
+                        "           {\"name\": \"IP\", \"value\": \"$(POD_IP)\"}]}");
+
+                assert_int_equal(container_process(NULL, c2, &argv, &n, &uid, &error), -EOPNOTSUPP);
+                assert_non_null(strstr(error, "args[0] uses $(IP)"));
+                free(TAKE_PTR(error));
+        }
+        /* No command: the image's entrypoint runs. */
+        {
+                _cleanup_(json_decrefp) json_t *c3 = parse_container("{\"args\": [\"--v=2\"]}");
+
+                assert_int_equal(container_process(NULL, c3, &argv, &n, &uid, &error), -EINVAL);
+                assert_non_null(strstr(error, "no command"));
+                free(TAKE_PTR(error));
+        }
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -871,6 +1046,9 @@ int main(void) {
                 cmocka_unit_test(test_boot_ticks),
                 cmocka_unit_test(test_proc_find_sleep),
                 cmocka_unit_test(test_proc_find_script),
+                cmocka_unit_test(test_proc_find_other_uid),
+                cmocka_unit_test(test_kube_expand),
+                cmocka_unit_test(test_container_process),
                 cmocka_unit_test(test_http_status),
                 cmocka_unit_test(test_http_refused),
                 cmocka_unit_test(test_http_body_limit),
