@@ -384,6 +384,7 @@ int main(int argc, char *argv[]) {
                         break;
                 case OPT_PLUGIN_DIR:
                         free(plugin_dir);
+                        plugin_dir = NULL; /* absolute_dir() may fail and leave it unset */
                         if (absolute_dir("--plugin-dir", optarg, &plugin_dir) < 0)
                                 return EXIT_INVALID;
                         c.plugin_dir_option = plugin_dir;
