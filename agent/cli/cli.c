@@ -62,7 +62,7 @@ int cli_load_node(cli *c) {
                 }
         }
         c->node = node_free(c->node);
-        r = node_load(c->root, c->plugins, &c->node, &error);
+        r = node_load_full(c->root, c->plugins, c->keep_broken ? NODE_LOAD_KEEP_BROKEN : 0, &c->node, &error);
         if (r < 0) {
                 cli_error("%s", error ?: strerror(-r));
                 return cli_exit_code(r);

@@ -46,6 +46,7 @@ typedef struct cli {
         config config;
         plugin_set *plugins;
         node *node;
+        bool keep_broken; /* status: load a node with unusable manifests, to show them */
 } cli;
 
 /* Prints "cplet: MESSAGE" on stderr. */

@@ -36,6 +36,27 @@ static json_t *component_to_json(const node *n, const component *co) {
         return o;
 }
 
+/* A file cplet cannot use, shaped like a component row whose state is unknown. */
+static json_t *broken_to_json(const node *n, const node_broken *b) {
+        _cleanup_free_ char *path = strdup_printf("%s/%s", n->manifest_dir, b->file);
+
+        return json_pack("{s:s?, s:s, s:n, s:n, s:n, s:b, s:n, s:b, s:s}", "name",
+                         b->expected ? b->expected->name : NULL, "manifest", path, "image", "binaryVersion",
+                         "emulatedVersion", "emulatedVersionExplicit", false, "minCompatibilityVersion",
+                         "minCompatibilityVersionExplicit", false, "problem", b->error);
+}
+
+/* Unusable manifests refuse every plan and write; status shows them and fails the same way,
+ * so that "cplet status && cplet upgrade …" stops here. */
+static int report_broken(const node *n) {
+        for (size_t i = 0; i < n->n_broken; i++)
+                cli_error("%s", n->broken[i].error);
+        if (n->n_broken > 0)
+                cli_error("nothing can be planned or written until %s fixed or moved out of %s",
+                          n->n_broken == 1 ? "it is" : "they are", n->manifest_dir);
+        return n->n_broken > 0 ? EXIT_INVALID : EXIT_OK;
+}
+
 static const char *marked(char *buf, size_t size, bool known, const char *v, bool explicit) {
         if (!known)
                 return "unknown";
@@ -73,6 +94,7 @@ int cmd_status(cli *c) {
         const node *n;
         int r;
 
+        c->keep_broken = true;
         r = cli_load_node(c);
         if (r != EXIT_OK)
                 return r;
@@ -85,14 +107,16 @@ int cmd_status(cli *c) {
 
                 for (size_t i = 0; i < n->n_components; i++)
                         json_array_append_new(list, component_to_json(n, &n->components[i]));
+                for (size_t i = 0; i < n->n_broken; i++)
+                        json_array_append_new(list, broken_to_json(n, &n->broken[i]));
                 if (journal)
                         json_object_set_new(root, "interruptedRollout", rollout_summary(journal));
                 json_dumpf(root, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
                 fputc('\n', stdout);
-                return EXIT_OK;
+                return report_broken(n);
         }
 
-        if (n->n_components == 0) {
+        if (n->n_components == 0 && n->n_broken == 0) {
                 printf("No control-plane components in %s.\n", n->manifest_dir);
                 return EXIT_OK;
         }
@@ -111,6 +135,12 @@ int cmd_status(cli *c) {
                        marked(eb, sizeof(eb), co->versions_known, e, co->emulated_explicit),
                        marked(mb, sizeof(mb), co->versions_known, m, co->min_compat_explicit));
         }
+        for (size_t i = 0; i < n->n_broken; i++)
+                printf("%-24s %-28s %-48s %-10s %-16s %s\n", n->broken[i].expected ? n->broken[i].expected->name : "-",
+                       n->broken[i].file, "(unusable)", "unknown", "unknown", "unknown");
+        for (size_t i = 0; i < n->n_broken; i++)
+                printf("\n%s: %s\n", n->broken[i].expected ? n->broken[i].expected->name : n->broken[i].file,
+                       n->broken[i].error);
         for (size_t i = 0; i < n->n_components; i++) {
                 const char *why;
 
@@ -128,5 +158,5 @@ int cmd_status(cli *c) {
                        json_string_value(json_object_get(sum, "component")) ?: "-",
                        json_string_value(json_object_get(sum, "state")) ?: "-");
         }
-        return EXIT_OK;
+        return report_broken(n);
 }

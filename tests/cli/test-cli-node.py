@@ -65,8 +65,110 @@ def test_plugin_dir_twice(t):
     t.not_contains(err, "double free", "stderr")
 
 
+UNUSABLE_APISERVER = {
+    "containers: []": ("apiVersion: v1\nkind: Pod\nmetadata:\n  name: kube-apiserver\n  namespace: kube-system\n"
+                       "spec:\n  containers: []\n", "spec.containers"),
+    "containers as a mapping": ("apiVersion: v1\nkind: Pod\nmetadata:\n  name: kube-apiserver\nspec:\n  containers:\n"
+                                "    kube-apiserver:\n      image: registry.k8s.io/kube-apiserver:v1.34.2\n",
+                                "spec.containers"),
+    "kind: Deployment": None,  # the example's pod with kind: Deployment (built below)
+}
+
+WRITES = [
+    UPGRADE_NO_WAIT,
+    ["upgrade", "--binary-version", "v1.35.0", "--dry-run"],
+    ["upgrade", "--emulated-version", "1.35", "--binary-version", "v1.35.0", "--no-wait"],
+    ["plan", "--binary-version", "v1.35.0"],
+    ["flags", "set", "kube-scheduler", "--v=3", "--no-wait"],
+]
+
+
+def test_unusable_pod(t):
+    """An API server manifest the kubelet would not run as a pod: status shows an error row
+    and exits 2; every plan and write is refused (exit 2) naming the file; nothing changes."""
+    for what, spec in UNUSABLE_APISERVER.items():
+        root = t.new_root()
+        path = mpath(root, "kube-apiserver.yaml")
+        if spec is None:
+            text = read(path).replace("kind: Pod", "kind: Deployment", 1)
+            reason = "kind"
+        else:
+            text, reason = spec
+        write(path, text)
+        real = os.path.realpath(path)
+
+        rc, out, err = t.run(root, ["status"])
+        t.eq(rc, 2, f"{what}: status exit code (stderr {err.strip()!r})")
+        row = next((l for l in out.splitlines() if l.split()[:1] == ["kube-apiserver"]), "")
+        t.contains(row, "kube-apiserver.yaml", f"{what}: status shows an API server row")
+        t.contains(out, reason, f"{what}: status says what is wrong")
+        for c in ("kube-controller-manager", "kube-scheduler"):
+            t.contains(out, c, f"{what}: status still shows the readable components")
+        t.contains(err, real, f"{what}: status stderr names the file")
+
+        rc, out, err = t.run(root, ["status", "--json"])
+        t.eq(rc, 2, f"{what}: status --json exit code")
+        try:
+            comps = {c.get("name"): c for c in json.loads(out)["components"]}
+        except (ValueError, KeyError, TypeError) as e:
+            t.failures.append(f"{what}: status --json output {e}: {out!r}")
+            comps = {}
+        a = comps.get("kube-apiserver", {})
+        t.eq(a.get("manifest"), real, f"{what}: JSON row of the API server")
+        t.contains(str(a.get("problem")), reason, f"{what}: JSON problem")
+        t.eq(a.get("binaryVersion", "absent"), None, f"{what}: JSON binaryVersion")
+
+        for args in WRITES:
+            t.refused(root, args, [real, reason], f"{what}: {' '.join(args)}")
+
+
+def test_other_unusable_file(t):
+    """Any file the kubelet would load must be a pod, not only the components'."""
+    root = t.new_root()
+    notes = mpath(root, "notes.yaml")
+    write(notes, "todo: upgrade the control plane\n")
+    rc, out, err = t.run(root, ["status"])
+    t.eq(rc, 2, "status exit code")
+    t.contains(out, "notes.yaml", "status shows the file")
+    t.contains(err, os.path.realpath(notes), "status stderr names the file")
+    t.refused(root, UPGRADE_NO_WAIT, [os.path.realpath(notes), "kind"], "upgrade --no-wait")
+
+
+def test_non_utf8_name(t):
+    """A manifest name that is not UTF-8: refused up front, named escaped, nothing created."""
+    root = t.new_root()
+    mdir = os.path.join(root, MANIFEST_DIR).encode()
+    os.rename(os.path.join(mdir, b"kube-scheduler.yaml"), os.path.join(mdir, b"kube\xff.yaml"))
+    for args in (["status"], ["status", "--json"], ["plan", "--binary-version", "v1.35.0"], UPGRADE_NO_WAIT,
+                 ["upgrade", "--binary-version", "v1.35.0", "--dry-run"]):
+        rc, out, err = t.refused(root, args, ["kube\\xff.yaml", "UTF-8"], " ".join(args))
+        t.eq(out, "", f"{' '.join(args)}: stdout")
+    t.check(not os.path.exists(os.path.join(root, "var", "lib", "cplet")), "no state directory was created")
+
+
+def test_special_file(t):
+    """A FIFO (or socket) in the manifest directory: exit 2 naming it, without blocking."""
+    import socket
+
+    for kind in ("FIFO", "socket"):
+        root = t.new_root()
+        path = mpath(root, "extra.yaml")
+        if kind == "FIFO":
+            os.mkfifo(path, 0o600)
+        else:
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.bind(path)
+            s.close()
+        for args in (["status"], ["plan", "--binary-version", "v1.35.0"], UPGRADE_NO_WAIT):
+            t.refused(root, args, [os.path.realpath(path), kind], f"{kind}: {' '.join(args)}")
+
+
 TESTS = [
     ("--plugin-dir A --plugin-dir /nonexistent exits 2 (no double free)", test_plugin_dir_twice),
+    ("an API server manifest that is not a usable pod: error row, every write refused", test_unusable_pod),
+    ("any other file that is not a pod refuses too", test_other_unusable_file),
+    ("a manifest name that is not UTF-8 is refused up front, escaped", test_non_utf8_name),
+    ("a FIFO or socket in the manifest dir exits 2 without blocking", test_special_file),
 ]
 
 
