@@ -7,7 +7,10 @@
 
 #include "config.h"
 #include "node.h"
+#include "plan.h"
 #include "plugin-loader.h"
+
+#define CLI_IMAGES_MAX 16
 
 enum {
         EXIT_OK = 0,
@@ -42,6 +45,9 @@ typedef struct cli {
         const char *emulated_version;
         const char *min_compat_version;
         const char *image_repository;
+        plan_image images[CLI_IMAGES_MAX]; /* --image COMPONENT=REF; component points into image_names */
+        char image_names[CLI_IMAGES_MAX][64];
+        size_t n_images;
 
         config config;
         plugin_set *plugins;
@@ -64,6 +70,9 @@ struct plan_component;
 int cli_compute_plan(cli *c, struct plan **ret, struct plan_component **ret_components);
 /* Builds the planner's view of one component (which must be plannable). */
 void cli_plan_component(const component *co, struct plan_component *ret);
+/* Records one --image COMPONENT=REF (REF is checked against the plan later); prints and
+ * returns -EINVAL when it is not of that form. */
+int cli_add_image_option(cli *c, const char *arg);
 /* A new plan id ("plan-1a2b3c4d"), for the journal and the revisions a plan writes. */
 void cli_new_plan_id(char buf[static 32]);
 /* Takes the node lock; prints and returns an exit code (> 0) on failure. */

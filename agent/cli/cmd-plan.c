@@ -82,6 +82,8 @@ static int parse_target(const cli *c, plan_target *ret) {
                 }
                 t.image_repository = c->image_repository;
         }
+        t.images = c->images;
+        t.n_images = c->n_images;
         *ret = t;
         return 0;
 }
@@ -152,6 +154,26 @@ static int check_high_water(cli *c, const plan *p) {
         return EXIT_OK;
 }
 
+int cli_add_image_option(cli *c, const char *arg) {
+        const char *eq = strchr(arg, '=');
+        size_t l = eq ? (size_t) (eq - arg) : 0;
+
+        if (!eq || l == 0 || l >= sizeof(c->image_names[0]) || !eq[1]) {
+                cli_error("--image \"%s\": expected COMPONENT=IMAGE, e.g. "
+                          "kube-apiserver=registry.k8s.io/kube-apiserver:v1.35.0@sha256:<digest>", arg);
+                return -EINVAL;
+        }
+        if (c->n_images >= CLI_IMAGES_MAX) {
+                cli_error("--image: at most %d", CLI_IMAGES_MAX);
+                return -EINVAL;
+        }
+        memcpy(c->image_names[c->n_images], arg, l);
+        c->image_names[c->n_images][l] = 0;
+        c->images[c->n_images] = (plan_image){ .component = c->image_names[c->n_images], .image = eq + 1 };
+        c->n_images++;
+        return 0;
+}
+
 void cli_plan_component(const component *co, plan_component *ret) {
         *ret = (plan_component){
                 .name = co->plugin->name,
@@ -159,6 +181,7 @@ void cli_plan_component(const component *co, plan_component *ret) {
                 .min_compat_since = co->plugin->min_compatibility_version_since,
                 .forward_compat_since = co->plugin->emulation_forward_compatible_since,
                 .repository = co->image_ref.repository,
+                .image = co->image,
                 .binary = co->binary,
                 .emulated = co->emulated,
                 .min_compat = co->min_compat,

@@ -253,9 +253,18 @@ static int conclude(cli *c, session *s, int r, const char *verb) {
 }
 
 static json_t *target_to_json(cli *c) {
-        return json_pack("{s:s?, s:s?, s:s?, s:s?}", "binaryVersion", c->binary_version, "emulatedVersion",
-                         c->emulated_version, "minCompatibilityVersion", c->min_compat_version, "imageRepository",
-                         c->image_repository);
+        json_t *t = json_pack("{s:s?, s:s?, s:s?, s:s?}", "binaryVersion", c->binary_version, "emulatedVersion",
+                              c->emulated_version, "minCompatibilityVersion", c->min_compat_version,
+                              "imageRepository", c->image_repository);
+
+        json_t *images = t && c->n_images > 0 ? json_object() : NULL;
+
+        /* resume plans the rest of the way again: it needs the exact images too. */
+        for (size_t i = 0; images && i < c->n_images; i++)
+                json_object_set_new(images, c->images[i].component, json_string(c->images[i].image));
+        if (images)
+                json_object_set_new(t, "images", images);
+        return t;
 }
 
 /* A container without `command` runs its image's entrypoint: its command line is unknown, so
@@ -500,6 +509,21 @@ int cmd_resume(cli *c) {
         c->emulated_version = json_string_value(json_object_get(t, "emulatedVersion"));
         c->min_compat_version = json_string_value(json_object_get(t, "minCompatibilityVersion"));
         c->image_repository = json_string_value(json_object_get(t, "imageRepository"));
+        {
+                const char *name;
+                json_t *v;
+
+                json_object_foreach(json_object_get(t, "images"), name, v) {
+                        _cleanup_free_ char *arg = strdup_printf("%s=%s", name, json_string_value(v) ?: "");
+
+                        /* The strings stay owned by the journal j, which outlives the plan. */
+                        if (!arg || cli_add_image_option(c, arg) < 0) {
+                                session_done(&s);
+                                return EXIT_INVALID;
+                        }
+                        c->images[c->n_images - 1].image = json_string_value(v);
+                }
+        }
         c->force = true; /* the high-water mark was checked when the rollout began */
         r = cli_compute_plan(c, &p, NULL);
         if (r != EXIT_OK) {

@@ -163,12 +163,65 @@ def test_special_file(t):
             t.refused(root, args, [os.path.realpath(path), kind], f"{kind}: {' '.join(args)}")
 
 
+def image_line(root, component):
+    return next((l.strip() for l in read(mpath(root, component + ".yaml")).splitlines()
+                 if l.strip().startswith("image:")), None)
+
+
+def pin_images(root):
+    """kube-apiserver pinned by digest, kube-scheduler tagged without "v"."""
+    p = mpath(root, "kube-apiserver.yaml")
+    write(p, read(p).replace(f"kube-apiserver:{EXAMPLE_VERSION}", f"kube-apiserver:{EXAMPLE_VERSION}@{DIGEST}"))
+    p = mpath(root, "kube-scheduler.yaml")
+    write(p, read(p).replace(f"kube-scheduler:{EXAMPLE_VERSION}", "kube-scheduler:1.34.2"))
+
+
+def test_emulation_step_keeps_image(t):
+    """Emulation-only steps leave `image` byte for byte: the digest pin and the tag's spelling."""
+    root = t.new_root()
+    pin_images(root)
+    before = {c: image_line(root, c) for c in COMPONENTS}
+    t.eq(before["kube-apiserver"], f"image: registry.k8s.io/kube-apiserver:{EXAMPLE_VERSION}@{DIGEST}", "setup")
+    rc, out, err = t.run(root, ["upgrade", "--binary-version", EXAMPLE_VERSION, "--emulated-version", "1.33",
+                                "--no-wait"], unchanged=False)
+    t.eq(rc, 0, f"emulation downgrade: exit code (stderr {err.strip()!r})")
+    for c in COMPONENTS:
+        t.eq(image_line(root, c), before[c], f"{c}: image after the emulation steps")
+        t.contains(read(mpath(root, c + ".yaml")), "--emulated-version=1.33", f"{c}: the step did happen")
+
+
+def test_binary_step_on_pinned_image(t):
+    """A binary step on a digest-pinned image needs --image with the new digest."""
+    root = t.new_root()
+    pin_images(root)
+    t.refused(root, ["plan", "--binary-version", "v1.35.0"], ["kube-apiserver", "digest", "--image kube-apiserver="],
+              "plan without --image")
+    t.refused(root, UPGRADE_NO_WAIT, ["--image kube-apiserver="], "upgrade without --image")
+    good = f"registry.k8s.io/kube-apiserver:v1.35.0@{NEW_DIGEST}"
+    for bad, needle in ((f"evil.example.com/kube-apiserver:v1.35.0@{NEW_DIGEST}", "registry.k8s.io/kube-apiserver"),
+                        (f"registry.k8s.io/kube-apiserver:v1.35.1@{NEW_DIGEST}", "v1.35.0"),
+                        ("registry.k8s.io/kube-apiserver:v1.35.0@sha256:zz", "digest")):
+        t.refused(root, UPGRADE_NO_WAIT + ["--image", f"kube-apiserver={bad}"], [bad, needle], f"--image {bad}")
+    t.refused(root, UPGRADE_NO_WAIT + ["--image", "kube-apiserver"], ["COMPONENT=IMAGE"], "--image without =")
+    t.refused(root, UPGRADE_NO_WAIT + ["--image", f"kube-proxy={good}"], ["kube-proxy"], "--image unknown component")
+    t.refused(root, ["status", "--image", f"kube-apiserver={good}"], ["--image"], "status --image")
+
+    rc, out, err = t.run(root, ["plan", "--json", "--binary-version", "v1.35.0", "--image", f"kube-apiserver={good}"])
+    t.eq(rc, 0, f"plan with --image: exit code (stderr {err.strip()!r})")
+    rc, out, err = t.run(root, UPGRADE_NO_WAIT + ["--image", f"kube-apiserver={good}"], unchanged=False)
+    t.eq(rc, 0, f"upgrade with --image: exit code (stderr {err.strip()!r})")
+    t.eq(image_line(root, "kube-apiserver"), f"image: {good}", "kube-apiserver image")
+    t.eq(image_line(root, "kube-scheduler"), "image: registry.k8s.io/kube-scheduler:v1.35.0", "kube-scheduler image")
+
+
 TESTS = [
     ("--plugin-dir A --plugin-dir /nonexistent exits 2 (no double free)", test_plugin_dir_twice),
     ("an API server manifest that is not a usable pod: error row, every write refused", test_unusable_pod),
     ("any other file that is not a pod refuses too", test_other_unusable_file),
     ("a manifest name that is not UTF-8 is refused up front, escaped", test_non_utf8_name),
     ("a FIFO or socket in the manifest dir exits 2 without blocking", test_special_file),
+    ("emulation steps leave a pinned image byte for byte", test_emulation_step_keeps_image),
+    ("a binary step on a digest-pinned image needs --image", test_binary_step_on_pinned_image),
 ]
 
 
