@@ -258,6 +258,8 @@ static int binary_step(builder *b, size_t i) {
         kminor old_binary = binary_minor(w), new_binary = kversion_minor(&b->target->binary);
         kminor floor = compat_floor(new_binary);
         char e[KMINOR_STRING_MAX], lo[KMINOR_STRING_MAX], hi[KMINOR_STRING_MAX], v[KVERSION_STRING_MAX];
+        char *image = NULL;
+        int r;
 
         kversion_format(&b->target->binary, v);
         kminor_format(w->emulated, e);
@@ -291,15 +293,11 @@ static int binary_step(builder *b, size_t i) {
         w->binary = b->target->binary;
         if (w->target_repository)
                 w->repository = w->target_repository;
-        {
-                char *image = NULL;
-                int r = binary_step_image(b, w, &image);
-
-                if (r < 0)
-                        return r;
-                free(w->image);
-                w->image = image;
-        }
+        r = binary_step_image(b, w, &image);
+        if (r < 0)
+                return r;
+        free(w->image);
+        w->image = image;
         if (!w->min_compat_explicit)
                 w->min_compat = compat_default_min_compat(new_binary, w->emulated);
         return add_step(b, i, STEP_BINARY);
