@@ -336,6 +336,53 @@ static int refuse_broken(const node *n, char **ret_error) {
                          all, n->n_broken == 1 ? "it is" : "they are", n->manifest_dir);
 }
 
+/* Reads one file the kubelet would load: a component, an unmanaged pod, or a broken entry. */
+static int load_file(node *n, const plugin_set *plugins, const char *file, char **ret_error) {
+        _cleanup_free_ char *path = strdup_printf("%s/%s", n->manifest_dir, file), *why = NULL;
+        const plugin *p = NULL, *expected = plugin_by_file(plugins, file);
+        _cleanup_(json_decrefp) json_t *pod = NULL;
+        json_t *container = NULL;
+        const component *other;
+        int r;
+
+        if (!path)
+                return -ENOMEM;
+        r = manifest_load(AT_FDCWD, path, &pod, &why);
+        if (r >= 0)
+                r = validate_pod(pod, path, &why);
+        if (r == -EINVAL || r == -E2BIG)
+                return add_broken(n, file, expected, &why);
+        if (r < 0)
+                return set_error(ret_error, r, "%s", why ?: strerror(-r));
+        r = identify(pod, path, plugins, &p, &container, ret_error);
+        if (r < 0)
+                return r;
+        if (!p && expected) {
+                why = strdup_printf("%s: no container runs %s, although this is its manifest file", path,
+                                    expected->name);
+                return why ? add_broken(n, file, expected, &why) : -ENOMEM;
+        }
+        if (!p) {
+                char **u = n->unmanaged;
+
+                while (*u)
+                        u++;
+                *u = strdup(file);
+                return *u ? 0 : -ENOMEM;
+        }
+        other = node_find(n, p->name);
+        if (other)
+                return set_error(ret_error, -EEXIST,
+                                 "%s is defined twice, in %s/%s and %s: the kubelet runs every file in "
+                                 "that directory; remove one (keep backups outside it)",
+                                 p->name, n->manifest_dir, other->file, path);
+        r = component_read(pod, container, p, file, &n->components[n->n_components]);
+        if (r < 0)
+                return r;
+        n->n_components++;
+        return 0;
+}
+
 int node_load(const char *root, const plugin_set *plugins, node **ret, char **ret_error) {
         return node_load_full(root, plugins, 0, ret, ret_error);
 }
@@ -344,7 +391,7 @@ int node_load_full(const char *root, const plugin_set *plugins, node_load_flags 
         _cleanup_(node_freep) node *n = NULL;
         _cleanup_strv_free_ char **files = NULL;
         _cleanup_close_ int dirfd = -EBADF;
-        size_t n_files = 0, n_unmanaged = 0;
+        size_t n_files = 0;
         int r;
 
         n = calloc(1, sizeof(*n));
@@ -371,57 +418,9 @@ int node_load_full(const char *root, const plugin_set *plugins, node_load_flags 
                 return -ENOMEM;
 
         for (size_t i = 0; i < n_files; i++) {
-                _cleanup_(json_decrefp) json_t *pod = NULL;
-                _cleanup_free_ char *path = strdup_printf("%s/%s", n->manifest_dir, files[i]), *why = NULL;
-                const plugin *p = NULL, *expected;
-                json_t *container = NULL;
-                const component *other;
-
-                if (!path)
-                        return -ENOMEM;
-                expected = plugin_by_file(plugins, files[i]);
-                r = manifest_load(AT_FDCWD, path, &pod, &why);
-                if (r >= 0)
-                        r = validate_pod(pod, path, &why);
-                if (r == -EINVAL || r == -E2BIG) {
-                        r = add_broken(n, files[i], expected, &why);
-                        if (r < 0)
-                                return r;
-                        continue;
-                }
-                if (r < 0) {
-                        *ret_error = TAKE_PTR(why);
-                        return r;
-                }
-                r = identify(pod, path, plugins, &p, &container, ret_error);
+                r = load_file(n, plugins, files[i], ret_error);
                 if (r < 0)
                         return r;
-                if (!p && expected) {
-                        why = strdup_printf("%s: no container runs %s, although this is its manifest file", path,
-                                            expected->name);
-                        if (!why)
-                                return -ENOMEM;
-                        r = add_broken(n, files[i], expected, &why);
-                        if (r < 0)
-                                return r;
-                        continue;
-                }
-                if (!p) {
-                        n->unmanaged[n_unmanaged] = strdup(files[i]);
-                        if (!n->unmanaged[n_unmanaged++])
-                                return -ENOMEM;
-                        continue;
-                }
-                other = node_find(n, p->name);
-                if (other)
-                        return set_error(ret_error, -EEXIST,
-                                         "%s is defined twice, in %s/%s and %s: the kubelet runs every file in "
-                                         "that directory; remove one (keep backups outside it)",
-                                         p->name, n->manifest_dir, other->file, path);
-                r = component_read(pod, container, p, files[i], &n->components[n->n_components]);
-                if (r < 0)
-                        return r;
-                n->n_components++;
         }
         qsort(n->components, n->n_components, sizeof(component), component_cmp);
         if (n->n_broken > 0 && !(flags & NODE_LOAD_KEEP_BROKEN))
