@@ -45,6 +45,28 @@ int cli_env(cli *c) {
         return r < 0 ? cli_fail(r, error) : EXIT_OK;
 }
 
+int cli_add_image_option(cli *c, const char *arg) {
+        const char *eq = strchr(arg, '=');
+        size_t l = eq ? (size_t) (eq - arg) : 0, n = c->target.n_images;
+
+        if (!eq || l == 0 || l >= sizeof(c->image_names[0]) || !eq[1]) {
+                cli_error("--image \"%s\": expected COMPONENT=IMAGE, e.g. "
+                          "kube-apiserver=registry.k8s.io/kube-apiserver:v1.35.0@sha256:<digest>",
+                          arg);
+                return EXIT_INVALID;
+        }
+        if (n >= CLI_IMAGES_MAX) {
+                cli_error("--image: at most %d", CLI_IMAGES_MAX);
+                return EXIT_INVALID;
+        }
+        memcpy(c->image_names[n], arg, l);
+        c->image_names[n][l] = 0;
+        c->images[n] = (plan_image){ .component = c->image_names[n], .image = eq + 1 };
+        c->target.images = c->images;
+        c->target.n_images = n + 1;
+        return EXIT_OK;
+}
+
 int cli_print_diff(const op_diff *d) {
         _cleanup_free_ char *text = NULL;
         int r = unified_diff(d->before, d->after, d->label_a, d->label_b, &text);

@@ -8,6 +8,8 @@
 
 #include "operation.h"
 
+#define CLI_IMAGES_MAX 16
+
 enum {
         EXIT_OK = 0,
         EXIT_FAILED = 1,  /* the operation failed */
@@ -36,6 +38,8 @@ typedef struct cli {
         const char *to_revision;
 
         op_target target;
+        plan_image images[CLI_IMAGES_MAX]; /* --image COMPONENT=REF; component points into image_names */
+        char image_names[CLI_IMAGES_MAX][64];
 
         op_env *env; /* loaded by cli_env() */
 } cli;
@@ -48,6 +52,9 @@ int cli_fail(int r, const char *error);
 int cli_exit_code(int r);
 /* Loads configuration and plugins once; prints and returns an exit code (> 0) on failure. */
 int cli_env(cli *c);
+/* Records one --image COMPONENT=REF (REF is checked against the plan later); prints and
+ * returns an exit code (> 0) when it is not of that form. */
+int cli_add_image_option(cli *c, const char *arg);
 /* Prints a unified diff. */
 int cli_print_diff(const op_diff *d);
 

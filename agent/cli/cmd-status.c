@@ -34,6 +34,27 @@ static json_t *component_to_json(const node *n, const component *co) {
         return o;
 }
 
+/* A file cplet cannot use, shaped like a component row whose state is unknown. */
+static json_t *broken_to_json(const node *n, const node_broken *b) {
+        _cleanup_free_ char *path = strdup_printf("%s/%s", n->manifest_dir, b->file);
+
+        return json_pack("{s:s?, s:s, s:n, s:n, s:n, s:b, s:n, s:b, s:s}", "name",
+                         b->expected ? b->expected->name : NULL, "manifest", path, "image", "binaryVersion",
+                         "emulatedVersion", "emulatedVersionExplicit", false, "minCompatibilityVersion",
+                         "minCompatibilityVersionExplicit", false, "problem", b->error);
+}
+
+/* Unusable manifests refuse every plan and write; status shows them and fails the same way,
+ * so that "cplet status && cplet upgrade …" stops here. */
+static int report_broken(const node *n) {
+        for (size_t i = 0; i < n->n_broken; i++)
+                cli_error("%s", n->broken[i].error);
+        if (n->n_broken > 0)
+                cli_error("nothing can be planned or written until %s fixed or moved out of %s",
+                          n->n_broken == 1 ? "it is" : "they are", n->manifest_dir);
+        return n->n_broken > 0 ? EXIT_INVALID : EXIT_OK;
+}
+
 static const char *marked(char *buf, size_t size, bool known, const char *v, bool explicit) {
         if (!known)
                 return "unknown";
@@ -59,6 +80,8 @@ static void print_json(const op_status_result *st) {
 
         for (size_t i = 0; i < n->n_components; i++)
                 json_array_append_new(list, component_to_json(n, &n->components[i]));
+        for (size_t i = 0; i < n->n_broken; i++)
+                json_array_append_new(list, broken_to_json(n, &n->broken[i]));
         if (st->interrupted)
                 json_object_set_new(root, "interruptedRollout", rollout_summary(st->interrupted));
         if (st->journal_error)
@@ -99,7 +122,7 @@ static void print_table(const op_status_result *st) {
         if (st->journal_error)
                 printf("The rollout journal cannot be read: %s\nEvery writing command is refused until it can.\n\n",
                        st->journal_error);
-        if (n->n_components == 0) {
+        if (n->n_components == 0 && n->n_broken == 0) {
                 printf("No control-plane components in %s.\n", n->manifest_dir);
                 return;
         }
@@ -107,6 +130,12 @@ static void print_table(const op_status_result *st) {
                "MIN-COMPAT");
         for (size_t i = 0; i < n->n_components; i++)
                 print_row(&n->components[i]);
+        for (size_t i = 0; i < n->n_broken; i++)
+                printf("%-24s %-28s %-48s %-10s %-16s %s\n", n->broken[i].expected ? n->broken[i].expected->name : "-",
+                       n->broken[i].file, "(unusable)", "unknown", "unknown", "unknown");
+        for (size_t i = 0; i < n->n_broken; i++)
+                printf("\n%s: %s\n", n->broken[i].expected ? n->broken[i].expected->name : n->broken[i].file,
+                       n->broken[i].error);
         for (size_t i = 0; i < n->n_components; i++)
                 if (!component_is_plannable(&n->components[i], &why))
                         printf("\n%s: %s\n", n->components[i].plugin->name, why);
@@ -129,5 +158,5 @@ int cmd_status(cli *c) {
                 print_json(&st);
         else
                 print_table(&st);
-        return EXIT_OK;
+        return report_broken(st.node);
 }

@@ -21,6 +21,7 @@ enum {
         OPT_EMULATED_VERSION,
         OPT_MIN_COMPAT_VERSION,
         OPT_IMAGE_REPOSITORY,
+        OPT_IMAGE,
         OPT_NO_WAIT,
         OPT_DRY_RUN,
         OPT_COMPONENT,
@@ -69,7 +70,8 @@ static const command commands[] = {
                 .takes = TAKES_TARGET,
                 .summary = "show the ordered steps that would move the node to a target version",
                 .help = "Usage: cplet plan --binary-version V [--emulated-version E]\n"
-                        "                  [--min-compatibility-version M] [--image-repository R] [--json]\n"
+                        "                  [--min-compatibility-version M] [--image-repository R]\n"
+                        "                  [--image C=REF]... [--json]\n"
                         "\n"
                         "Prints the ordered steps from the node's current state to the target and changes\n"
                         "nothing. Binaries change first (API server, controller-manager, scheduler), each\n"
@@ -82,6 +84,8 @@ static const command commands[] = {
                         "                                 (default: the binary's default for E)\n"
                         "  --image-repository R           registry prefix, as kubeadm's imageRepository:\n"
                         "                                 R/kube-apiserver:V (default: each manifest's own)\n"
+                        "  --image C=REF                  the exact image of C's binary step, required when\n"
+                        "                                 C's image is pinned by digest: REPO:V@sha256:...\n"
                         "\n"
                         "Exit status: 0 a plan (possibly empty), 2 invalid input or a plan refused by the\n"
                         "safety rules (the reason is printed).\n",
@@ -93,7 +97,8 @@ static const command commands[] = {
                 .summary = "execute the plan, step by step, each gated by process, versions and health",
                 .help = "Usage: cplet upgrade --binary-version V [--emulated-version E]\n"
                         "                     [--min-compatibility-version M] [--image-repository R]\n"
-                        "                     [--stable-for D] [--step-timeout D] [--on-failure rollback|stop]\n"
+                        "                     [--image C=REF]... [--stable-for D] [--step-timeout D]\n"
+                        "                     [--on-failure rollback|stop]\n"
                         "                     [--no-wait] [--dry-run] [--force] [--json|--quiet]\n"
                         "\n"
                         "Executes the plan of cplet plan step by step. Each step is written as a new\n"
@@ -105,6 +110,7 @@ static const command commands[] = {
                         "are unwound in reverse (--on-failure rollback, the default) or left (stop).\n"
                         "Every transition is journaled: after a crash, cplet resume or cplet abort.\n"
                         "\n"
+                        "  --image C=REF       the exact image of C's binary step (see cplet plan --help)\n"
                         "  --stable-for D      how long health must hold (default 10s; durations: 0s, 30s, 5m, 1m30s)\n"
                         "  --step-timeout D    give up on a step after D (default 5m)\n"
                         "  --on-failure P      rollback (default) or stop\n"
@@ -268,7 +274,7 @@ static const command *find_command(const char *name) {
 static int split_flags_command(int argc, char *argv[], char ***ret_argv, int *ret_argc, cli *c) {
         static const char *const with_value[] = { "--root", "--config", "--plugin-dir", "--binary-version",
                                                   "--emulated-version", "--min-compatibility-version",
-                                                  "--image-repository", "--component", "--to-revision",
+                                                  "--image-repository", "--image", "--component", "--to-revision",
                                                   "--stable-for", "--step-timeout", "--on-failure" };
         static const char *const gate_with_value[] = { "--stable-for", "--step-timeout", "--on-failure" };
         static const char *const own_booleans[] = { "--no-wait", "--dry-run", "--json", "--quiet", "--help", "-h" };
@@ -340,6 +346,7 @@ static const struct option long_options[] = {
         { "emulated-version", required_argument, NULL, OPT_EMULATED_VERSION },
         { "min-compatibility-version", required_argument, NULL, OPT_MIN_COMPAT_VERSION },
         { "image-repository", required_argument, NULL, OPT_IMAGE_REPOSITORY },
+        { "image", required_argument, NULL, OPT_IMAGE },
         { "no-wait", no_argument, NULL, OPT_NO_WAIT },
         { "dry-run", no_argument, NULL, OPT_DRY_RUN },
         { "component", required_argument, NULL, OPT_COMPONENT },
@@ -372,6 +379,7 @@ static int option_group(int opt) {
         case OPT_EMULATED_VERSION:
         case OPT_MIN_COMPAT_VERSION:
         case OPT_IMAGE_REPOSITORY:
+        case OPT_IMAGE:
                 return 0;
         case OPT_NO_WAIT:
         case OPT_DRY_RUN:
@@ -439,6 +447,8 @@ static int take_option(int opt, const char *arg, cli *c, parsed *p) {
         case OPT_IMAGE_REPOSITORY:
                 c->target.image_repository = arg;
                 return EXIT_OK;
+        case OPT_IMAGE:
+                return cli_add_image_option(c, arg);
         case OPT_NO_WAIT:
                 c->no_wait = true;
                 return EXIT_OK;

@@ -218,7 +218,9 @@ int component_apply_step(const component *c, const struct plan_step *step, json_
 
         kminor_format(step->emulated, e);
         kminor_format(step->min_compat, m);
-        if (json_object_set_new(container, "image", json_string(step->image)) < 0)
+        /* A step changes only what it is about: the image (a digest pin, the tag as spelled)
+         * belongs to binary steps alone. */
+        if (step->kind == STEP_BINARY && json_object_set_new(container, "image", json_string(step->image)) < 0)
                 return -ENOMEM;
         r = set_compat_flag(&cl, "emulated-version", step->emulated_flag ? e : NULL);
         if (r >= 0)

@@ -1123,9 +1123,13 @@ int manifest_load(int dirfd, const char *path, json_t **ret, char **ret_error) {
         }
         if (fstat(fd, &st) < 0)
                 return set_error(ret_error, -errno, "%s: %s", path, strerror(errno));
+        /* Invalid input, not a failed operation: someone put the wrong kind of file there. */
         if (!S_ISREG(st.st_mode))
-                return set_error(ret_error, S_ISDIR(st.st_mode) ? -EISDIR : -EBADFD,
-                                 "%s: not a regular file", path);
+                return set_error(ret_error, -EINVAL, "%s: not a regular file (a %s)", path,
+                                 S_ISDIR(st.st_mode)    ? "directory"
+                                 : S_ISFIFO(st.st_mode) ? "FIFO"
+                                 : S_ISSOCK(st.st_mode) ? "socket"
+                                                        : "device");
         if (st.st_size > MANIFEST_SIZE_MAX)
                 return set_error(ret_error, -E2BIG, "%s: larger than the manifest size limit of %d bytes",
                                  path, MANIFEST_SIZE_MAX);

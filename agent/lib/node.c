@@ -17,6 +17,11 @@ node *node_free(node *n) {
                 component_done(&n->components[i]);
         free(n->components);
         strv_free(n->unmanaged);
+        for (size_t i = 0; i < n->n_broken; i++) {
+                free(n->broken[i].file);
+                free(n->broken[i].error);
+        }
+        free(n->broken);
         free(n->manifest_dir);
         free(n);
         return NULL;
@@ -103,6 +108,92 @@ static int identify(json_t *pod, const char *file, const plugin_set *plugins, co
         return 0;
 }
 
+/* UTF-8 as RFC 3629 defines it: no overlong forms, no surrogates, nothing above U+10FFFF. */
+static bool utf8_valid(const char *s) {
+        const unsigned char *p = (const unsigned char *) s;
+
+        while (*p) {
+                unsigned c = *p, n, cp;
+
+                if (c < 0x80) {
+                        p++;
+                        continue;
+                }
+                if (c >= 0xc2 && c <= 0xdf)
+                        n = 1, cp = c & 0x1f;
+                else if (c >= 0xe0 && c <= 0xef)
+                        n = 2, cp = c & 0x0f;
+                else if (c >= 0xf0 && c <= 0xf4)
+                        n = 3, cp = c & 0x07;
+                else
+                        return false;
+                for (unsigned k = 1; k <= n; k++) {
+                        if ((p[k] & 0xc0) != 0x80)
+                                return false;
+                        cp = (cp << 6) | (p[k] & 0x3f);
+                }
+                if ((n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) || cp > 0x10ffff ||
+                    (cp >= 0xd800 && cp <= 0xdfff))
+                        return false;
+                p += n + 1;
+        }
+        return true;
+}
+
+/* A file name as a person can read it in a message: bytes that are not printable ASCII as \xNN. */
+static char *escape_name(const char *s) {
+        char *e = malloc(strlen(s) * 4 + 1), *q = e;
+
+        if (!e)
+                return NULL;
+        for (const unsigned char *p = (const unsigned char *) s; *p; p++)
+                if (*p >= 0x20 && *p < 0x7f && *p != '\\')
+                        *q++ = (char) *p;
+                else
+                        q += sprintf(q, "\\x%02x", *p);
+        *q = 0;
+        return e;
+}
+
+static const char *special_file_kind(mode_t mode) {
+        return S_ISFIFO(mode) ? "FIFO"
+               : S_ISSOCK(mode) ? "socket"
+               : S_ISCHR(mode) || S_ISBLK(mode) ? "device"
+                                                : NULL;
+}
+
+/* Refuses up front what cplet could neither read safely nor name in its output and
+ * revisions. Checked by name and lstat only: a FIFO is never opened (that would block). */
+static int check_entry(int dirfd, const char *dir, const char *name, bool *ret_skip, char **ret_error) {
+        const char *kind;
+        struct stat st;
+
+        if (!utf8_valid(name)) {
+                _cleanup_free_ char *escaped = escape_name(name);
+
+                if (!escaped)
+                        return -ENOMEM;
+                return set_error(ret_error, -EINVAL,
+                                 "%s/%s: the file name is not valid UTF-8; cplet cannot name it in its output and "
+                                 "revisions, and the kubelet would load it: rename it or move it out of %s",
+                                 dir, escaped, dir);
+        }
+        *ret_skip = false;
+        if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+                *ret_skip = errno == ENOENT; /* removed while listing */
+                return *ret_skip ? 0 : set_error(ret_error, -errno, "%s/%s: %s", dir, name, strerror(errno));
+        }
+        if (S_ISDIR(st.st_mode))
+                *ret_skip = true; /* the kubelet does not descend either */
+        kind = special_file_kind(st.st_mode);
+        if (kind)
+                return set_error(ret_error, -EINVAL,
+                                 "%s/%s: a %s, not a manifest: the manifest directory must hold only manifests; "
+                                 "move it out of %s",
+                                 dir, name, kind, dir);
+        return 0;
+}
+
 static int str_cmp(const void *a, const void *b) {
         return strcmp(*(char *const *) a, *(char *const *) b);
 }
@@ -130,16 +221,20 @@ static int list_files(int dirfd, const char *dir, char ***ret, size_t *ret_n, ch
                 return -ENOMEM;
         }
         while ((de = readdir(d))) {
-                struct stat st;
+                bool skip;
                 char **grown;
+                int r;
 
                 /* The kubelet skips dot-files; so does cplet (its own temporary files are dot-files). */
                 if (de->d_name[0] == '.')
                         continue;
-                if (fstatat(dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+                r = check_entry(dirfd, dir, de->d_name, &skip, ret_error);
+                if (r < 0) {
+                        closedir(d);
+                        return r;
+                }
+                if (skip)
                         continue;
-                if (S_ISDIR(st.st_mode))
-                        continue; /* the kubelet does not descend either */
                 if (n >= NODE_MANIFEST_FILES_MAX) {
                         closedir(d);
                         return set_error(ret_error, -E2BIG, "%s: more than %d files", dir, NODE_MANIFEST_FILES_MAX);
@@ -164,11 +259,139 @@ static int list_files(int dirfd, const char *dir, char ***ret, size_t *ret_n, ch
         return 0;
 }
 
+/* What the kubelet's static-pod decoder requires before it runs a file (kubelet
+ * pkg/kubelet/config/common.go tryDecodeSinglePod: a v1 Pod, a name, and a pod that passes
+ * ValidatePodCreate, whose containers must be a non-empty list, each with a name). */
+static int validate_pod(json_t *pod, const char *path, char **ret_error) {
+        json_t *containers = json_object_get(json_object_get(pod, "spec"), "containers");
+        const char *api = json_string_value(json_object_get(pod, "apiVersion"));
+        const char *kind = json_string_value(json_object_get(pod, "kind"));
+        const char *name = json_string_value(json_object_get(json_object_get(pod, "metadata"), "name"));
+        json_t *c;
+        size_t i;
+
+        if (!json_is_object(pod))
+                return set_error(ret_error, -EINVAL, "%s: not a pod (the document is not a mapping)", path);
+        if (!kind || !streq(kind, "Pod"))
+                return set_error(ret_error, -EINVAL,
+                                 "%s: kind is %s%s%s, not Pod: the kubelet runs only pods from this directory", path,
+                                 kind ? "\"" : "", kind ?: "missing", kind ? "\"" : "");
+        if (!api || !streq(api, "v1"))
+                return set_error(ret_error, -EINVAL, "%s: apiVersion is %s%s%s, not v1: the kubelet would not run it",
+                                 path, api ? "\"" : "", api ?: "missing", api ? "\"" : "");
+        if (!name || !*name)
+                return set_error(ret_error, -EINVAL, "%s: metadata.name is missing: the kubelet refuses a static pod "
+                                 "without a name", path);
+        if (!json_is_array(containers) || json_array_size(containers) == 0)
+                return set_error(ret_error, -EINVAL,
+                                 "%s: spec.containers must be a non-empty list of containers: the kubelet refuses "
+                                 "this pod",
+                                 path);
+        json_array_foreach(containers, i, c) {
+                const char *cname = json_string_value(json_object_get(c, "name"));
+
+                if (!json_is_object(c))
+                        return set_error(ret_error, -EINVAL, "%s: spec.containers[%zu] is not a mapping: the kubelet "
+                                         "refuses this pod", path, i);
+                if (!cname || !*cname)
+                        return set_error(ret_error, -EINVAL, "%s: spec.containers[%zu].name is missing: the kubelet "
+                                         "refuses this pod", path, i);
+        }
+        return 0;
+}
+
+static const plugin *plugin_by_file(const plugin_set *plugins, const char *file) {
+        for (size_t k = 0; k < plugins->n; k++)
+                if (streq(plugins->items[k].manifest_file, file))
+                        return &plugins->items[k];
+        return NULL;
+}
+
+static int add_broken(node *n, const char *file, const plugin *expected, char **error) {
+        node_broken *b = &n->broken[n->n_broken];
+
+        b->file = strdup(file);
+        if (!b->file)
+                return -ENOMEM;
+        b->expected = expected;
+        b->error = TAKE_PTR(*error);
+        n->n_broken++;
+        return 0;
+}
+
+/* Every unusable file, for a refusal: the kubelet would load each one, and a plan made
+ * without it could bypass the skew rules (an API server cplet did not see). */
+static int refuse_broken(const node *n, char **ret_error) {
+        _cleanup_free_ char *all = NULL;
+
+        for (size_t i = 0; i < n->n_broken; i++) {
+                char *joined = strdup_printf("%s%s%s", all ?: "", all ? "; " : "", n->broken[i].error ?: n->broken[i].file);
+
+                if (!joined)
+                        return -ENOMEM;
+                free(all);
+                all = joined;
+        }
+        return set_error(ret_error, -EINVAL, "%s. Nothing can be planned or written until %s fixed or moved out of %s",
+                         all, n->n_broken == 1 ? "it is" : "they are", n->manifest_dir);
+}
+
+/* Reads one file the kubelet would load: a component, an unmanaged pod, or a broken entry. */
+static int load_file(node *n, const plugin_set *plugins, const char *file, char **ret_error) {
+        _cleanup_free_ char *path = strdup_printf("%s/%s", n->manifest_dir, file), *why = NULL;
+        const plugin *p = NULL, *expected = plugin_by_file(plugins, file);
+        _cleanup_(json_decrefp) json_t *pod = NULL;
+        json_t *container = NULL;
+        const component *other;
+        int r;
+
+        if (!path)
+                return -ENOMEM;
+        r = manifest_load(AT_FDCWD, path, &pod, &why);
+        if (r >= 0)
+                r = validate_pod(pod, path, &why);
+        if (r == -EINVAL || r == -E2BIG)
+                return add_broken(n, file, expected, &why);
+        if (r < 0)
+                return set_error(ret_error, r, "%s", why ?: strerror(-r));
+        r = identify(pod, path, plugins, &p, &container, ret_error);
+        if (r < 0)
+                return r;
+        if (!p && expected) {
+                why = strdup_printf("%s: no container runs %s, although this is its manifest file", path,
+                                    expected->name);
+                return why ? add_broken(n, file, expected, &why) : -ENOMEM;
+        }
+        if (!p) {
+                char **u = n->unmanaged;
+
+                while (*u)
+                        u++;
+                *u = strdup(file);
+                return *u ? 0 : -ENOMEM;
+        }
+        other = node_find(n, p->name);
+        if (other)
+                return set_error(ret_error, -EEXIST,
+                                 "%s is defined twice, in %s/%s and %s: the kubelet runs every file in "
+                                 "that directory; remove one (keep backups outside it)",
+                                 p->name, n->manifest_dir, other->file, path);
+        r = component_read(pod, container, p, file, &n->components[n->n_components]);
+        if (r < 0)
+                return r;
+        n->n_components++;
+        return 0;
+}
+
 int node_load(const char *root, const plugin_set *plugins, node **ret, char **ret_error) {
+        return node_load_full(root, plugins, 0, ret, ret_error);
+}
+
+int node_load_full(const char *root, const plugin_set *plugins, node_load_flags flags, node **ret, char **ret_error) {
         _cleanup_(node_freep) node *n = NULL;
         _cleanup_strv_free_ char **files = NULL;
         _cleanup_close_ int dirfd = -EBADF;
-        size_t n_files = 0, n_unmanaged = 0;
+        size_t n_files = 0;
         int r;
 
         n = calloc(1, sizeof(*n));
@@ -190,42 +413,18 @@ int node_load(const char *root, const plugin_set *plugins, node **ret, char **re
 
         n->components = calloc(n_files + 1, sizeof(component));
         n->unmanaged = calloc(n_files + 1, sizeof(char *));
-        if (!n->components || !n->unmanaged)
+        n->broken = calloc(n_files + 1, sizeof(node_broken));
+        if (!n->components || !n->unmanaged || !n->broken)
                 return -ENOMEM;
 
         for (size_t i = 0; i < n_files; i++) {
-                _cleanup_(json_decrefp) json_t *pod = NULL;
-                _cleanup_free_ char *path = strdup_printf("%s/%s", n->manifest_dir, files[i]);
-                json_t *container = NULL;
-                const plugin *p = NULL;
-                const component *other;
-
-                if (!path)
-                        return -ENOMEM;
-                r = manifest_load(AT_FDCWD, path, &pod, ret_error);
+                r = load_file(n, plugins, files[i], ret_error);
                 if (r < 0)
                         return r;
-                r = identify(pod, path, plugins, &p, &container, ret_error);
-                if (r < 0)
-                        return r;
-                if (!p) {
-                        n->unmanaged[n_unmanaged] = strdup(files[i]);
-                        if (!n->unmanaged[n_unmanaged++])
-                                return -ENOMEM;
-                        continue;
-                }
-                other = node_find(n, p->name);
-                if (other)
-                        return set_error(ret_error, -EEXIST,
-                                         "%s is defined twice, in %s/%s and %s: the kubelet runs every file in "
-                                         "that directory; remove one (keep backups outside it)",
-                                         p->name, n->manifest_dir, other->file, path);
-                r = component_read(pod, container, p, files[i], &n->components[n->n_components]);
-                if (r < 0)
-                        return r;
-                n->n_components++;
         }
         qsort(n->components, n->n_components, sizeof(component), component_cmp);
+        if (n->n_broken > 0 && !(flags & NODE_LOAD_KEEP_BROKEN))
+                return refuse_broken(n, ret_error);
 
         *ret = TAKE_PTR(n);
         return 0;

@@ -78,6 +78,8 @@ int op_parse_target(const op_target *t, plan_target *ret, char **ret_error) {
                                          t->image_repository);
                 pt.image_repository = t->image_repository;
         }
+        pt.images = t->images;
+        pt.n_images = t->n_images;
         *ret = pt;
         return 0;
 }
@@ -89,6 +91,7 @@ void op_plan_component(const component *co, plan_component *ret) {
                 .min_compat_since = co->plugin->min_compatibility_version_since,
                 .forward_compat_since = co->plugin->emulation_forward_compatible_since,
                 .repository = co->image_ref.repository,
+                .image = co->image,
                 .binary = co->binary,
                 .emulated = co->emulated,
                 .min_compat = co->min_compat,

@@ -14,7 +14,8 @@ int op_status(op_env *e, op_status_result *ret, char **ret_error) {
         json_t *journal = NULL;
         int r;
 
-        r = op_load_node(e, &n, ret_error);
+        /* Unusable manifests are shown, not refused: status tells the truth about the node. */
+        r = node_load_full(e->root, e->plugins, NODE_LOAD_KEEP_BROKEN, &n, ret_error);
         if (r < 0)
                 return r;
         /* An unreadable journal does not hide the node: status says both. */

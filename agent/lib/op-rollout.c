@@ -88,9 +88,17 @@ static int conclude(session *s, int r, const char *done_phase, char **ret_error)
 }
 
 static json_t *target_to_json(const op_target *t) {
-        return json_pack("{s:s?, s:s?, s:s?, s:s?}", "binaryVersion", t->binary_version, "emulatedVersion",
-                         t->emulated_version, "minCompatibilityVersion", t->min_compat_version, "imageRepository",
-                         t->image_repository);
+        json_t *j = json_pack("{s:s?, s:s?, s:s?, s:s?}", "binaryVersion", t->binary_version, "emulatedVersion",
+                              t->emulated_version, "minCompatibilityVersion", t->min_compat_version,
+                              "imageRepository", t->image_repository);
+        json_t *images = j && t->n_images > 0 ? json_object() : NULL;
+
+        /* resume plans the rest of the way again: it needs the exact images too. */
+        for (size_t i = 0; images && i < t->n_images; i++)
+                json_object_set_new(images, t->images[i].component, json_string(t->images[i].image));
+        if (images)
+                json_object_set_new(j, "images", images);
+        return j;
 }
 
 /* Plans read-only first (a refused plan leaves the node exactly as it was), then again under
@@ -275,7 +283,10 @@ static int take_over(session *s, json_t *j, bool settle, char **ret_error) {
  * leaves the journal as it is, to resume once the node is fixed. */
 static int run_rest(session *s, json_t *j, char **ret_error) {
         _cleanup_(plan_freep) plan *p = NULL;
-        json_t *t = json_object_get(j, "target");
+        _cleanup_free_ plan_image *images = NULL;
+        json_t *t = json_object_get(j, "target"), *v;
+        const char *name;
+        size_t n_images = 0;
         op_target target = {
                 .binary_version = json_string_value(json_object_get(t, "binaryVersion")),
                 .emulated_version = json_string_value(json_object_get(t, "emulatedVersion")),
@@ -286,6 +297,14 @@ static int run_rest(session *s, json_t *j, char **ret_error) {
 
         if (!target.binary_version)
                 return conclude(s, 0, "done", ret_error);
+        /* The strings stay owned by the journal j, which outlives the plan. */
+        images = calloc(json_object_size(json_object_get(t, "images")) + 1, sizeof(plan_image));
+        if (!images)
+                return -ENOMEM;
+        json_object_foreach(json_object_get(t, "images"), name, v)
+                images[n_images++] = (plan_image){ .component = name, .image = json_string_value(v) ?: "" };
+        target.images = images;
+        target.n_images = n_images;
         /* The high-water mark was checked when the rollout began. */
         r = op_compute_plan(s->env, s->node, &target, true, &p, ret_error);
         if (r < 0)

@@ -54,6 +54,8 @@ typedef struct op_target {
         const char *emulated_version;
         const char *min_compat_version;
         const char *image_repository;
+        const plan_image *images; /* --image COMPONENT=REF: the exact image of a binary step */
+        size_t n_images;
 } op_target;
 
 /* Parses --stable-for, --step-timeout and --on-failure (NULL: the default). The stability

@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "image.h"
 #include "macro.h"
 #include "plan.h"
 
@@ -22,6 +23,8 @@ typedef struct working {
         const plan_component *in;
         const char *repository;
         char *target_repository; /* the target's registry prefix + this image's name */
+        char *image;             /* as written, until a binary step replaces it */
+        const char *target_image; /* the target's exact image for the binary step, or NULL */
         kversion binary;
         kminor emulated, min_compat;
         bool min_compat_explicit;
@@ -43,8 +46,10 @@ typedef struct working_array {
 } working_array;
 
 static void working_freep(working_array *w) {
-        for (size_t i = 0; i < w->n; i++)
+        for (size_t i = 0; i < w->n; i++) {
                 free(w->items[i].target_repository);
+                free(w->items[i].image);
+        }
         free(w->items);
 }
 
@@ -151,6 +156,27 @@ static char *image_for(const working *w) {
         return strdup_printf("%s:%s", w->repository, tag);
 }
 
+/* The image a binary step writes. A digest pins one exact build: cplet cannot know the new
+ * one, so the target must name it (plan_image), or the step is refused. */
+static int binary_step_image(builder *b, const working *w, char **ret) {
+        _cleanup_(image_ref_done) image_ref ref = {};
+        char v[KVERSION_STRING_MAX];
+
+        if (w->target_image) {
+                *ret = strdup(w->target_image);
+                return *ret ? 0 : -ENOMEM;
+        }
+        if (w->image && image_ref_parse(w->image, &ref, NULL) >= 0 && ref.digest) {
+                kversion_format(&b->target->binary, v);
+                return set_error(b->error, -EINVAL,
+                                 "%s runs image %s, pinned by digest: moving it to %s needs the new image's digest, "
+                                 "which cplet cannot know; pass --image %s=%s:%s@sha256:<digest>",
+                                 w->in->name, w->image, v, w->in->name, w->target_repository ?: w->repository, v);
+        }
+        *ret = image_for(w);
+        return *ret ? 0 : -ENOMEM;
+}
+
 /* Applies a change already made to b->w[i], checks the whole node, records the step. */
 static int add_step(builder *b, size_t i, step_kind kind) {
         working *w = &b->w[i];
@@ -180,7 +206,7 @@ static int add_step(builder *b, size_t i, step_kind kind) {
         *s = (plan_step){
                 .component = i,
                 .kind = kind,
-                .image = image_for(w),
+                .image = strdup(w->image),
                 .binary = w->binary,
                 .emulated = w->emulated,
                 .min_compat = w->min_compat,
@@ -197,7 +223,10 @@ static int add_step(builder *b, size_t i, step_kind kind) {
 static bool binary_at_target(const builder *b, const working *w) {
         const char *repo = w->target_repository ?: w->repository;
 
-        return kversion_cmp(&w->binary, &b->target->binary) == 0 && streq(repo, w->repository);
+        /* An exact image named for a component that already runs the target version (a new
+         * digest of the same release) is a binary step too. */
+        return kversion_cmp(&w->binary, &b->target->binary) == 0 && streq(repo, w->repository) &&
+               (!w->target_image || streq(w->target_image, w->image));
 }
 
 int plan_validate_state(const plan_component *components, size_t n, char **ret_error) {
@@ -229,6 +258,8 @@ static int binary_step(builder *b, size_t i) {
         kminor old_binary = binary_minor(w), new_binary = kversion_minor(&b->target->binary);
         kminor floor = compat_floor(new_binary);
         char e[KMINOR_STRING_MAX], lo[KMINOR_STRING_MAX], hi[KMINOR_STRING_MAX], v[KVERSION_STRING_MAX];
+        char *image = NULL;
+        int r;
 
         kversion_format(&b->target->binary, v);
         kminor_format(w->emulated, e);
@@ -262,6 +293,11 @@ static int binary_step(builder *b, size_t i) {
         w->binary = b->target->binary;
         if (w->target_repository)
                 w->repository = w->target_repository;
+        r = binary_step_image(b, w, &image);
+        if (r < 0)
+                return r;
+        free(w->image);
+        w->image = image;
         if (!w->min_compat_explicit)
                 w->min_compat = compat_default_min_compat(new_binary, w->emulated);
         return add_step(b, i, STEP_BINARY);
@@ -413,6 +449,48 @@ static int check_target(builder *b) {
         return 0;
 }
 
+/* Each exact image the target names: a component of this node, named once, a valid reference
+ * in the repository its binary step moves to, tagged with the target version. Anything else
+ * (another repository, another version, a tag that only resembles it) is refused: the option
+ * pins a build, it does not choose what runs. */
+static int check_target_images(builder *b) {
+        const plan_target *t = b->target;
+        char v[KVERSION_STRING_MAX];
+
+        kversion_format(&t->binary, v);
+        for (size_t i = 0; i < t->n_images; i++) {
+                const plan_image *pi = &t->images[i];
+                _cleanup_(image_ref_done) image_ref ref = {};
+                _cleanup_free_ char *why = NULL;
+                const char *repo;
+                working *w = NULL;
+                kversion tag;
+
+                for (size_t k = 0; k < b->n; k++)
+                        if (streq(b->w[k].in->name, pi->component))
+                                w = &b->w[k];
+                if (!w)
+                        return set_error(b->error, -EINVAL, "--image %s=%s: no component %s on this node",
+                                         pi->component, pi->image, pi->component);
+                if (w->target_image)
+                        return set_error(b->error, -EINVAL, "--image %s given twice", pi->component);
+                if (image_ref_parse(pi->image, &ref, &why) < 0)
+                        return set_error(b->error, -EINVAL, "--image %s=%s: %s", pi->component, pi->image,
+                                         why ?: "not an image reference");
+                repo = w->target_repository ?: w->repository;
+                if (!streq(ref.repository, repo))
+                        return set_error(b->error, -EINVAL,
+                                         "--image %s=%s: the repository must be %s, the one %s's binary step moves to",
+                                         pi->component, pi->image, repo, pi->component);
+                if (!ref.tag || kversion_parse(ref.tag, &tag, NULL) < 0 || !tag.has_patch ||
+                    kversion_cmp(&tag, &t->binary) != 0)
+                        return set_error(b->error, -EINVAL, "--image %s=%s: the tag must be the target version %s",
+                                         pi->component, pi->image, v);
+                w->target_image = pi->image;
+        }
+        return 0;
+}
+
 int plan_compute(const plan_component *components, size_t n, const plan_target *target, plan **ret,
                  char **ret_error) {
         _cleanup_(plan_freep) plan *p = NULL;
@@ -441,6 +519,9 @@ int plan_compute(const plan_component *components, size_t n, const plan_target *
                         .min_compat_explicit = components[k].min_compat_explicit,
                         .forward_compat = components[k].forward_compat,
                 };
+                w.items[k].image = components[k].image ? strdup(components[k].image) : image_for(&w.items[k]);
+                if (!w.items[k].image)
+                        return -ENOMEM;
                 /* Like kubeadm's imageRepository: a registry prefix; each component keeps
                  * its own image name. */
                 if (target->image_repository) {
@@ -456,6 +537,8 @@ int plan_compute(const plan_component *components, size_t n, const plan_target *
         b.plan = p;
 
         r = check_target(&b);
+        if (r >= 0)
+                r = check_target_images(&b);
         if (r < 0)
                 return r;
 

@@ -22,12 +22,22 @@ typedef struct plan_component {
         kminor min_compat_since;  /* ... with --min-compatibility-version */
         kminor forward_compat_since;
         const char *repository;   /* current image repository */
+        const char *image;        /* the image as written (NULL: repository:binary); steps that do
+                                   * not change the binary keep it byte for byte */
         kversion binary;
         kminor emulated;          /* effective */
         kminor min_compat;        /* effective */
         bool min_compat_explicit; /* set by flag: kept as is while emulation moves */
         bool forward_compat;      /* a forward-compatibility flag is on */
 } plan_component;
+
+/* The exact image a component's binary step writes, when the manifest pins its image by
+ * digest (only the operator knows the new digest): its repository must be the one the step
+ * moves to, its tag the target version. */
+typedef struct plan_image {
+        const char *component; /* plan_component.name */
+        const char *image;     /* repository:tag[@digest] */
+} plan_image;
 
 typedef struct plan_target {
         kversion binary;
@@ -38,6 +48,8 @@ typedef struct plan_target {
         /* A registry prefix, as kubeadm's imageRepository: "registry.k8s.io" gives
          * registry.k8s.io/kube-apiserver. NULL: each component keeps its repository. */
         const char *image_repository;
+        const plan_image *images; /* optional, per component; see plan_image */
+        size_t n_images;
 } plan_target;
 
 typedef enum step_kind {
@@ -51,7 +63,7 @@ const char *step_kind_to_string(step_kind k);
 typedef struct plan_step {
         size_t component; /* index into the input array */
         step_kind kind;
-        char *image;      /* image after the step */
+        char *image;      /* image after the step (only a binary step changes it) */
         kversion binary;  /* effective state after the step */
         kminor emulated;
         kminor min_compat;

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "fs-util.h"
 #include "macro.h"
@@ -33,7 +34,7 @@ static kminor to_kminor(struct cplet_minor m) {
 }
 
 int plugin_from_struct(const struct cplet_plugin *p, const char *origin, plugin *ret, char **ret_error) {
-        plugin v = {};
+        plugin v = { .fd = -EBADF };
 
         if (!p)
                 return set_error(ret_error, -EINVAL, "%s: entry point returned no plugin", origin);
@@ -93,6 +94,8 @@ static void plugin_done(plugin *p) {
         free(p->path);
         if (p->handle)
                 dlclose(p->handle);
+        if (p->fd >= 0)
+                close(p->fd);
 }
 
 plugin_set *plugin_set_free(plugin_set *s) {
@@ -120,24 +123,59 @@ static int plugin_cmp(const void *a, const void *b) {
         return strcmp(x->name, y->name);
 }
 
+/* Who may own what cplet loads into a root process: root, or the user running cplet (a
+ * developer's build tree). Nobody else may be able to change it. */
+static int check_owner_and_mode(const struct stat *st, const char *what, const char *path, char **ret_error) {
+        if (st->st_uid != 0 && st->st_uid != geteuid())
+                return set_error(ret_error, -EPERM, "%s %s is owned by uid %u, neither root nor uid %u that runs cplet; "
+                                 "refusing to load code from it",
+                                 what, path, (unsigned) st->st_uid, (unsigned) geteuid());
+        if (st->st_mode & (S_IWGRP | S_IWOTH))
+                return set_error(ret_error, -EPERM,
+                                 "%s %s is group- or world-writable (mode %04o); refusing to load code from it: "
+                                 "chmod go-w it first",
+                                 what, path, (unsigned) (st->st_mode & 07777));
+        return 0;
+}
+
 static int load_one(int dirfd, const char *dir, const char *file, plugin *ret, char **ret_error) {
         _cleanup_free_ char *path = strdup_printf("%s/%s", dir, file);
+        _cleanup_close_ int fd = -EBADF;
+        char fd_path[sizeof("/proc/self/fd/") + 12];
         cplet_plugin_entry_fn entry;
         struct stat st;
-        plugin p = {};
+        plugin p = { .fd = -EBADF };
         void *handle;
         int r;
 
         if (!path)
                 return -ENOMEM;
-        if (fstatat(dirfd, file, &st, AT_SYMLINK_NOFOLLOW) < 0)
+        /* O_NONBLOCK: a FIFO named like a module must not hang the load; fstat refuses it next. */
+        fd = openat(dirfd, file, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+        if (fd < 0)
+                return set_error(ret_error, errno == ELOOP ? -EPERM : -errno, "%s: %s", path,
+                                 errno == ELOOP ? "not a regular file (a symbolic link)"
+                                 : errno == ENXIO ? "not a regular file"
+                                                  : strerror(errno));
+        if (fstat(fd, &st) < 0)
                 return set_error(ret_error, -errno, "%s: %s", path, strerror(errno));
         if (!S_ISREG(st.st_mode))
                 return set_error(ret_error, -EPERM, "%s: not a regular file", path);
-        if (st.st_mode & (S_IWGRP | S_IWOTH))
-                return set_error(ret_error, -EPERM, "%s: group- or world-writable; refusing to load it", path);
+        r = check_owner_and_mode(&st, "module", path, ret_error);
+        if (r < 0)
+                return r;
 
-        handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+        /* Load the very file just checked: going by the path again would let anyone who can
+         * swap it in between choose what runs. The dynamic loader knows objects by name, so the
+         * fd stays open while the module is loaded (no other module can then be known as
+         * /proc/self/fd/N), and a name already taken is refused rather than reused. */
+        snprintf(fd_path, sizeof(fd_path), "/proc/self/fd/%d", fd);
+        handle = dlopen(fd_path, RTLD_NOW | RTLD_LOCAL | RTLD_NOLOAD);
+        if (handle) {
+                dlclose(handle);
+                return set_error(ret_error, -EBUSY, "%s: another module is still loaded as %s", path, fd_path);
+        }
+        handle = dlopen(fd_path, RTLD_NOW | RTLD_LOCAL);
         if (!handle)
                 return set_error(ret_error, -ENOEXEC, "%s: cannot load: %s", path, dlerror());
 
@@ -152,6 +190,7 @@ static int load_one(int dirfd, const char *dir, const char *file, plugin *ret, c
                 return r;
         }
         p.handle = handle;
+        p.fd = TAKE_FD(fd);
         p.path = TAKE_PTR(path);
         *ret = p;
         return 0;
@@ -168,7 +207,9 @@ int plugin_set_load(const char *dir, plugin_set **ret, char **ret_error) {
         _cleanup_close_ int dirfd = -EBADF;
         size_t n_files = 0;
         struct dirent *de;
+        struct stat st;
         DIR *d;
+        int r;
 
         if (!dir || dir[0] != '/')
                 return set_error(ret_error, -EINVAL, "plugin directory \"%s\" must be an absolute path", dir ?: "");
@@ -176,6 +217,12 @@ int plugin_set_load(const char *dir, plugin_set **ret, char **ret_error) {
         dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (dirfd < 0)
                 return set_error(ret_error, -errno, "plugin directory %s: %s", dir, strerror(errno));
+        /* Whoever can write the directory can replace a module. */
+        if (fstat(dirfd, &st) < 0)
+                return set_error(ret_error, -errno, "plugin directory %s: %s", dir, strerror(errno));
+        r = check_owner_and_mode(&st, "plugin directory", dir, ret_error);
+        if (r < 0)
+                return r;
 
         d = opendir_dup(dirfd);
         if (!d)
@@ -211,7 +258,6 @@ int plugin_set_load(const char *dir, plugin_set **ret, char **ret_error) {
                 _cleanup_free_ char *why = NULL;
                 const plugin *dup_of;
                 plugin p;
-                int r;
 
                 r = load_one(dirfd, dir, files[i], &p, &why);
                 if (r >= 0 && (dup_of = plugin_set_find(s, p.name))) {

@@ -13,6 +13,7 @@
 typedef struct plugin {
         char *path;
         void *handle; /* dlopen handle; NULL for plugins registered in-process (tests) */
+        int fd;       /* the module file, loaded as /proc/self/fd/N; negative when none */
 
         /* Copied out of the module's struct, reading only fields within its declared size. */
         const char *name;

@@ -10,7 +10,11 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include "macro.h"
 #include "node.h"
@@ -87,7 +91,7 @@ static void test_kubeadm_node(void **state) {
         write_component(&r, "kube-scheduler.yaml", "kube-scheduler", "v1.34.2");
         write_component(&r, "kube-apiserver.yaml", "kube-apiserver", "v1.34.2");
         write_component(&r, "kube-controller-manager.yaml", "kube-controller-manager", "v1.34.2");
-        write_file(&r, "etcd.yaml", "apiVersion: v1\nkind: Pod\nspec:\n  containers:\n  - name: etcd\n"
+        write_file(&r, "etcd.yaml", "apiVersion: v1\nkind: Pod\nmetadata:\n  name: etcd\nspec:\n  containers:\n  - name: etcd\n"
                                     "    image: registry.k8s.io/etcd:3.6.4-0\n    command: [etcd]\n");
 
         assert_int_equal(node_load(r.path, plugins, &n, NULL), 0);
@@ -229,7 +233,7 @@ static void test_sidecar_and_multi_component(void **state) {
         root_make(&r);
         /* A sidecar next to the API server: the container named like the component wins. */
         write_file(&r, "kube-apiserver.yaml",
-                   "apiVersion: v1\nkind: Pod\nspec:\n  containers:\n"
+                   "apiVersion: v1\nkind: Pod\nmetadata:\n  name: kube-apiserver\nspec:\n  containers:\n"
                    "  - name: audit-shipper\n    image: example.com/kube-apiserver-audit:v1\n    command: [ship]\n"
                    "  - name: kube-apiserver\n    image: registry.k8s.io/kube-apiserver:v1.34.2\n"
                    "    command: [kube-apiserver, --secure-port=6443]\n");
@@ -239,7 +243,7 @@ static void test_sidecar_and_multi_component(void **state) {
 
         /* One pod running two components cannot be edited step by step. */
         write_file(&r, "kube-apiserver.yaml",
-                   "apiVersion: v1\nkind: Pod\nspec:\n  containers:\n"
+                   "apiVersion: v1\nkind: Pod\nmetadata:\n  name: kube-apiserver\nspec:\n  containers:\n"
                    "  - name: kube-scheduler\n    image: registry.k8s.io/kube-scheduler:v1.34.2\n"
                    "  - name: kube-apiserver\n    image: registry.k8s.io/kube-apiserver:v1.34.2\n");
         assert_int_equal(node_load(r.path, plugins, &n, &error), -EINVAL);
@@ -253,7 +257,7 @@ static void test_json_manifest(void **state) {
 
         root_make(&r);
         write_file(&r, "kube-apiserver.json",
-                   "{\"apiVersion\":\"v1\",\"kind\":\"Pod\",\"spec\":{\"containers\":[{\"name\":\"kube-apiserver\","
+                   "{\"apiVersion\":\"v1\",\"kind\":\"Pod\",\"metadata\":{\"name\":\"kube-apiserver\"},\"spec\":{\"containers\":[{\"name\":\"kube-apiserver\","
                    "\"image\":\"registry.k8s.io/kube-apiserver:v1.35.0\",\"command\":[\"kube-apiserver\","
                    "\"--emulated-version\",\"1.33\"]}]}}");
         assert_int_equal(node_load(r.path, plugins, &n, NULL), 0);
@@ -262,6 +266,173 @@ static void test_json_manifest(void **state) {
         assert_int_equal(n->components[0].emulated.minor, 33);
         assert_int_equal(n->components[0].min_compat.minor, 32);
         root_remove(&r);
+}
+
+/* Files the kubelet would try to load but would not run as the pod cplet thinks it is. The
+ * strict load refuses each, naming the file; the status load keeps them as broken entries. */
+typedef struct unusable {
+        const char *name;
+        const char *text;
+        const char *reason;
+} unusable;
+
+static const unusable unusables[] = {
+        { "empty containers",
+          "apiVersion: v1\nkind: Pod\nmetadata:\n  name: kube-apiserver\nspec:\n  containers: []\n",
+          "spec.containers" },
+        { "containers as a mapping",
+          "apiVersion: v1\nkind: Pod\nmetadata:\n  name: kube-apiserver\nspec:\n  containers:\n"
+          "    kube-apiserver:\n      image: registry.k8s.io/kube-apiserver:v1.34.2\n",
+          "spec.containers" },
+        { "a Deployment",
+          "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: kube-apiserver\nspec:\n  containers:\n"
+          "  - name: kube-apiserver\n    image: registry.k8s.io/kube-apiserver:v1.34.2\n    command: [kube-apiserver]\n",
+          "kind" },
+        { "apiVersion v2",
+          "apiVersion: v2\nkind: Pod\nmetadata:\n  name: kube-apiserver\nspec:\n  containers:\n"
+          "  - name: kube-apiserver\n    image: registry.k8s.io/kube-apiserver:v1.34.2\n    command: [kube-apiserver]\n",
+          "apiVersion" },
+        { "no metadata.name",
+          "apiVersion: v1\nkind: Pod\nspec:\n  containers:\n"
+          "  - name: kube-apiserver\n    image: registry.k8s.io/kube-apiserver:v1.34.2\n    command: [kube-apiserver]\n",
+          "metadata.name" },
+        { "a container without a name",
+          "apiVersion: v1\nkind: Pod\nmetadata:\n  name: kube-apiserver\nspec:\n  containers:\n"
+          "  - image: registry.k8s.io/kube-apiserver:v1.34.2\n    command: [kube-apiserver]\n",
+          "spec.containers[0].name" },
+        { "a container that is a string",
+          "apiVersion: v1\nkind: Pod\nmetadata:\n  name: kube-apiserver\nspec:\n  containers:\n  - kube-apiserver\n",
+          "spec.containers[0]" },
+        { "a pod running something else",
+          "apiVersion: v1\nkind: Pod\nmetadata:\n  name: kube-apiserver\nspec:\n  containers:\n"
+          "  - name: web\n    image: nginx:1.27\n",
+          "no container runs kube-apiserver" },
+        { "not YAML",
+          "apiVersion: v1\nkind: Pod\nspec:\n  containers:\n- name: x\n   bad: [\n",
+          "kube-apiserver.yaml:" },
+};
+
+static void test_unusable_manifest(void **state) {
+        const unusable *u = *state;
+        _cleanup_free_ char *error = NULL, *path = NULL;
+        _cleanup_(node_freep) node *kept = NULL;
+        node *n = NULL;
+        root r;
+
+        root_make(&r);
+        path = strdup_printf("%s/kube-apiserver.yaml", r.manifests);
+        write_file(&r, "kube-apiserver.yaml", u->text);
+        write_component(&r, "kube-controller-manager.yaml", "kube-controller-manager", "v1.34.2");
+        write_component(&r, "kube-scheduler.yaml", "kube-scheduler", "v1.34.2");
+
+        /* Planning or writing from this node would skip the API server (or edit a pod the
+         * kubelet does not run): refused, naming the file and what is wrong. */
+        assert_int_equal(node_load(r.path, plugins, &n, &error), -EINVAL);
+        assert_null(n);
+        if (!strstr(error, path) || !strstr(error, u->reason))
+                fail_msg("%s: error \"%s\" should name %s and say \"%s\"", u->name, error, path, u->reason);
+
+        /* status sees the same node and tells which component cannot be read. */
+        assert_int_equal(node_load_full(r.path, plugins, NODE_LOAD_KEEP_BROKEN, &kept, NULL), 0);
+        assert_int_equal(kept->n_components, 2);
+        assert_int_equal(kept->n_broken, 1);
+        assert_string_equal(kept->broken[0].file, "kube-apiserver.yaml");
+        assert_non_null(kept->broken[0].expected);
+        assert_string_equal(kept->broken[0].expected->name, "kube-apiserver");
+        if (!strstr(kept->broken[0].error, u->reason))
+                fail_msg("%s: broken entry \"%s\" should say \"%s\"", u->name, kept->broken[0].error, u->reason);
+        root_remove(&r);
+}
+
+/* Not a component and not a pod: still a file the kubelet would try to run. */
+static void test_unusable_other_file(void **state) {
+        _cleanup_free_ char *error = NULL;
+        _cleanup_(node_freep) node *kept = NULL;
+        node *n = NULL;
+        root r;
+
+        root_make(&r);
+        write_component(&r, "kube-apiserver.yaml", "kube-apiserver", "v1.34.2");
+        write_file(&r, "notes.yaml", "todo: upgrade\n");
+        assert_int_equal(node_load(r.path, plugins, &n, &error), -EINVAL);
+        assert_non_null(strstr(error, "/notes.yaml"));
+        assert_int_equal(node_load_full(r.path, plugins, NODE_LOAD_KEEP_BROKEN, &kept, NULL), 0);
+        assert_int_equal(kept->n_broken, 1);
+        assert_null(kept->broken[0].expected);
+        assert_int_equal(kept->n_components, 1);
+        root_remove(&r);
+}
+
+/* A name that is not UTF-8 cannot be shown in JSON nor stored as a revision's manifest name:
+ * refused up front, named with the bad bytes escaped. */
+static void test_non_utf8_name_refused(void **state) {
+        _cleanup_free_ char *error = NULL;
+        node *n = NULL;
+        root r;
+
+        root_make(&r);
+        write_component(&r, "kube-apiserver.yaml", "kube-apiserver", "v1.34.2");
+        write_component(&r, "kube\xff.yaml", "kube-scheduler", "v1.34.2");
+        assert_int_equal(node_load(r.path, plugins, &n, &error), -EINVAL);
+        assert_null(n);
+        if (!strstr(error, "kube\\xff.yaml") || !strstr(error, "UTF-8"))
+                fail_msg("error \"%s\" should name kube\\xff.yaml (escaped) and say it is not UTF-8", error);
+        assert_null(strchr(error, '\xff'));
+        free(error);
+        error = NULL;
+        /* Not even for status. */
+        assert_int_equal(node_load_full(r.path, plugins, NODE_LOAD_KEEP_BROKEN, &n, &error), -EINVAL);
+        /* Overlong encodings and lone continuation bytes are not UTF-8 either. */
+        root_remove(&r);
+        root_make(&r);
+        write_component(&r, "a\xc0\xaf.yaml", "kube-scheduler", "v1.34.2");
+        assert_int_equal(node_load(r.path, plugins, &n, NULL), -EINVAL);
+        root_remove(&r);
+        root_make(&r);
+        write_component(&r, "\xe2\x82.yaml", "kube-scheduler", "v1.34.2");
+        assert_int_equal(node_load(r.path, plugins, &n, NULL), -EINVAL);
+        root_remove(&r);
+        /* Valid multi-byte UTF-8 is a name like any other. */
+        root_make(&r);
+        write_component(&r, "kube-\xc3\xa9t\xc3\xa9.yaml", "kube-scheduler", "v1.34.2");
+        assert_int_equal(node_load(r.path, plugins, &n, NULL), 0);
+        n = node_free(n);
+        root_remove(&r);
+}
+
+/* A FIFO, a socket or a device in the manifest directory is refused as invalid input,
+ * without blocking on it (nobody writes to the FIFO). */
+static void test_special_file_refused(void **state) {
+        static const char *const kinds[] = { "FIFO", "socket", "device" };
+
+        for (size_t i = 0; i < ELEMENTSOF(kinds); i++) {
+                _cleanup_free_ char *error = NULL, *path = NULL;
+                node *n = NULL;
+                root r;
+
+                root_make(&r);
+                write_component(&r, "kube-apiserver.yaml", "kube-apiserver", "v1.34.2");
+                path = strdup_printf("%s/kube-scheduler.yaml", r.manifests);
+                if (streq(kinds[i], "FIFO"))
+                        assert_int_equal(mkfifo(path, 0600), 0);
+                else if (streq(kinds[i], "socket")) {
+                        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+                        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+                        assert_true(fd >= 0);
+                        assert_true(strlen(path) < sizeof(sa.sun_path));
+                        strcpy(sa.sun_path, path);
+                        assert_int_equal(bind(fd, (struct sockaddr *) &sa, sizeof(sa)), 0);
+                        close(fd);
+                } else if (mknod(path, S_IFCHR | 0600, makedev(1, 3)) < 0) {
+                        root_remove(&r); /* not root: no device to test with */
+                        continue;
+                }
+                assert_int_equal(node_load(r.path, plugins, &n, &error), -EINVAL);
+                if (!strstr(error, path) || !strstr(error, kinds[i]))
+                        fail_msg("error \"%s\" should name %s as a %s", error, path, kinds[i]);
+                root_remove(&r);
+        }
 }
 
 static void test_missing_manifest_dir(void **state) {
@@ -273,7 +444,7 @@ static void test_missing_manifest_dir(void **state) {
 }
 
 int main(void) {
-        const struct CMUnitTest tests[] = {
+        struct CMUnitTest tests[ELEMENTSOF(unusables) + 13] = {
                 cmocka_unit_test(test_kubeadm_node),
                 cmocka_unit_test(test_identified_by_content),
                 cmocka_unit_test(test_backup_in_manifest_dir_refused),
@@ -284,8 +455,18 @@ int main(void) {
                 cmocka_unit_test(test_sidecar_and_multi_component),
                 cmocka_unit_test(test_json_manifest),
                 cmocka_unit_test(test_missing_manifest_dir),
+                cmocka_unit_test(test_unusable_other_file),
+                cmocka_unit_test(test_non_utf8_name_refused),
+                cmocka_unit_test(test_special_file_refused),
         };
 
+        for (size_t i = 0; i < ELEMENTSOF(unusables); i++)
+                tests[13 + i] = (struct CMUnitTest){
+                        .name = unusables[i].name,
+                        .test_func = test_unusable_manifest,
+                        .initial_state = (void *) &unusables[i],
+                };
+
         cmocka_set_message_output(CM_OUTPUT_TAP);
-        return cmocka_run_group_tests(tests, setup, teardown);
+        return _cmocka_run_group_tests("test-node", tests, ELEMENTSOF(tests), setup, teardown);
 }

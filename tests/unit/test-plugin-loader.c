@@ -8,9 +8,14 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <fcntl.h>
+#include <dlfcn.h>
 #include <ftw.h>
+#include <link.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include "macro.h"
 #include "plugin-loader.h"
@@ -204,6 +209,112 @@ static void test_directory_checks(void **state) {
         rmdir(tmpl);
 }
 
+/* Anyone who can write the directory or the module could make cplet run their code as root. */
+static void test_unsafe_directory_refused(void **state) {
+        _cleanup_free_ char *error = NULL;
+        plugin_set *s = NULL;
+        char *dir = make_dir_with_builtins();
+
+        assert_int_equal(chmod(dir, 0777), 0);
+        assert_int_equal(plugin_set_load(dir, &s, &error), -EPERM);
+        assert_null(s);
+        if (!strstr(error, dir) || !strstr(error, "group- or world-writable"))
+                fail_msg("error \"%s\" should name %s as group- or world-writable", error, dir);
+        free(error);
+        error = NULL;
+        assert_int_equal(chmod(dir, 0775), 0);
+        assert_int_equal(plugin_set_load(dir, &s, &error), -EPERM);
+        assert_non_null(strstr(error, "group- or world-writable"));
+        free(error);
+        error = NULL;
+        assert_int_equal(chmod(dir, 0755), 0);
+
+        /* Another owner (neither root nor the caller): only root can make one. */
+        if (geteuid() == 0) {
+                assert_int_equal(chown(dir, 65534, 65534), 0);
+                assert_int_equal(plugin_set_load(dir, &s, &error), -EPERM);
+                if (!strstr(error, dir) || !strstr(error, "owned by uid 65534"))
+                        fail_msg("error \"%s\" should name %s and its owner", error, dir);
+                free(error);
+                error = NULL;
+        }
+        remove_dir(dir);
+}
+
+static void test_foreign_module_refused(void **state) {
+        _cleanup_free_ char *error = NULL;
+        plugin_set *s = NULL;
+        char *dir = make_dir_with_builtins();
+        _cleanup_free_ char *path = strdup_printf("%s/kube-scheduler.so", dir);
+
+        assert_int_equal(chmod(path, 0664), 0);
+        assert_int_equal(plugin_set_load(dir, &s, &error), -EINVAL);
+        if (!strstr(error, path) || !strstr(error, "group- or world-writable"))
+                fail_msg("error \"%s\" should name %s as group-writable", error, path);
+        free(error);
+        error = NULL;
+        assert_int_equal(chmod(path, 0644), 0);
+        if (geteuid() == 0) {
+                assert_int_equal(chown(path, 65534, 65534), 0);
+                assert_int_equal(plugin_set_load(dir, &s, &error), -EINVAL);
+                if (!strstr(error, path) || !strstr(error, "owned by uid 65534"))
+                        fail_msg("error \"%s\" should name %s and its owner", error, path);
+        }
+        remove_dir(dir);
+}
+
+/* A symbolic link, a FIFO or a socket named like a module is refused without following or
+ * blocking on it. */
+static void test_special_module_refused(void **state) {
+        static const char *const kinds[] = { "symlink", "fifo", "socket" };
+
+        for (size_t i = 0; i < ELEMENTSOF(kinds); i++) {
+                _cleanup_free_ char *error = NULL;
+                plugin_set *s = NULL;
+                char *dir = make_dir_with_builtins();
+                _cleanup_free_ char *path = strdup_printf("%s/extra.so", dir);
+                _cleanup_free_ char *target = strdup_printf("%s/kube-scheduler.so", env("CPLET_PLUGIN_BUILD_DIR"));
+
+                if (streq(kinds[i], "symlink"))
+                        assert_int_equal(symlink(target, path), 0);
+                else if (streq(kinds[i], "fifo"))
+                        assert_int_equal(mkfifo(path, 0644), 0);
+                else {
+                        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+                        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+                        assert_true(fd >= 0);
+                        assert_true(strlen(path) < sizeof(sa.sun_path));
+                        strcpy(sa.sun_path, path);
+                        assert_int_equal(bind(fd, (struct sockaddr *) &sa, sizeof(sa)), 0);
+                        close(fd);
+                }
+                assert_int_equal(plugin_set_load(dir, &s, &error), -EINVAL);
+                if (!strstr(error, path) || !strstr(error, "not a regular file"))
+                        fail_msg("%s: error \"%s\" should name %s as not a regular file", kinds[i], error, path);
+                remove_dir(dir);
+        }
+}
+
+/* The module loaded is the file that was checked: dlopen goes through the checked fd, never
+ * the path again (which someone could have swapped in between). */
+static void test_loads_the_checked_file(void **state) {
+        _cleanup_(plugin_set_freep) plugin_set *s = NULL;
+        char *dir = make_dir_with_builtins();
+
+        assert_int_equal(plugin_set_load(dir, &s, NULL), 0);
+        for (size_t i = 0; i < s->n; i++) {
+                struct link_map *lm = NULL;
+
+                assert_non_null(s->items[i].handle);
+                assert_int_equal(dlinfo(s->items[i].handle, RTLD_DI_LINKMAP, &lm), 0);
+                if (!startswith(lm->l_name, "/proc/self/fd/"))
+                        fail_msg("%s was loaded as %s, not through its checked descriptor", s->items[i].path,
+                                 lm->l_name);
+        }
+        remove_dir(dir);
+}
+
 static void test_from_struct_reads_within_size(void **state) {
         struct cplet_plugin p = {
                 .abi_major = CPLET_PLUGIN_ABI_MAJOR,
@@ -235,17 +346,21 @@ static void test_from_struct_reads_within_size(void **state) {
 }
 
 int main(void) {
-        struct CMUnitTest tests[ELEMENTSOF(refusals) + 6] = {
+        struct CMUnitTest tests[ELEMENTSOF(refusals) + 10] = {
                 cmocka_unit_test(test_builtins_load),
                 cmocka_unit_test(test_apiserver_read_versions),
                 cmocka_unit_test(test_future_minor_accepted),
                 cmocka_unit_test(test_writable_module_refused),
                 cmocka_unit_test(test_directory_checks),
                 cmocka_unit_test(test_from_struct_reads_within_size),
+                cmocka_unit_test(test_unsafe_directory_refused),
+                cmocka_unit_test(test_foreign_module_refused),
+                cmocka_unit_test(test_special_module_refused),
+                cmocka_unit_test(test_loads_the_checked_file),
         };
 
         for (size_t i = 0; i < ELEMENTSOF(refusals); i++)
-                tests[6 + i] = (struct CMUnitTest){
+                tests[10 + i] = (struct CMUnitTest){
                         .name = refusals[i].module,
                         .test_func = test_refused,
                         .initial_state = (void *) &refusals[i],
