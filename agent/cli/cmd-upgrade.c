@@ -34,9 +34,9 @@ static int run_steps(cli *c, store *s, const plan *p, const char *plan_id) {
                 next_number[i] = (l.n > 0 ? l.items[l.n - 1].number : 0) + (live[i] ? 1 : 2);
         }
 
-        for (size_t i = 0; i < n->n_components && !c->dry_run; i++) {
+        if (!c->dry_run) {
                 _cleanup_free_ char *error = NULL;
-                int r = component_sync_live(s, &n->components[i], &live[i], &error);
+                int r = components_sync_live(s, n, live, &error);
 
                 if (r < 0) {
                         cli_error("%s", error ?: strerror(-r));

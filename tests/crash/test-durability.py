@@ -277,6 +277,12 @@ def test_full_manifest_dir_gated(t):
     check_store_clean(t, root, before, "gated upgrade, manifest dir full", {c: [1] for c in COMPONENTS})
     rc, out, err = t.plain(root, ["status", "--json"])
     t.eq(rc, 0, "status afterwards (stderr %r)" % err)
+    # the journal does not claim a swap the disk does not show
+    with open(os.path.join(root, "var", "lib", "cplet", "rollout.json")) as f:
+        j = json.load(f)
+    steps = j.get("steps") or [{}]
+    t.eq((steps[-1].get("component"), steps[-1].get("state")), ("kube-apiserver", "abandoned"),
+         "the journal's step whose swap failed")
 
 
 TESTS = [
