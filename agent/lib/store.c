@@ -594,9 +594,11 @@ int store_swap(store *s, const char *component, const char *file, unsigned numbe
                 size_t live_size;
 
                 /* Only a failed directory fsync leaves the new file in place: then it is live and
-                 * stays a revision. Otherwise it never went live and must not show in history. */
-                if (read_file_at(s->manifest_fd, file, MANIFEST_SIZE_MAX, &live, &live_size) < 0 ||
-                    live_size != size || memcmp(live, data, size) != 0)
+                 * stays a revision. Otherwise it never went live and must not show in history.
+                 * When the live file cannot be read back, which one is in place is unknown:
+                 * the revision stays, the invariant (live is a stored revision) first. */
+                if (read_file_at(s->manifest_fd, file, MANIFEST_SIZE_MAX, &live, &live_size) >= 0 &&
+                    (live_size != size || memcmp(live, data, size) != 0))
                         store_discard(s, component, number);
                 return set_error(ret_error, r, "%s/%s: %s", s->manifest_dir, file, strerror(-r));
         }
