@@ -51,10 +51,11 @@ int write_file_atomic(int dirfd, const char *name, const void *data, size_t size
                 (void) unlinkat(dirfd, tmp, 0);
                 return r;
         }
-        /* The rename is durable only once the directory is. The new file is in place whatever
-         * fsync says, so that is not reported as a failure to write it: the caller would
-         * believe the old file is still there. */
-        (void) fsync(dirfd);
+        /* The rename is durable only once the directory is: after a crash the old file may come
+         * back. So this failing fails the write, although readers see the new file now; a
+         * caller that must know which one is in place reads it back. */
+        if (fsync(dirfd) < 0)
+                return -errno;
         return 0;
 }
 
@@ -124,8 +125,17 @@ int open_dir_chain(int rootfd, const char *path, mode_t mode, int *ret_fd, char 
         for (char *e = strtok_r(copy, "/", &save); e; e = strtok_r(NULL, "/", &save)) {
                 int next;
 
-                if (mode && mkdirat(fd, e, mode) < 0 && errno != EEXIST)
-                        return set_error(ret_error, -errno, "%s: cannot create %s: %s", display, e, strerror(errno));
+                if (mode) {
+                        if (mkdirat(fd, e, mode) >= 0) {
+                                /* A new directory exists after a crash only once its parent is
+                                 * on disk: files written into it would be lost with it. */
+                                if (fsync(fd) < 0)
+                                        return set_error(ret_error, -errno, "%s: cannot make %s durable: %s",
+                                                         display, e, strerror(errno));
+                        } else if (errno != EEXIST)
+                                return set_error(ret_error, -errno, "%s: cannot create %s: %s", display, e,
+                                                 strerror(errno));
+                }
                 next = openat(fd, e, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
                 if (next < 0)
                         return set_error(ret_error, -errno, "%s: %s", display,

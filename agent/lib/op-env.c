@@ -67,8 +67,6 @@ op_outcome op_outcome_of(int r) {
         case EBUSY:   /* another writer holds the lock */
         case ESTALE:  /* the node changed outside cplet since the journal */
         case EILSEQ:  /* a name that is not valid UTF-8 */
-        case ENOSPC:  /* refused before the first write: see op_preflight_write() */
-        case EROFS:
                 return OP_REFUSED;
         default:
                 return OP_FAILED;
@@ -177,8 +175,9 @@ static int refuse_if_unfinished(const char *root, char **ret_error) {
                          json_string_value(json_object_get(j, "command")) ?: "?");
 }
 
-/* The nearest existing directory at or above ROOT/path, for filesystem checks before it is
- * created. */
+/* A read-only or full filesystem refuses a write before it starts (-EINVAL: a refusal, exit 2),
+ * rather than fail half-way (ENOSPC, EROFS mid-write are failures). Checked at the nearest
+ * existing directory at or above ROOT/path. */
 static int check_filesystem(const char *root, const char *path, char **ret_error) {
         _cleanup_free_ char *dir = strdup_printf("%s/%s", streq(root, "/") ? "" : root, path);
         struct statvfs sv;
@@ -193,9 +192,9 @@ static int check_filesystem(const char *root, const char *path, char **ret_error
                 *slash = 0;
         }
         if (sv.f_flag & ST_RDONLY)
-                return set_error(ret_error, -EROFS, "%s is on a read-only filesystem: cplet cannot write there", dir);
+                return set_error(ret_error, -EINVAL, "%s is on a read-only filesystem: cplet cannot write there", dir);
         if ((unsigned long long) sv.f_bavail * sv.f_frsize < OP_FREE_BYTES_MIN)
-                return set_error(ret_error, -ENOSPC,
+                return set_error(ret_error, -EINVAL,
                                  "%s: less than 1 MiB free: cplet writes nothing rather than fail half-way; free "
                                  "some space first",
                                  dir);

@@ -430,8 +430,7 @@ int op_write_plan(op_env *e, const op_target *t, const op_options *o, op_result 
         if (o->dry_run)
                 r = predict_numbers(&w, ret_error);
         else
-                for (size_t i = 0; i < n->n_components && r >= 0; i++)
-                        r = component_sync_live(s, &n->components[i], &w.live[i], ret_error);
+                r = components_sync_live(s, n, w.live, ret_error); /* all or none */
         if (r < 0)
                 return r;
         return write_steps(&w, res->plan_id, res, ret_error);

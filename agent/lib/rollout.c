@@ -201,6 +201,21 @@ static void on_gate_phase(gate_phase phase, const char *detail, void *userdata) 
              now_usec() - p->start);
 }
 
+/* After a failed swap: unless the new revision is live after all (only the directory fsync
+ * failed), the step never happened and store_swap removed its revision; the journal says so. */
+static void abandon_if_not_swapped(rollout *r, size_t i, json_t *step, unsigned number) {
+        _cleanup_(revision_list_done) revision_list l = {};
+        _cleanup_free_ char *live = NULL;
+        size_t size;
+
+        if (store_list(r->store, r->node->components[i].plugin->name, &l, NULL) < 0 ||
+            store_read_live(r->store, r->node->components[i].file, &live, &size, NULL) < 0 ||
+            store_live_number(&l, live, size) == number)
+                return;
+        json_object_set_new(step, "state", json_string("abandoned"));
+        (void) save(r);
+}
+
 /* Writes `tree` as a new revision of component i, swaps it in and waits at the gate. The
  * journal step records every transition before the next. Returns 0 with *ret_ok, or -EINTR
  * (the step stays "waiting" in the journal), or another negative errno. */
@@ -260,12 +275,16 @@ static int write_and_gate(rollout *r, size_t i, json_t *tree, const char *kind, 
         json_object_set_new(step, "bootId", boot_id_json());
         json_object_set_new(step, "state", json_string("swapping"));
         k = save(r);
-        if (k < 0)
+        if (k < 0) {
+                /* Never swapped: the revision never went live and leaves no trace. */
+                store_discard(r->store, co->plugin->name, number);
                 return k;
+        }
 
         k = store_swap(r->store, co->plugin->name, co->file, number, &error);
         if (k < 0) {
                 set_error_msg(r, "%s", error ?: strerror(-k));
+                abandon_if_not_swapped(r, i, step, number);
                 return k;
         }
         r->live[i] = number;
@@ -385,7 +404,7 @@ static int restore_revision(rollout *r, size_t i, unsigned rev, const char *kind
         return 0;
 }
 
-int component_sync_live(store *s, const component *co, unsigned *ret_live, char **ret_error) {
+static int sync_live(store *s, const component *co, unsigned *ret_live, bool *ret_recorded, char **ret_error) {
         char b[KVERSION_STRING_MAX] = "", e[KMINOR_STRING_MAX] = "", m[KMINOR_STRING_MAX] = "";
         revision_info info;
 
@@ -397,18 +416,39 @@ int component_sync_live(store *s, const component *co, unsigned *ret_live, char 
         }
         info = (revision_info){ .binary_version = *b ? b : NULL, .emulated_version = *e ? e : NULL,
                                 .min_compat_version = *m ? m : NULL };
-        return store_sync_live(s, co->plugin->name, co->file, &info, ret_live, ret_error);
+        return store_sync_live_recorded(s, co->plugin->name, co->file, &info, ret_live, ret_recorded, ret_error);
+}
+
+int component_sync_live(store *s, const component *co, unsigned *ret_live, char **ret_error) {
+        return sync_live(s, co, ret_live, NULL, ret_error);
+}
+
+int components_sync_live(store *s, const node *n, unsigned *live, char **ret_error) {
+        _cleanup_free_ bool *recorded = calloc(n->n_components + 1, sizeof(bool));
+        int k;
+
+        if (!recorded)
+                return -ENOMEM;
+        for (size_t i = 0; i < n->n_components; i++) {
+                k = sync_live(s, &n->components[i], &live[i], &recorded[i], ret_error);
+                if (k < 0) {
+                        /* Some adopted and others not would be a write half done. */
+                        while (i-- > 0)
+                                if (recorded[i])
+                                        store_discard(s, n->components[i].plugin->name, live[i]);
+                        return k;
+                }
+        }
+        return 0;
 }
 
 int rollout_begin(rollout *r, const char *plan_id, const char *command, json_t *target, char **ret_error) {
         char now[32];
         int k;
 
-        for (size_t i = 0; i < r->node->n_components; i++) {
-                k = component_sync_live(r->store, &r->node->components[i], &r->live[i], ret_error);
-                if (k < 0)
-                        return k;
-        }
+        k = components_sync_live(r->store, r->node, r->live, ret_error);
+        if (k < 0)
+                return k;
 
         now_rfc3339(now);
         json_decref(r->journal);

@@ -71,6 +71,11 @@ static inline void rollout_freep(rollout **r) {
  * external edit), labelled with the versions it runs where they are known. */
 int component_sync_live(store *s, const component *co, unsigned *ret_live, char **ret_error);
 
+/* The same for every component of the node, all or none: when one cannot be recorded (a full
+ * disk), the revisions recorded for the others are removed again. live[] gets each live
+ * revision. */
+int components_sync_live(store *s, const node *n, unsigned *live, char **ret_error);
+
 /* Starts a new journal for a plan (adopting the live manifests first). `target` is kept in
  * the journal for resume (a reference is taken). */
 int rollout_begin(rollout *r, const char *plan_id, const char *command, json_t *target, char **ret_error);

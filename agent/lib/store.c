@@ -365,6 +365,25 @@ unsigned store_live_number(const revision_list *l, const char *live, size_t size
         return 0;
 }
 
+/* Removes revision N from a component's directory: metadata first (a revision without
+ * metadata does not exist), then the manifest. Best effort: it runs after a failure. */
+static void forget(int dirfd, unsigned number) {
+        char name[32];
+
+        snprintf(name, sizeof(name), "%u.json", number);
+        (void) unlinkat(dirfd, name, 0);
+        snprintf(name, sizeof(name), "%u.yaml", number);
+        (void) unlinkat(dirfd, name, 0);
+        (void) fsync(dirfd);
+}
+
+void store_discard(store *s, const char *component, unsigned number) {
+        _cleanup_close_ int dirfd = -EBADF;
+
+        if (component_dir(s, component, false, &dirfd, NULL) >= 0)
+                forget(dirfd, number);
+}
+
 /* Writes N.yaml then N.json (the metadata is what makes a revision exist). */
 static int record(store *s, const char *component, const char *file, unsigned number, const char *data, size_t size,
                   const revision_info *info, unsigned parent, char **ret_error) {
@@ -400,8 +419,11 @@ static int record(store *s, const char *component, const char *file, unsigned nu
                 snprintf(name, sizeof(name), "%u.json", number);
                 r = write_file_atomic(dirfd, name, meta, strlen(meta), 0600);
         }
-        if (r < 0)
+        if (r < 0) {
+                /* Half a revision, or one not durable, is none: the store shows nothing new. */
+                forget(dirfd, number);
                 return set_error(ret_error, r, "%s/%s/%s: %s", s->revisions_dir, component, name, strerror(-r));
+        }
         return 0;
 }
 
@@ -433,6 +455,11 @@ static unsigned next_number(const revision_list *l) {
 
 int store_sync_live(store *s, const char *component, const char *file, const revision_info *info, unsigned *ret_live,
                     char **ret_error) {
+        return store_sync_live_recorded(s, component, file, info, ret_live, NULL, ret_error);
+}
+
+int store_sync_live_recorded(store *s, const char *component, const char *file, const revision_info *info,
+                             unsigned *ret_live, bool *ret_recorded, char **ret_error) {
         _cleanup_(revision_list_done) revision_list l = {};
         _cleanup_free_ char *live = NULL;
         revision_info adopted = *info;
@@ -453,6 +480,8 @@ int store_sync_live(store *s, const char *component, const char *file, const rev
         n = store_live_number(&l, live, size);
         if (n > 0) {
                 *ret_live = n;
+                if (ret_recorded)
+                        *ret_recorded = false;
                 return 0;
         }
         /* Never silently overwrite a hand edit: it becomes history first. */
@@ -463,6 +492,8 @@ int store_sync_live(store *s, const char *component, const char *file, const rev
         if (r < 0)
                 return r;
         *ret_live = n;
+        if (ret_recorded)
+                *ret_recorded = true;
         return 0;
 }
 
@@ -558,8 +589,19 @@ int store_swap(store *s, const char *component, const char *file, unsigned numbe
         if (r < 0)
                 return r;
         r = write_file_atomic(s->manifest_fd, file, data, size, 0600);
-        if (r < 0)
+        if (r < 0) {
+                _cleanup_free_ char *live = NULL;
+                size_t live_size;
+
+                /* Only a failed directory fsync leaves the new file in place: then it is live and
+                 * stays a revision. Otherwise it never went live and must not show in history.
+                 * When the live file cannot be read back, which one is in place is unknown:
+                 * the revision stays, the invariant (live is a stored revision) first. */
+                if (read_file_at(s->manifest_fd, file, MANIFEST_SIZE_MAX, &live, &live_size) >= 0 &&
+                    (live_size != size || memcmp(live, data, size) != 0))
+                        store_discard(s, component, number);
                 return set_error(ret_error, r, "%s/%s: %s", s->manifest_dir, file, strerror(-r));
+        }
         if (!s->defer_prune)
                 store_prune(s, component, number);
         return 0;

@@ -102,9 +102,16 @@ typedef struct revision_info {
 /* Makes sure the live manifest is a stored revision before anything else: adopts it as
  * revision 1 ("adopted") when the component has none, records it as a new revision
  * ("external edit") when it was changed by hand since cplet last wrote it. Returns the live
- * revision's number in *ret_live. Needs a writable store. */
+ * revision's number in *ret_live. Needs a writable store. A failure records nothing. */
 int store_sync_live(store *s, const char *component, const char *file, const revision_info *info, unsigned *ret_live,
                     char **ret_error);
+/* The same, saying in *ret_recorded whether it recorded a revision. */
+int store_sync_live_recorded(store *s, const char *component, const char *file, const revision_info *info,
+                             unsigned *ret_live, bool *ret_recorded, char **ret_error);
+
+/* Removes revision N (written by this process, never live): a write that failed leaves no
+ * trace in history. */
+void store_discard(store *s, const char *component, unsigned number);
 
 /* Writes a new revision of the component with the pod tree (annotated with its number) and
  * swaps it in as the live manifest, then applies retention. `parent` is the live revision it
@@ -121,8 +128,9 @@ void store_prune(store *s, const char *component, unsigned live);
 int store_mark_healthy(store *s, const char *component, unsigned number, char **ret_error);
 
 /* The two halves of store_commit, for callers that journal in between: store_prepare writes
- * revision N (not live yet); store_swap makes a stored revision the live manifest by one
- * atomic rename and applies retention. */
+ * revision N (not live yet); store_swap makes that revision the live manifest by one
+ * atomic rename and applies retention. When the swap fails and the live file is not the new
+ * revision, the revision never went live: store_swap removes it. */
 int store_prepare(store *s, const char *component, const char *file, json_t *pod, const revision_info *info,
                   unsigned parent, unsigned *ret_number, char **ret_error);
 int store_swap(store *s, const char *component, const char *file, unsigned number, char **ret_error);
