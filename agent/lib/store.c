@@ -16,19 +16,21 @@
 #define META_SIZE_MAX (64 * 1024)
 #define REVISION_MAX 999999999u
 
-void revision_list_done(revision_list *l) {
-        for (size_t i = 0; i < l->n; i++) {
-                revision *r = &l->items[i];
+void revision_done(revision *r) {
+        free(r->component);
+        free(r->manifest);
+        free(r->time);
+        free(r->binary_version);
+        free(r->emulated_version);
+        free(r->min_compat_version);
+        free(r->reason);
+        free(r->plan_id);
+        *r = (revision){};
+}
 
-                free(r->component);
-                free(r->manifest);
-                free(r->time);
-                free(r->binary_version);
-                free(r->emulated_version);
-                free(r->min_compat_version);
-                free(r->reason);
-                free(r->plan_id);
-        }
+void revision_list_done(revision_list *l) {
+        for (size_t i = 0; i < l->n; i++)
+                revision_done(&l->items[i]);
         free(l->items);
         *l = (revision_list){};
 }
@@ -218,7 +220,7 @@ static char *dup_or_null(json_t *v) {
         return s ? strdup(s) : NULL;
 }
 
-static int parse_meta(const char *data, size_t size, const char *display, revision *ret, char **ret_error) {
+int store_parse_revision_meta(const char *data, size_t size, const char *display, revision *ret, char **ret_error) {
         json_auto_t *j = NULL;
         json_error_t e;
         revision r = {};
@@ -311,7 +313,7 @@ int store_list(store *s, const char *component, revision_list *ret, char **ret_e
                         break;
                 }
                 l.items = grown;
-                r = parse_meta(data, size, display, &l.items[l.n], ret_error);
+                r = store_parse_revision_meta(data, size, display, &l.items[l.n], ret_error);
                 if (r < 0)
                         break;
                 if (l.items[l.n].number != n) {
