@@ -303,6 +303,12 @@ int store_list(store *s, const char *component, revision_list *ret, char **ret_e
                         break;
                 }
                 r = read_file_at(dirfd, de->d_name, META_SIZE_MAX, &data, &size);
+                if (r == -E2BIG) {
+                        /* strerror() would say "Argument list too long". */
+                        set_error(ret_error, r, "%s: larger than the %d-byte limit of revision metadata", display,
+                                  META_SIZE_MAX);
+                        break;
+                }
                 if (r < 0) {
                         set_error(ret_error, r, "%s: %s", display, strerror(-r));
                         break;
@@ -371,7 +377,7 @@ unsigned store_live_number(const revision_list *l, const char *live, size_t size
 static int record(store *s, const char *component, const char *file, unsigned number, const char *data, size_t size,
                   const revision_info *info, unsigned parent, char **ret_error) {
         _cleanup_close_ int dirfd = -EBADF;
-        _cleanup_free_ char *meta = NULL;
+        _cleanup_free_ char *meta = NULL, *display = NULL;
         json_auto_t *j = NULL;
         char name[32], sha[65], now[32];
         int r;
@@ -379,7 +385,11 @@ static int record(store *s, const char *component, const char *file, unsigned nu
         r = component_dir(s, component, true, &dirfd, ret_error);
         if (r < 0)
                 return r;
-        r = check_dir_private(dirfd, s->revisions_dir, ret_error);
+        /* Name the component's own directory: the revisions directory above it passed. */
+        display = strdup_printf("%s/%s", s->revisions_dir, component);
+        if (!display)
+                return -ENOMEM;
+        r = check_dir_private(dirfd, display, ret_error);
         if (r < 0)
                 return r;
 
