@@ -7,10 +7,14 @@
 # (libgcc-12-dev: libasan8, libubsan1). Anything a new test runs goes here, or is not used.
 CPLET_DEPS="meson ninja-build pkg-config gcc libc6-dev libsystemd-dev libjansson-dev
 libcurl4-openssl-dev libssl-dev libyaml-dev libcmocka-dev python3 python3-yaml openssl"
+# scripts/test's fuzz targets (tests/fuzz): Debian's clang, its libFuzzer/sanitizer runtimes
+# (a Recommends of clang, so named here), llvm-symbolizer for readable reports.
+CPLET_FUZZ_DEPS="clang libclang-rt-dev llvm"
 
+# cplet_install_deps [PACKAGE...]: the build dependencies, or the packages named.
 cplet_install_deps() {
     local missing="" p
-    for p in $CPLET_DEPS; do
+    for p in ${@:-$CPLET_DEPS}; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
     done
     [ -z "$missing" ] && return 0

@@ -12,26 +12,11 @@ void config_done(config *c) {
         *c = (config){};
 }
 
-int config_load(const char *root, const char *explicit_path, config *ret, char **ret_error) {
-        _cleanup_free_ char *path = NULL;
-        _cleanup_(json_decrefp) json_t *doc = NULL;
+/* Reads the fields of a parsed document; `path` names the file in errors. */
+static int config_from_tree(json_t *doc, const char *path, config *ret, char **ret_error) {
         _cleanup_(config_done) config c = {};
         const char *key;
         json_t *value;
-        int r;
-
-        path = explicit_path ? strdup(explicit_path)
-                             : strdup_printf("%s%s", streq(root, "/") ? "" : root, CONFIG_DEFAULT_PATH);
-        if (!path)
-                return -ENOMEM;
-
-        if (!explicit_path && access(path, F_OK) < 0 && errno == ENOENT) {
-                *ret = (config){};
-                return 0;
-        }
-        r = manifest_load(AT_FDCWD, path, &doc, ret_error);
-        if (r < 0)
-                return r;
 
         json_object_foreach(doc, key, value) {
                 if (streq(key, "apiVersion")) {
@@ -67,4 +52,34 @@ int config_load(const char *root, const char *explicit_path, config *ret, char *
         *ret = c;
         c = (config){};
         return 0;
+}
+
+int config_parse(const char *data, size_t size, const char *path, config *ret, char **ret_error) {
+        _cleanup_(json_decrefp) json_t *doc = NULL;
+        int r;
+
+        r = manifest_parse(data, size, path, &doc, ret_error);
+        if (r < 0)
+                return r;
+        return config_from_tree(doc, path, ret, ret_error);
+}
+
+int config_load(const char *root, const char *explicit_path, config *ret, char **ret_error) {
+        _cleanup_free_ char *path = NULL;
+        _cleanup_(json_decrefp) json_t *doc = NULL;
+        int r;
+
+        path = explicit_path ? strdup(explicit_path)
+                             : strdup_printf("%s%s", streq(root, "/") ? "" : root, CONFIG_DEFAULT_PATH);
+        if (!path)
+                return -ENOMEM;
+
+        if (!explicit_path && access(path, F_OK) < 0 && errno == ENOENT) {
+                *ret = (config){};
+                return 0;
+        }
+        r = manifest_load(AT_FDCWD, path, &doc, ret_error);
+        if (r < 0)
+                return r;
+        return config_from_tree(doc, path, ret, ret_error);
 }

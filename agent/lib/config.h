@@ -4,6 +4,7 @@
 /* /etc/cplet/config.yaml (kind: CpletConfiguration). */
 
 #include <stdbool.h>
+#include <stddef.h>
 
 #define CONFIG_DEFAULT_PATH "/etc/cplet/config.yaml"
 #define CONFIG_API_VERSION "cplet.io/v1alpha1"
@@ -19,4 +20,6 @@ typedef struct config {
  * Unknown fields, a wrong kind/apiVersion or a malformed value are refused with the file
  * and the field named. */
 int config_load(const char *root, const char *explicit_path, config *ret, char **ret_error);
+/* The same from the bytes of a configuration file; `path` names it in errors. */
+int config_parse(const char *data, size_t size, const char *path, config *ret, char **ret_error);
 void config_done(config *c);

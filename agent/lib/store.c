@@ -16,19 +16,21 @@
 #define META_SIZE_MAX (64 * 1024)
 #define REVISION_MAX 999999999u
 
-void revision_list_done(revision_list *l) {
-        for (size_t i = 0; i < l->n; i++) {
-                revision *r = &l->items[i];
+void revision_done(revision *r) {
+        free(r->component);
+        free(r->manifest);
+        free(r->time);
+        free(r->binary_version);
+        free(r->emulated_version);
+        free(r->min_compat_version);
+        free(r->reason);
+        free(r->plan_id);
+        *r = (revision){};
+}
 
-                free(r->component);
-                free(r->manifest);
-                free(r->time);
-                free(r->binary_version);
-                free(r->emulated_version);
-                free(r->min_compat_version);
-                free(r->reason);
-                free(r->plan_id);
-        }
+void revision_list_done(revision_list *l) {
+        for (size_t i = 0; i < l->n; i++)
+                revision_done(&l->items[i]);
         free(l->items);
         *l = (revision_list){};
 }
@@ -218,7 +220,7 @@ static char *dup_or_null(json_t *v) {
         return s ? strdup(s) : NULL;
 }
 
-static int parse_meta(const char *data, size_t size, const char *display, revision *ret, char **ret_error) {
+int store_parse_revision_meta(const char *data, size_t size, const char *display, revision *ret, char **ret_error) {
         json_auto_t *j = NULL;
         json_error_t e;
         revision r = {};
@@ -301,6 +303,12 @@ int store_list(store *s, const char *component, revision_list *ret, char **ret_e
                         break;
                 }
                 r = read_file_at(dirfd, de->d_name, META_SIZE_MAX, &data, &size);
+                if (r == -E2BIG) {
+                        /* strerror() would say "Argument list too long". */
+                        set_error(ret_error, r, "%s: larger than the %d-byte limit of revision metadata", display,
+                                  META_SIZE_MAX);
+                        break;
+                }
                 if (r < 0) {
                         set_error(ret_error, r, "%s: %s", display, strerror(-r));
                         break;
@@ -311,7 +319,7 @@ int store_list(store *s, const char *component, revision_list *ret, char **ret_e
                         break;
                 }
                 l.items = grown;
-                r = parse_meta(data, size, display, &l.items[l.n], ret_error);
+                r = store_parse_revision_meta(data, size, display, &l.items[l.n], ret_error);
                 if (r < 0)
                         break;
                 if (l.items[l.n].number != n) {
@@ -388,7 +396,7 @@ void store_discard(store *s, const char *component, unsigned number) {
 static int record(store *s, const char *component, const char *file, unsigned number, const char *data, size_t size,
                   const revision_info *info, unsigned parent, char **ret_error) {
         _cleanup_close_ int dirfd = -EBADF;
-        _cleanup_free_ char *meta = NULL;
+        _cleanup_free_ char *meta = NULL, *display = NULL;
         json_auto_t *j = NULL;
         char name[32], sha[65], now[32];
         int r;
@@ -396,7 +404,11 @@ static int record(store *s, const char *component, const char *file, unsigned nu
         r = component_dir(s, component, true, &dirfd, ret_error);
         if (r < 0)
                 return r;
-        r = check_dir_private(dirfd, s->revisions_dir, ret_error);
+        /* Name the component's own directory: the revisions directory above it passed. */
+        display = strdup_printf("%s/%s", s->revisions_dir, component);
+        if (!display)
+                return -ENOMEM;
+        r = check_dir_private(dirfd, display, ret_error);
         if (r < 0)
                 return r;
 

@@ -43,6 +43,7 @@ typedef struct revision_list {
         size_t n;
 } revision_list;
 
+void revision_done(revision *r);
 void revision_list_done(revision_list *l);
 const revision *revision_list_find(const revision_list *l, unsigned number);
 
@@ -80,6 +81,10 @@ int store_lock_holder(const char *root, char **ret_holder);
 
 /* Lists a component's revisions (empty when it has none). */
 int store_list(store *s, const char *component, revision_list *ret, char **ret_error);
+
+/* Parses the metadata of a revision (the bytes of N.json); `display` names the file in errors.
+ * Exposed for the fuzz target; store_list() reads the files. */
+int store_parse_revision_meta(const char *data, size_t size, const char *display, revision *ret, char **ret_error);
 
 /* Reads revision N's manifest. */
 int store_read(store *s, const char *component, unsigned number, char **ret, size_t *ret_size, char **ret_error);
