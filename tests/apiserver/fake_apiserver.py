@@ -1151,14 +1151,28 @@ class Listener:
                                  daemon=True).start()
         self._close_listener()
 
-    def _connection(self, raw, addr):
+    def _track(self, sock, add):
         with self.lock:
-            self.conns.add(raw)
+            if add:
+                self.conns.add(sock)
+            else:
+                self.conns.discard(sock)
+            return self.down_until > time.monotonic()
+
+    def _connection(self, raw, addr):
+        # wrap_socket detaches raw: from then on the TLS socket owns the descriptor, and
+        # it is what an outage must shut down and what must be closed at the end.
+        sock = raw
+        self._track(sock, True)
         try:
             raw.settimeout(10)
             try:
                 conn = self.server.tls.wrap_socket(raw, server_side=True)
             except (ssl.SSLError, OSError):
+                return
+            self._track(raw, False)
+            sock = conn
+            if self._track(conn, True):
                 return
             conn.settimeout(None)
             Handler(conn, addr, self)
@@ -1167,10 +1181,13 @@ class Listener:
         except Exception:
             self.server.log("connection error:\n" + traceback.format_exc())
         finally:
-            with self.lock:
-                self.conns.discard(raw)
+            self._track(sock, False)
             try:
-                raw.close()
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            try:
+                sock.close()
             except OSError:
                 pass
 
@@ -1392,11 +1409,19 @@ class Handler(BaseHTTPRequestHandler):
             raise APIError(404, "NotFound", "the server could not find the requested resource")
         verb = {"POST": "create", "GET": "get", "PUT": "update", "PATCH": "patch",
                 "DELETE": "delete"}[method]
+        w = self.query.get("watch", [None])[0]
         if verb == "get" and not name:
-            w = self.query.get("watch", [None])[0]
             verb = "watch" if w is not None and w.lower() not in ("false", "0") else "list"
         field_reqs = []
-        if verb in ("list", "watch"):
+        if verb == "get" and name and not sub and w is not None and \
+                w.lower() not in ("false", "0"):
+            # A watch of one object: the handler turns the name into a field selector.
+            verb = "watch"
+            field_reqs = parse_field_selector(self._q("fieldSelector"), kind)
+            if field_reqs and exact_name(field_reqs) != name:
+                raise err_bad_request("fieldSelector metadata.name doesn't match requested name")
+            field_reqs = field_reqs or [("metadata.name", "=", name)]
+        elif verb in ("list", "watch"):
             field_reqs = parse_field_selector(self._q("fieldSelector"), kind)
         a = Attrs(self.user, verb, self.url_path, True, group, version, resource, sub, ns,
                   name, field_reqs)
