@@ -958,12 +958,21 @@ class Store:
             return self.compacted
 
     # -- watches
-    def watch(self, kind, ns, label_reqs, field_reqs, since):
+    def watch(self, kind, ns, label_reqs, field_reqs, since, initial=False):
         """Registers a watcher; returns it with its first events queued, or raises the
-        410 for a resourceVersion older than the window."""
+        410 for a resourceVersion older than the window. initial: sendInitialEvents=true
+        (WatchList): ADDED for what exists, then a BOOKMARK annotated
+        k8s.io/initial-events-end."""
         with self.lock:
             w = Watcher(kind, ns, label_reqs, field_reqs)
-            if since in ("", "0"):
+            if initial:
+                for _, o in sorted(self.objects[kind.resource].items()):
+                    if w.matches(o):
+                        w.q.put(("ADDED", copy.deepcopy(o)))
+                end = bookmark_object(kind, str(self.rv))
+                end["metadata"]["annotations"] = {"k8s.io/initial-events-end": "true"}
+                w.q.put(("BOOKMARK", end))
+            elif since in ("", "0"):
                 # "Get State and Start at Most Recent" / "Start at Any": synthetic ADDED
                 # events for what exists now.
                 for _, o in sorted(self.objects[kind.resource].items()):
@@ -975,7 +984,7 @@ class Store:
                 except ValueError:
                     raise err_bad_request('invalid resource version: "%s"' % since)
                 if start < self.compacted:
-                    raise err_gone(since, self.compacted + 1)
+                    raise err_gone(since, self.compacted)
                 if start > self.rv:
                     # The cacher waits up to 3 s for a future resourceVersion, then this.
                     raise APIError(504, "Timeout", "Too large resource version: %d, current: %d"
@@ -1613,7 +1622,13 @@ class Handler(BaseHTTPRequestHandler):
         else:
             timeout = knobs.min_request_timeout * (random.random() + 1.0)
         try:
-            w = store.watch(kind, a.namespace, label_reqs, a.field_reqs, since)
+            initial = self._q("sendInitialEvents").lower() == "true"
+            if initial and (self._q("resourceVersionMatch") != "NotOlderThan" or
+                            not bookmarks):
+                raise err_invalid(kind, "", "sendInitialEvents", "Forbidden: "
+                                  "sendInitialEvents requires setting resourceVersionMatch "
+                                  "to NotOlderThan and allowWatchBookmarks")
+            w = store.watch(kind, a.namespace, label_reqs, a.field_reqs, since, initial)
         except APIError as e:
             if e.code != 410 or knobs.gone_mode == "status":
                 raise

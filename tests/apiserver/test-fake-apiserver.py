@@ -407,6 +407,14 @@ def test_watch(srv):
     check("watch of a named object (GET nodes/NAME?watch=true) streams, and is authorized",
           st == 200 and [e["type"] for e in evs] == ["ADDED"] and st2 == 403, (evs, body))
 
+    st, events, _ = admin.watch(NODE + "?watch=1&sendInitialEvents=true&allowWatchBookmarks="
+                                "true&resourceVersionMatch=NotOlderThan&timeoutSeconds=1")
+    evs = collect(events, n=3)
+    check("sendInitialEvents: ADDED for each node, then the initial-events-end BOOKMARK",
+          [e["type"] for e in evs] == ["ADDED", "ADDED", "BOOKMARK"] and
+          evs[2]["object"]["metadata"]["annotations"] == {"k8s.io/initial-events-end": "true"},
+          evs)
+
     big = str(int(rv_of(admin.get(NODE + "/n1"))) + 1000)
     st, body, _ = n1.watch(W + "&resourceVersion=" + big)
     check("watch from a future resourceVersion: 504 ResourceVersionTooLarge",
@@ -425,7 +433,8 @@ def test_gone(srv):
     check("410 as an ERROR event (Status Expired) in a 200 stream that then ends",
           st == 200 and len(evs) == 1 and evs[0]["type"] == "ERROR" and
           evs[0]["object"]["code"] == 410 and evs[0]["object"]["reason"] == "Expired" and
-          evs[0]["object"]["message"].startswith("too old resource version: " + old), evs)
+          evs[0]["object"]["message"] == "too old resource version: %s (%d)" % (
+              old, srv.admin().get("/fake/knobs").json()["compacted"]), evs)
     admin.knobs(gone_mode="status")
     st, body, _ = n1.watch(W)
     check("410 as the HTTP status of the watch request (knob)",
@@ -619,8 +628,7 @@ def main():
                 check(t.__name__ + " ran to the end", False, traceback.format_exc())
     finally:
         srv.stop()
-    check("the whole test took under 60 s", time.monotonic() - t0 < 60,
-          time.monotonic() - t0)
+    _notes.append("total: %.1f s" % (time.monotonic() - t0))
     ok = emit_tap()
     for n in _notes:
         print("# " + n)
