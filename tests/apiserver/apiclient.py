@@ -35,6 +35,7 @@ class Client:
 
     def __init__(self, port, ca, cert=None, key=None, token=None, timeout=10):
         self.port, self.token, self.timeout = port, token, timeout
+        self._c = None
         self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         self.ctx.load_verify_locations(ca)
         if cert:
@@ -53,16 +54,35 @@ class Client:
         return h
 
     def request(self, method, path, body=None, ctype="application/json", accept=None):
-        c = self.conn()
-        try:
-            data = None if body is None else (body if isinstance(body, (bytes, str))
-                                              else json.dumps(body))
-            c.request(method, path, body=data, headers=self._headers(
-                ctype if body is not None else None, accept))
-            r = c.getresponse()
-            return Response(r.status, dict(r.getheaders()), r.read())
-        finally:
-            c.close()
+        """One request on a kept-alive connection. A reused connection the server has
+        closed (an outage, a restart) is replaced once; a fresh one failing raises."""
+        data = None if body is None else (body if isinstance(body, (bytes, str))
+                                          else json.dumps(body))
+        headers = self._headers(ctype if body is not None else None, accept)
+        for attempt in (0, 1):
+            reused = self._c is not None
+            if not reused:
+                self._c = self.conn()
+            try:
+                self._c.request(method, path, body=data, headers=headers)
+                r = self._c.getresponse()
+                resp = Response(r.status, dict(r.getheaders()), r.read())
+                if r.will_close:
+                    self.close()
+                return resp
+            except (http.client.RemoteDisconnected, http.client.CannotSendRequest,
+                    http.client.BadStatusLine, ConnectionError, ssl.SSLError):
+                self.close()
+                if not reused or attempt:
+                    raise
+            except BaseException:
+                self.close()
+                raise
+
+    def close(self):
+        if self._c is not None:
+            self._c.close()
+            self._c = None
 
     def get(self, path, **kw):
         return self.request("GET", path, **kw)

@@ -1914,6 +1914,9 @@ class FakeAPIServer:
             secs = req["outage"]
             for l in self._targets(req):
                 after.append(lambda l=l: l.outage(None if secs is None else float(secs)))
+        if req.get("outage_end"):
+            for l in self._targets(req):
+                l.end_outage()
         return after
 
     def _targets(self, req):

@@ -522,6 +522,18 @@ def test_knobs(srv):
         except OSError:
             time.sleep(0.2)
     check("the listener comes back", ok)
+    admin.knobs(outage=None, listener=1)
+    time.sleep(0.3)
+    down = port_refuses(srv.ports[1])
+    admin.knobs(outage_end=True, listener=1)
+    ok = False
+    for _ in range(20):
+        try:
+            ok = a1.get(NODE + "/n1").status == 200
+            break
+        except OSError:
+            time.sleep(0.2)
+    check("an indefinite outage of one listener, ended through another", down and ok)
     admin.knobs(git_version="v1.32.3", listener=1)
     v1 = a1.get("/version").json()
     v0 = admin.get("/version").json()
@@ -601,6 +613,60 @@ def test_restart(srv):
           int(rv_of(r)) > int(before["metadata"]["resourceVersion"]), r)
 
 
+OBJECTS_YAML = """
+apiVersion: v1
+kind: Node
+metadata: {name: cp1, labels: {node-role.kubernetes.io/control-plane: ""}}
+---
+apiVersion: coordination.k8s.io/v1
+kind: Lease
+metadata: {name: kube-controller-manager, namespace: kube-system}
+spec: {holderIdentity: cp1_abc, leaseDurationSeconds: 15}
+"""
+
+
+def test_second_server(_srv):
+    """Start-time options: --objects, --anonymous-auth, --gone-mode status; a rotated
+    client certificate (same CN, new key) is the same identity."""
+    state = os.path.join(TMP, "state2")
+    os.makedirs(state)
+    objs = os.path.join(TMP, "objects.yaml")
+    with open(objs, "w") as f:
+        f.write(OBJECTS_YAML)
+    srv = FakeServer(state, ["--objects", objs, "--anonymous-auth", "--gone-mode", "status",
+                             "--git-version", "v1.35.1"])
+    try:
+        srv.start()
+        admin = srv.admin()
+        r = admin.get("/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/"
+                      "kube-controller-manager")
+        r2 = admin.get(NODE + "/cp1")
+        check("--objects creates the objects at start", r.status == 200 and
+              r.json()["spec"]["holderIdentity"] == "cp1_abc" and r2.status == 200, (r, r2))
+        anon = srv.client()
+        r1, r2, r3 = anon.get("/healthz"), anon.get("/version"), anon.get(NODE + "/cp1")
+        check("--anonymous-auth: health and /version readable, nodes 403 for "
+              "system:anonymous",
+              r1.status == 200 and r2.status == 200 and r2.json()["minor"] == "35" and
+              r3.status == 403 and 'User "system:anonymous"' in r3.json()["message"],
+              (r1, r2, r3))
+        old = rv_of(r2 := admin.get(NODE + "/cp1"))
+        admin.patch(NODE + "/cp1", {"metadata": {"annotations": {"x": "1"}}})
+        admin.knobs(compact=True)
+        st, body, _ = admin.watch(NODE + "?watch=1&resourceVersion=" + old)
+        check("--gone-mode status: an expired watch is HTTP 410", st == 410 and
+              body["reason"] == "Expired", body)
+        crt, key = srv.pki.client_cert("system:node:cp1", ["system:nodes"], name="cp1-rotated")
+        crt0, _ = srv.pki.client_cert("system:node:cp1", ["system:nodes"])
+        from apiclient import Client
+        r = Client(srv.port, srv.pki.ca_cert, crt, key).get(NODE + "/cp1")
+        check("a rotated client certificate for the same CN is the same node",
+              crt != crt0 and r.status == 200, r)
+    finally:
+        code = srv.stop()
+    check("second server stopped with status 0", code == 0, code)
+
+
 def main():
     t0 = time.monotonic()
     state = os.path.join(TMP, "state")
@@ -619,7 +685,7 @@ def main():
         srv.start()
         for t in (test_authn, test_node_authorizer, test_patches_and_conflicts,
                   test_events_leases_pods, test_rbac, test_watch, test_gone, test_knobs,
-                  test_kubectl, test_restart):
+                  test_kubectl, test_restart, test_second_server):
             t1 = time.monotonic()
             try:
                 t(srv)
