@@ -97,7 +97,7 @@ class Client:
         return self.request("PATCH", path, body, ctype)
 
     def watch(self, path, timeout=10):
-        """Opens a watch; returns (status, iterator of decoded events, socket), or (status,
+        """Opens a watch; returns (status, iterator of decoded events, stream with close()), or (status,
         Status object, None). The chunked stream is parsed here, not by http.client (which
         hides a cut stream as a clean end): a stream that ends without its final chunk
         raises ConnectionError from the iterator."""
@@ -118,6 +118,12 @@ class Client:
             body = f.read(int(headers.get("content-length", "0")))
             s.close()
             return status, json.loads(body), None
+
+        class Stream:
+            """close() really closes: the socket's makefile() holds the descriptor too."""
+            def close(self):
+                f.close()
+                s.close()
 
         def events():
             buf = b""
@@ -140,8 +146,9 @@ class Client:
                         if line.strip():
                             yield json.loads(line)
             finally:
+                f.close()
                 s.close()
-        return 200, events(), s
+        return 200, events(), Stream()
 
     def knobs(self, **kw):
         r = self.post("/fake/knobs", kw)

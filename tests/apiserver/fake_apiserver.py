@@ -776,6 +776,7 @@ class Watcher:
         self.kind, self.namespace = kind, namespace
         self.label_reqs, self.field_reqs = label_reqs, field_reqs
         self.q = queue.Queue()
+        self.path = ""
 
     def matches(self, obj):
         if obj is None:
@@ -1349,6 +1350,8 @@ class Handler(BaseHTTPRequestHandler):
             snap["listeners"] = [{"port": l.port, "version": l.version} for l in self.api.listeners]
             snap["resourceVersion"] = self.api.store.rv
             snap["compacted"] = self.api.store.compacted
+            with self.api.store.lock:
+                snap["watches"] = sorted(w.path for w in self.api.store.watchers)
             return self.send_json(200, snap)
         if self.url_path == "/fake/knobs" and method == "POST":
             try:
@@ -1637,6 +1640,7 @@ class Handler(BaseHTTPRequestHandler):
             self._chunk({"type": "ERROR", "object": e.status()})
             self._end_stream()
             return
+        w.path = "%s %s" % (self.user.name, self.path)
         try:
             self._stream(kind, w, bookmarks, timeout)
         finally:
@@ -1660,6 +1664,24 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(b"0\r\n\r\n")
         self.wfile.flush()
 
+    def _client_gone(self):
+        """A client that closed its end of a quiet watch: noticed now rather than at the
+        next write (which may be an hour away without bookmarks)."""
+        sock = self.connection
+        try:
+            r, _, _ = select.select([sock], [], [], 0)
+            if not r:
+                return False
+            sock.setblocking(False)
+            try:
+                return sock.recv(1) == b""
+            finally:
+                sock.setblocking(True)
+        except (ssl.SSLWantReadError, BlockingIOError):
+            return False
+        except (OSError, ValueError):
+            return True
+
     def _stream(self, kind, w, bookmarks, timeout):
         knobs = self.api.knobs
         gen = knobs.watch_generation
@@ -1673,6 +1695,8 @@ class Handler(BaseHTTPRequestHandler):
             if knobs.watch_generation != gen:
                 if knobs.drop_mode == "end":
                     break
+                raise DropWatch()
+            if self._client_gone():
                 raise DropWatch()
             wait = min(deadline - now, 0.2)
             if bookmarks:

@@ -415,6 +415,24 @@ def test_watch(srv):
           evs[2]["object"]["metadata"]["annotations"] == {"k8s.io/initial-events-end": "true"},
           evs)
 
+    # A client that goes away from a quiet watch frees its server thread (no bookmarks, no
+    # events, no timeout to wait for).
+    probe = NODE + "?watch=1&labelSelector=probe%3Dgone&resourceVersion=" + \
+        rv_of(admin.get(NODE + "/n1"))
+
+    def open_probes():
+        return [p for p in admin.get("/fake/knobs").json()["watches"] if "probe%3Dgone" in p]
+    st, events, sock = admin.watch(probe)
+    time.sleep(0.3)
+    was_open = open_probes()
+    sock.close()
+    for _ in range(20):
+        time.sleep(0.2)
+        if not open_probes():
+            break
+    check("a watch whose client closed the connection is ended by the server",
+          len(was_open) == 1 and not open_probes(), (was_open, open_probes()))
+
     big = str(int(rv_of(admin.get(NODE + "/n1"))) + 1000)
     st, body, _ = n1.watch(W + "&resourceVersion=" + big)
     check("watch from a future resourceVersion: 504 ResourceVersionTooLarge",
