@@ -927,9 +927,9 @@ class Store:
                 if f in old["metadata"]:
                     meta[f] = old["metadata"][f]
             new["kind"], new["apiVersion"] = kind.kind, kind.api_version
-            validate(kind, new)
-            if check:
+            if check:       # admission (NodeRestriction) before validation, as the real one
                 check(copy.deepcopy(old), copy.deepcopy(new))
+            validate(kind, new)
             meta["resourceVersion"] = old["metadata"]["resourceVersion"]
             if new == old:
                 return copy.deepcopy(old)
@@ -1519,9 +1519,11 @@ class Handler(BaseHTTPRequestHandler):
         if obj.get("kind") not in (None, kind.kind):
             raise err_bad_request("the object kind %s does not match %s" % (obj.get("kind"),
                                                                           kind.kind))
-        validate(kind, obj)
         if node is not None:
+            # Admission sees the object's name on create; it runs before validation.
+            a.name = meta.get("name") or ""
             node_restriction(node, a, None, obj, self.api.store)
+        validate(kind, obj)
         if kind.resource == "events":
             obj.setdefault("firstTimestamp", None)
             obj.setdefault("lastTimestamp", None)

@@ -190,6 +190,19 @@ def test_node_authorizer(srv):
     check("node may not set a kubernetes.io label on itself (NodeRestriction)",
           r.status == 403 and "is not allowed to modify labels: node-role.kubernetes.io/worker"
           in r.json()["message"], r)
+    n3 = srv.node("n3")
+    r1 = n3.post(NODE, {"metadata": {"name": "n9"}})
+    r2 = n3.post(NODE, {"metadata": {"name": "n3", "labels": {
+        "node-restriction.kubernetes.io/x": "y"}}})
+    r3 = n3.post(NODE, {"metadata": {"name": "n3", "labels": {"kubernetes.io/os": "linux"}}})
+    check("a node registers its own Node, not another, not with restricted labels",
+          r1.status == 403 and r1.json()["message"] == 'nodes "n9" is forbidden: node "n3" is '
+          'not allowed to modify node "n9"' and r2.status == 403 and
+          "is not allowed to set the following labels: node-restriction.kubernetes.io/x" in
+          r2.json()["message"] and r3.status == 201, (r1, r2, r3))
+    r = n1.patch(NODE + "/n2", {"metadata": {"annotations": {"bad key!": "x"}}})
+    check("admission before validation: another node's invalid patch is 403, not 422",
+          r.status == 403, r)
     r = n1.put(NODE + "/n1", admin.get(NODE + "/n1").json())
     check("node PUT of itself is allowed (update)", r.status == 200, r)
     r = n1.get("/api/v1/namespaces/kube-system/pods")
@@ -409,11 +422,12 @@ def test_watch(srv):
 
     st, events, _ = admin.watch(NODE + "?watch=1&sendInitialEvents=true&allowWatchBookmarks="
                                 "true&resourceVersionMatch=NotOlderThan&timeoutSeconds=1")
-    evs = collect(events, n=3)
+    nodes = len(admin.get(NODE).json()["items"])
+    evs = collect(events, n=nodes + 1)
     check("sendInitialEvents: ADDED for each node, then the initial-events-end BOOKMARK",
-          [e["type"] for e in evs] == ["ADDED", "ADDED", "BOOKMARK"] and
-          evs[2]["object"]["metadata"]["annotations"] == {"k8s.io/initial-events-end": "true"},
-          evs)
+          [e["type"] for e in evs] == ["ADDED"] * nodes + ["BOOKMARK"] and
+          evs[-1]["object"]["metadata"]["annotations"] == {"k8s.io/initial-events-end":
+                                                             "true"}, evs)
 
     # A client that goes away from a quiet watch frees its server thread (no bookmarks, no
     # events, no timeout to wait for).
