@@ -1299,10 +1299,26 @@ class Handler(BaseHTTPRequestHandler):
             self.api.audit(self, method, started)
 
     def _read_body(self):
+        too_large = APIError(413, "RequestEntityTooLarge", "Request entity too large: limit "
+                             "is 3145728")
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            # Bodies of unknown length (kubectl -f -, libcurl reading a stream) are chunked.
+            body = b""
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass     # trailers
+                    return body
+                if len(body) + size > MAX_BODY:
+                    self.close_connection = True
+                    raise too_large
+                body += self.rfile.read(size)
+                self.rfile.readline()
         n = int(self.headers.get("Content-Length") or 0)
         if n > MAX_BODY:
-            raise APIError(413, "RequestEntityTooLarge", "Request entity too large: limit is "
-                           "3145728")
+            self.close_connection = True
+            raise too_large
         return self.rfile.read(n) if n else b""
 
     def _authenticate(self):

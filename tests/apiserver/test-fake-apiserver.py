@@ -256,6 +256,21 @@ def test_patches_and_conflicts(srv):
           r.json()["reason"] == "Invalid", r)
     r = admin.patch(NODE + "/n2", {"metadata": {"annotations": {"a": "1"}}}, "text/plain")
     check("unknown patch type: 415", r.status == 415, r)
+    # A body of unknown length comes chunked (Go's client with a stream, libcurl too).
+    c = admin.conn()
+    c.putrequest("PATCH", NODE + "/n2")
+    c.putheader("Content-Type", "application/merge-patch+json")
+    c.putheader("Transfer-Encoding", "chunked")
+    c.endheaders()
+    part1, part2 = b'{"metadata":{"annotations":', b'{"chunked":"yes"}}}'
+    for part in (part1, part2):
+        c.send(b"%x\r\n%s\r\n" % (len(part), part))
+    c.send(b"0\r\n\r\n")
+    resp = c.getresponse()
+    body = json.loads(resp.read())
+    c.close()
+    check("a chunked request body is read",
+          resp.status == 200 and body["metadata"]["annotations"].get("chunked") == "yes", body)
     r = admin.get(NODE + "/nope")
     check("404 NotFound Status", r.status == 404 and r.json()["message"] ==
           'nodes "nope" not found' and r.json()["details"] == {"name": "nope", "kind": "nodes"},
@@ -580,10 +595,10 @@ def test_knobs(srv):
     check("/livez says ok", r.status == 200 and r.body == b"ok", r)
 
 
-def kubectl(kc, *args):
+def kubectl(kc, *args, input=None):
     cache = os.path.join(TMP, "kubectl-cache")
     p = subprocess.run([KUBECTL, "--kubeconfig", kc, "--cache-dir", cache,
-                        "--request-timeout", "10s"] + list(args),
+                        "--request-timeout", "10s"] + list(args), input=input,
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=60)
     return p.returncode, p.stdout, p.stderr
 
@@ -592,7 +607,8 @@ def test_kubectl(srv):
     names = ["kubectl get node -o json", "kubectl annotate node --overwrite",
              "kubectl get events -A", "kubectl get pods -n kube-system",
              "kubectl as a node: its own node, 403 for another",
-             "kubectl with -data (base64) kubeconfig"]
+             "kubectl with -data (base64) kubeconfig",
+             "knobs set with kubectl create --raw (a chunked body from stdin)"]
     if not KUBECTL:
         for n in names:
             skip(n, "kubectl not installed")
@@ -617,6 +633,11 @@ def test_kubectl(srv):
     rc2, out2, err2 = kubectl(nkc, "get", "node", "n2")
     check(names[4], rc1 == 0 and out1 == "n1" and rc2 != 0 and
           'nodes "n2" is forbidden' in err2, (out1, err1, err2))
+    rc, out, err = kubectl(kc, "create", "--raw", "/fake/knobs", "-f", "-",
+                           input='{"bookmark_interval": 0.7}')
+    got = srv.admin().get("/fake/knobs").json()["bookmark_interval"]
+    srv.admin().knobs(bookmark_interval=0.8)
+    check(names[6], rc == 0 and got == 0.7, (rc, out, err, got))
     ekc = srv.kubeconfig(os.path.join(TMP, "embed.kubeconfig"), "kubernetes-admin",
                          ["system:masters"], embed=True)
     rc, out, err = kubectl(ekc, "get", "nodes")
