@@ -349,6 +349,15 @@ def test_events_leases_pods(srv):
                  "application/strategic-merge-patch+json")
     check("node patches the status of its mirror pod", r.status == 200 and
           r.json()["status"]["phase"] == "Running", r)
+    r1 = n1.request("DELETE", P + "/kube-apiserver-n2")
+    r2 = n1.request("DELETE", P + "/kube-scheduler-n1")
+    r3 = admin.get(P + "/kube-scheduler-n1")
+    check("node deletes its own mirror pod, not another node's (NodeRestriction)",
+          r1.status == 403 and 'node "n1" can only delete pods with spec.nodeName set to '
+          "itself" in r1.json()["message"] and r2.status == 200 and r3.status == 404,
+          (r1, r2, r3))
+    r = n1.patch(P + "/kube-apiserver-n1", {"metadata": {"labels": {"x": "y"}}})
+    check("node may not patch a pod itself (only pods/status)", r.status == 403, r)
 
 
 def test_rbac(srv):
