@@ -9,7 +9,6 @@ import socket
 import ssl
 import subprocess
 import sys
-import time
 
 HERE = os.path.dirname(os.path.realpath(__file__))
 sys.path.insert(0, HERE)
@@ -97,8 +96,8 @@ class Client:
         return self.request("PATCH", path, body, ctype)
 
     def watch(self, path, timeout=10):
-        """Opens a watch; returns (status, iterator of decoded events, stream with close()), or (status,
-        Status object, None). The chunked stream is parsed here, not by http.client (which
+        """Opens a watch; returns (status, iterator of decoded events, stream with close()),
+        or (status, Status object, None). The chunked stream is parsed here, not by http.client (which
         hides a cut stream as a clean end): a stream that ends without its final chunk
         raises ConnectionError from the iterator."""
         raw = socket.create_connection(("127.0.0.1", self.port), timeout)

@@ -24,7 +24,6 @@ import select
 import signal
 import socket
 import ssl
-import string
 import sys
 import threading
 import time
@@ -124,10 +123,6 @@ class APIError(Exception):
         if self.details is not None:
             s["details"] = self.details
         return s
-
-
-def status_object(code, reason, message, details=None):
-    return APIError(code, reason, message, details).status()
 
 
 def _details(kind, name):
