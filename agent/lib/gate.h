@@ -3,7 +3,9 @@
 
 /* The gate of a rollout step: after a manifest is swapped in, wait until
  *   1. a process runs with exactly the manifest's command line, started after the swap;
- *   2. the component reports the step's versions (where its plugin reads them);
+ *   2. the component reports the step's versions (where its plugin reads them; a /version that
+ *      refuses anonymous requests with 401/403 leaves them unverified: health alone gates then,
+ *      and the result carries a warning saying so);
  *   3. the manifest's own probes answer 2xx, held for the stability window;
  * or fail: timeout, the process exited, wrong versions. Everything runs on one sd-event
  * loop: /proc is looked at on a short timer while a process is awaited, probes are issued
