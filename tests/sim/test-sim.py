@@ -570,9 +570,8 @@ def test_kubelet():
         node.write_manifest("kube-scheduler", json.dumps(doc, indent=2))
         ev = node.wait_event(lambda e: e["event"] == "start" and e["file"] == "kube-scheduler.yaml", 5, since=t0)
         check("runAsUser 65534: the container's process and the fake run as uid 65534, and serve",
-              ev is not None and proc_uid(ev["pid"]) == 65534
-              and [proc_uid(k) for k in children(ev["pid"])] == [65534]
-              and node.wait_healthy(5, ["kube-scheduler"]),
+              ev is not None and proc_uid(ev["pid"]) == 65534 and node.wait_healthy(15, ["kube-scheduler"])
+              and [proc_uid(k) for k in children(ev["pid"])] == [65534],
               (ev, ev and proc_uid(ev["pid"]), node.health(), node._tail("kube-scheduler.yaml.log")))
     else:
         doc["spec"]["containers"][0]["securityContext"] = {"runAsUser": os.geteuid() + 1}
