@@ -23,8 +23,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
-#include <sys/time.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 static const int forwarded[] = { SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 };
@@ -38,17 +38,8 @@ static void forward(int sig) {
         errno = saved;
 }
 
-static void tick(int sig) {
-        /* Only interrupts waitpid(), so that the parent can be looked at. */
-}
-
-static void watch_parent(void) {
-        struct sigaction sa = { .sa_handler = tick }; /* no SA_RESTART */
-        struct itimerval every = { .it_interval = { 0, 200000 }, .it_value = { 0, 200000 } };
-
-        sigemptyset(&sa.sa_mask);
-        (void) sigaction(SIGALRM, &sa, NULL);
-        (void) setitimer(ITIMER_REAL, &every, NULL);
+static void child_exited(int sig) {
+        /* Only cuts the sleep between looks at the parent short. */
 }
 
 static void run_child(const char *path, char **argv, pid_t parent) {
@@ -59,8 +50,6 @@ static void run_child(const char *path, char **argv, pid_t parent) {
                 _exit(127);
         for (size_t i = 0; i < sizeof(forwarded) / sizeof(forwarded[0]); i++)
                 (void) signal(forwarded[i], SIG_DFL);
-        (void) setitimer(ITIMER_REAL, &(struct itimerval){}, NULL);
-        (void) signal(SIGALRM, SIG_DFL);
         sigemptyset(&none);
         (void) sigprocmask(SIG_SETMASK, &none, NULL);
         argv[0] = (char *) path;
@@ -100,6 +89,7 @@ int main(int argc, char **argv) {
                 sigaddset(&block, forwarded[i]);
                 (void) sigaction(forwarded[i], &sa, NULL);
         }
+        (void) sigaction(SIGCHLD, &(struct sigaction){ .sa_handler = child_exited }, NULL);
         (void) sigprocmask(SIG_BLOCK, &block, &old);
         pid = fork();
         if (pid < 0) {
@@ -108,27 +98,30 @@ int main(int argc, char **argv) {
         }
         if (pid == 0)
                 run_child(path, argv, parent);
+        free(path); /* the child's copy is the one that counts */
         child_pid = pid;
-        if (exit_with_parent)
-                watch_parent();
         (void) sigprocmask(SIG_SETMASK, &old, NULL);
 
         for (;;) {
-                pid_t r = waitpid(pid, &status, 0);
+                /* Looking at the parent means waking up now and then (5 times a second); SIGCHLD
+                 * ends the sleep when the child exits. */
+                pid_t r = waitpid(pid, &status, exit_with_parent ? WNOHANG : 0);
 
                 if (r == pid)
                         break;
-                if (exit_with_parent && getppid() != grandparent) {
-                        (void) kill(pid, SIGKILL);
-                        (void) waitpid(pid, &status, 0);
-                        return 0;
-                }
                 if (r < 0 && errno != EINTR) {
                         fprintf(stderr, "cplet-sim-launcher: waitpid: %s\n", strerror(errno));
                         return 126;
                 }
+                if (exit_with_parent) {
+                        if (getppid() != grandparent) {
+                                (void) kill(pid, SIGKILL);
+                                (void) waitpid(pid, &status, 0);
+                                return 0;
+                        }
+                        (void) nanosleep(&(struct timespec){ .tv_nsec = 200 * 1000 * 1000 }, NULL);
+                }
         }
-        free(path);
         if (WIFEXITED(status))
                 return WEXITSTATUS(status);
         if (WIFSIGNALED(status)) {
