@@ -38,6 +38,12 @@ typedef struct plan_target {
         /* A registry prefix, as kubeadm's imageRepository: "registry.k8s.io" gives
          * registry.k8s.io/kube-apiserver. NULL: each component keeps its repository. */
         const char *image_repository;
+        /* The highest min-compatibility version the node has run with, as the store's
+         * high-water mark records it ({0,0}: none). Storage written under it may need it: no
+         * step leaves a component below it, nor below any min-compatibility version in force
+         * now — unless force (--force), which lifts both. */
+        kminor min_compat_floor;
+        bool force;
 } plan_target;
 
 typedef enum step_kind {
