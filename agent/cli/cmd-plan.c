@@ -125,30 +125,28 @@ static void print_step(const node *n, size_t i, const plan_step *s) {
                s->emulated_flag ? " (flag)" : "", m, s->min_compat_flag ? " (flag)" : "");
 }
 
-/* Raising --min-compatibility-version to a version is the point after which storage may use
- * encodings older releases cannot read; a plan that would go below the highest version ever
- * raised to is refused unless --force. */
-static int check_high_water(cli *c, const plan *p) {
+/* The planner's floor: the store's min-compatibility high-water mark. An unreadable mark
+ * refuses (it would otherwise let a plan go below it); a deleted one is rebuilt. */
+static int load_high_water(cli *c, kminor *ret) {
         _cleanup_(store_freep) store *s = NULL;
-        char mark[24];
-        kminor hw;
+        _cleanup_free_ char *error = NULL;
+        int r;
 
-        if (c->force || store_open(c->root, 0, false, &s, NULL) < 0)
+        *ret = KMINOR(0, 0);
+        if (store_open(c->root, 0, false, &s, NULL) < 0)
                 return EXIT_OK;
-        store_high_water_load(s, mark);
-        if (!*mark || kminor_parse(mark, &hw, NULL) < 0)
-                return EXIT_OK;
-        for (size_t i = 0; i < p->n_steps; i++)
-                if (kminor_cmp(p->steps[i].min_compat, hw) < 0) {
-                        char m[KMINOR_STRING_MAX];
+        r = store_high_water_get(s, ret, &error);
+        if (r < 0) {
+                cli_error("%s", error ?: strerror(-r));
+                return cli_exit_code(r);
+        }
+        if (r > 0) {
+                char m[KMINOR_STRING_MAX];
 
-                        kminor_format(p->steps[i].min_compat, m);
-                        cli_error("plan refused: step %zu would lower the min-compatibility version of %s to %s, "
-                                  "below %s, which it was raised to before: storage may already use encodings "
-                                  "older releases cannot read. Pass --force if you are sure",
-                                  i + 1, c->node->components[p->steps[i].component].plugin->name, m, mark);
-                        return EXIT_INVALID;
-                }
+                kminor_format(*ret, m);
+                fprintf(stderr, "warning: %s/%s/%s was missing; rebuilt from the revisions' metadata: %s\n",
+                        c->root, STORE_STATE_DIR, STORE_HIGH_WATER_FILE, m);
+        }
         return EXIT_OK;
 }
 
@@ -202,14 +200,15 @@ int cli_compute_plan(cli *c, plan **ret, plan_component **ret_components) {
                 cli_plan_component(co, &pc[i]);
         }
 
+        r = load_high_water(c, &target.min_compat_floor);
+        if (r != EXIT_OK)
+                return r;
+        target.force = c->force;
         r = plan_compute(pc, n->n_components, &target, &p, &error);
         if (r < 0) {
                 cli_error("plan refused: %s", error ?: strerror(-r));
                 return cli_exit_code(r);
         }
-        r = check_high_water(c, p);
-        if (r != EXIT_OK)
-                return r;
         *ret = TAKE_PTR(p);
         if (ret_components)
                 *ret_components = TAKE_PTR(pc);

@@ -78,21 +78,27 @@ int cli_check_component_tree(cli *c, const component *co, json_t *new_pod, compo
         }
         if (!c->force) {
                 _cleanup_(store_freep) store *st = NULL;
-                char mark[24];
-                kminor hw;
+                kminor hw = KMINOR(0, 0);
 
                 if (store_open(c->root, 0, false, &st, NULL) >= 0) {
-                        store_high_water_load(st, mark);
-                        if (*mark && kminor_parse(mark, &hw, NULL) >= 0 && kminor_cmp(next.min_compat, hw) < 0) {
-                                char m[KMINOR_STRING_MAX];
-
-                                kminor_format(next.min_compat, m);
-                                cli_error("refused: %s would run with min-compatibility version %s, below %s, which "
-                                          "it was raised to before: storage may already use encodings older "
-                                          "releases cannot read. Pass --force if you are sure",
-                                          co->plugin->name, m, mark);
-                                return EXIT_INVALID;
+                        r = store_high_water_get(st, &hw, &error);
+                        if (r < 0) {
+                                cli_error("%s", error);
+                                return cli_exit_code(r);
                         }
+                }
+                if (co->versions_known && kminor_cmp(co->min_compat, hw) > 0)
+                        hw = co->min_compat;
+                if (kminor_cmp(next.min_compat, hw) < 0) {
+                        char m[KMINOR_STRING_MAX], mark[KMINOR_STRING_MAX];
+
+                        kminor_format(next.min_compat, m);
+                        kminor_format(hw, mark);
+                        cli_error("refused: %s would run with min-compatibility version %s, below %s, the highest "
+                                  "this node has run with: storage may already use encodings older releases "
+                                  "cannot read. Pass --force if you are sure",
+                                  co->plugin->name, m, mark);
+                        return EXIT_INVALID;
                 }
         }
         *ret_next = next;
@@ -189,10 +195,7 @@ int cli_write_component(cli *c, const char *name, component_builder build, void 
                         .min_compat_version = m,
                 };
 
-                if (kminor_cmp(next.min_compat, co->min_compat) > 0)
-                        r = store_high_water_raise(s, m, &error);
-                if (r >= 0)
-                        r = store_commit(s, co->plugin->name, co->file, new_pod, &info, live, &number, &error);
+                r = store_commit(s, co->plugin->name, co->file, new_pod, &info, live, &number, &error);
         }
         if (r < 0) {
                 cli_error("%s", error ?: strerror(-r));

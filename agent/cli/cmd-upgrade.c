@@ -111,11 +111,8 @@ static int run_steps(cli *c, store *s, const plan *p, const char *plan_id) {
                                 .min_compat_version = m,
                         };
 
-                        if (st->kind == STEP_MIN_COMPAT)
-                                r = store_high_water_raise(s, m, &error);
-                        if (r >= 0)
-                                r = store_commit(s, co->plugin->name, co->file, next, &info, live[st->component],
-                                                 &number, &error);
+                        r = store_commit(s, co->plugin->name, co->file, next, &info, live[st->component], &number,
+                                         &error);
                         if (r < 0) {
                                 cli_error("step %zu (%s %s): %s", k + 1, co->plugin->name,
                                           step_kind_to_string(st->kind), error ?: strerror(-r));

@@ -554,18 +554,6 @@ int rollout_run(rollout *r, const plan *p) {
                                      step_kind_to_string(st->kind));
                 if (!reason || !what)
                         return -ENOMEM;
-                if (st->kind == STEP_MIN_COMPAT) {
-                        /* Before the swap: from the moment the component may run with it, storage
-                         * may use encodings older releases cannot read. */
-                        char m[KMINOR_STRING_MAX];
-
-                        kminor_format(st->min_compat, m);
-                        k = store_high_water_raise(r->store, m, &error);
-                        if (k < 0) {
-                                set_error_msg(r, "%s", error ?: strerror(-k));
-                                return k;
-                        }
-                }
                 k = write_and_gate(r, st->component, next, step_kind_to_string(st->kind), reason, &ex, s + 1,
                                    p->n_steps, &ok);
                 if (k < 0)
