@@ -9,8 +9,11 @@
 #include <cmocka.h>
 #include <string.h>
 
+#include "component.h"
 #include "macro.h"
+#include "manifest.h"
 #include "plan.h"
+#include "plugin-loader.h"
 
 /* One component of a test node: binary tag, and the kube minor of --emulated-version and
  * --min-compatibility-version when given (0: absent). */
@@ -671,8 +674,94 @@ static void test_every_step_valid(void **state) {
         }
 }
 
+static const char forward_manifest[] =
+        "apiVersion: v1\n"
+        "kind: Pod\n"
+        "metadata:\n"
+        "  name: kube-apiserver\n"
+        "  namespace: kube-system\n"
+        "spec:\n"
+        "  containers:\n"
+        "  - name: kube-apiserver\n"
+        "    image: registry.k8s.io/kube-apiserver:v1.35.0\n"
+        "    command:\n"
+        "    - kube-apiserver\n"
+        "    - --emulated-version=1.33\n"
+        "    - --emulation-forward-compatible=true\n"
+        "    - --runtime-config-emulation-forward-compatible=true\n"
+        "    - --secure-port=6443\n";
+
+static bool has_item(json_t *container, const char *item) {
+        json_t *v;
+        size_t i;
+
+        json_array_foreach(json_object_get(container, "command"), i, v)
+                if (streq(json_string_value(v) ?: "", item))
+                        return true;
+        return false;
+}
+
+/* The planner's steps applied to a real manifest: the forward-compatibility flags stay in the
+ * manifest while emulation is below the binary and go when it reaches it (FACTS.md: each is an
+ * error when emulation == binary). */
+static void test_apply_keeps_forward_compat(void **state) {
+        _cleanup_(plugin_set_freep) plugin_set *plugins = NULL;
+        _cleanup_(plan_freep) plan *p = NULL;
+        _cleanup_free_ char *error = NULL;
+        _cleanup_(json_decrefp) json_t *pod = NULL;
+        _cleanup_(component_done) component co = {};
+        const char *dir = getenv("CPLET_PLUGIN_BUILD_DIR");
+        const plugin *api;
+        plan_component pc;
+        plan_target t = {};
+
+        assert_non_null(dir);
+        assert_int_equal(plugin_set_load(dir, &plugins, &error), 0);
+        api = plugin_set_find(plugins, "kube-apiserver");
+        assert_non_null(api);
+        assert_int_equal(manifest_parse(forward_manifest, strlen(forward_manifest), "test", &pod, &error), 0);
+        assert_int_equal(component_read(pod, json_array_get(json_object_get(json_object_get(pod, "spec"), "containers"), 0),
+                                        api, "kube-apiserver.yaml", &co),
+                         0);
+        assert_true(co.forward_compat_set);
+        pc = (plan_component){
+                .name = api->name,
+                .emulated_since = api->emulated_version_since,
+                .min_compat_since = api->min_compatibility_version_since,
+                .forward_compat_since = api->emulation_forward_compatible_since,
+                .repository = co.image_ref.repository,
+                .binary = co.binary,
+                .emulated = co.emulated,
+                .min_compat = co.min_compat,
+                .min_compat_explicit = co.min_compat_explicit,
+                .forward_compat = co.forward_compat_set,
+        };
+        assert_int_equal(kversion_parse("v1.35.0", &t.binary, NULL), 0);
+        assert_int_equal(plan_compute(&pc, 1, &t, &p, &error), 0);
+        assert_int_equal(p->n_steps, 2);
+
+        for (size_t k = 0; k < p->n_steps; k++) {
+                _cleanup_(json_decrefp) json_t *next = NULL;
+                json_t *container;
+                bool kept = k == 0;
+
+                assert_int_equal(component_apply_step(&co, &p->steps[k], &next, &error), 0);
+                container = component_container_in(&co, next);
+                assert_non_null(container);
+                if (has_item(container, "--emulation-forward-compatible=true") != kept ||
+                    has_item(container, "--runtime-config-emulation-forward-compatible=true") != kept)
+                        fail_msg("step %zu (emulated 1.%u): the forward-compatibility flags are %s", k + 1,
+                                 p->steps[k].emulated.minor, kept ? "gone" : "still there");
+                assert_int_equal(has_item(container, "--emulated-version=1.34"), k == 0);
+                /* The next step applies to this result. */
+                component_done(&co);
+                assert_int_equal(component_read(next, container, api, "kube-apiserver.yaml", &co), 0);
+        }
+}
+
 int main(void) {
-        struct CMUnitTest tests[ELEMENTSOF(cases) + 3] = {
+        struct CMUnitTest tests[ELEMENTSOF(cases) + 4] = {
+                cmocka_unit_test(test_apply_keeps_forward_compat),
                 cmocka_unit_test(test_step_images),
                 cmocka_unit_test(test_no_components),
                 cmocka_unit_test(test_every_step_valid),
@@ -680,7 +769,7 @@ int main(void) {
 
         /* One TAP case per table row, named after it. */
         for (size_t i = 0; i < ELEMENTSOF(cases); i++)
-                tests[3 + i] = (struct CMUnitTest){
+                tests[4 + i] = (struct CMUnitTest){
                         .name = cases[i].name,
                         .test_func = test_case,
                         .initial_state = (void *) &cases[i],
