@@ -83,6 +83,7 @@ int cli_rollout_options(cli *c, rollout_options *ret) {
                 .stable_usec = ROLLOUT_STABLE_DEFAULT_USEC,
                 .step_timeout_usec = ROLLOUT_TIMEOUT_DEFAULT_USEC,
                 .unwind_on_failure = true,
+                .force = c->force,
         };
 
         if (c->stable_for && parse_duration(c->stable_for, &o.stable_usec) < 0) {
