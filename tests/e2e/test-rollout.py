@@ -779,9 +779,11 @@ def test_binary_rollback(t):
     out, err = t.expect(node, ["rollback", "--binary-version", OLD, "--stable-for", "0s", "--force", "--json"], 0,
                         "rollback --binary-version v1.34.2 --force")
     evs = check_finished(t, out, "done", "binary rollback")
-    t.eq([c for c, k in done_steps(evs)], list(reversed(ORDER)), "binary rollback: done events")
+    # Forced: min-compatibility back to 1.33 first (binary 1.34 implies it), then the binaries.
+    t.eq(done_steps(evs), [(c, "min-compatibility") for c in reversed(ORDER)] + [(c, "binary") for c in reversed(ORDER)],
+         "binary rollback: done events")
     sig = restart_signature(starts_since(node, t0))
-    t.eq([(c, tag) for c, tag, emu, mc in sig], [(c, OLD) for c in reversed(ORDER)],
+    t.eq([(c, tag) for c, tag, emu, mc in sig], [(c, NEW) for c in reversed(ORDER)] + [(c, OLD) for c in reversed(ORDER)],
          "binary rollback: restarts seen by the kubelet")
     t.check_healthy(node, "after the binary rollback")
     t.check_running(node, OLD, "after the binary rollback")
@@ -867,8 +869,10 @@ def test_retention_keeps_what_an_unwind_needs(t):
     os.makedirs(os.path.dirname(cfg), exist_ok=True)
     with open(cfg, "w") as f:
         f.write("apiVersion: cplet.io/v1alpha1\nkind: CpletConfiguration\nrevisionsToKeep: 2\n")
+    # --force: the unwind may go back past the API server's emulation raise (implied
+    # min-compatibility 1.34, the high-water mark), down to every first revision.
     out, err = t.expect(node, ["upgrade", "--binary-version", NEW, "--stable-for", "0s", "--step-timeout", "3s",
-                               "--json"], 1, "upgrade failing at the last step with revisionsToKeep 2")
+                               "--force", "--json"], 1, "upgrade failing at the last step with revisionsToKeep 2")
     check_finished(t, out, "failed", "upgrade")
     t.check("no such revision" not in err, "the unwind found every revision it needed: %r" % err)
     for c in COMPONENTS:

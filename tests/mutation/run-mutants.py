@@ -245,8 +245,10 @@ class Scratch:
     def compile(self):
         return self.run(["ninja", "-C", self.build])
 
-    def test(self):
+    def test(self, maxfail=0):
         cmd = ["meson", "test", "-C", self.build, "--no-rebuild", "--print-errorlogs"]
+        if maxfail:
+            cmd += ["--maxfail", str(maxfail)]  # one failing test kills the mutant
         for s in self.args.suites:
             cmd += ["--suite", s]
         if self.args.timeout_multiplier:
@@ -291,7 +293,7 @@ def run_one(scratch, index, m):
         rc, out = scratch.compile()
         if rc != 0:
             return "broken", [out.strip().splitlines()[-1] if out.strip() else "build failed"]
-        rc, failed = scratch.test()
+        rc, failed = scratch.test(maxfail=1)
         if rc is None:
             return "killed", ["(timed out)"]
         return ("killed" if rc != 0 else "survived"), failed
