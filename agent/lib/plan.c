@@ -445,8 +445,8 @@ static int check_target_versions(builder *b) {
 
 static int check_target(builder *b) {
         const plan_target *t = b->target;
+        kminor target_emulated = t->emulated_set ? t->emulated : kversion_minor(&t->binary);
         char v[KVERSION_STRING_MAX];
-        int r;
 
         kversion_format(&t->binary, v);
         if (!t->binary.has_patch)
@@ -456,9 +456,7 @@ static int check_target(builder *b) {
         /* Emulation may be rolled back only down to the min-compatibility version in force:
          * storage may already use encodings an older emulation cannot read. --force does not
          * lift this one: the binaries themselves refuse emulated < min-compatibility. */
-        for (size_t k = 0; k < b->n; k++) {
-                kminor target_emulated = t->emulated_set ? t->emulated : kversion_minor(&t->binary);
-
+        for (size_t k = 0; k < b->n; k++)
                 if (kminor_cmp(target_emulated, b->w[k].min_compat) < 0) {
                         char e[KMINOR_STRING_MAX], m[KMINOR_STRING_MAX];
 
@@ -469,13 +467,9 @@ static int check_target(builder *b) {
                                          "and data may already need %s to be read",
                                          e, b->w[k].in->name, m, m);
                 }
-        }
 
         b->floor = t->force ? KMINOR(0, 0) : node_floor(b);
-        r = check_target_versions(b);
-        if (r < 0)
-                return r;
-        return 0;
+        return check_target_versions(b);
 }
 
 int plan_compute(const plan_component *components, size_t n, const plan_target *target, plan **ret,

@@ -158,8 +158,10 @@ mutant("agent/lib/node.c", "                if (other)\n", "                if (
        "a component defined twice (a .bak the kubelet runs) accepted")
 
 # Rollout: journal transitions, unwind, external edits on resume/abort (agent/lib/rollout.c)
-mutant("agent/lib/rollout.c", "if (streq(kind, \"min-compatibility\")) {", "if (false) {",
-       "an unwind goes back past a min-compatibility raise")
+mutant("agent/lib/rollout.c", "stop = streq(kind, \"min-compatibility\");", "stop = false;",
+       "an unwind goes back past an explicit min-compatibility raise")
+mutant("agent/lib/rollout.c", "k = below_high_water(r, i, from, &stop);", "k = 0;",
+       "an unwind goes back below the high-water mark (an implied raise)")
 mutant("agent/lib/rollout.c", "if (touched && r->live[i] != want)", "if (false)",
        "resume/abort discard a hand edit made after the interruption")
 mutant("agent/lib/rollout.c", ".not_before_ticks = ticks,", ".not_before_ticks = 0,",
