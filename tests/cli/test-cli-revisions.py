@@ -802,6 +802,13 @@ def test_high_water_corrupt(t):
                          f"{what}: rollback --to-revision", needles)
         t.expect_refused(root, ["flags", "set", "kube-scheduler", "--v=4", "--no-wait"], f"{what}: flags set",
                          needles)
+    # A symbolic link is never followed in the state directory.
+    root = upgraded_root(t)
+    path = os.path.join(root, HIGH_WATER)
+    os.unlink(path)
+    os.symlink("/dev/null", path)
+    t.expect_refused(root, ["rollback", "--emulated-version", "1.34", "--no-wait"], "mark is a symlink",
+                     [os.path.join(root, HIGH_WATER), "symbolic link"])
 
 
 def test_high_water_deleted(t):
