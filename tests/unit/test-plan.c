@@ -451,6 +451,14 @@ static const plan_case cases[] = {
                 .refusal = "kube-controller-manager would emulate 1.33, below kube-apiserver's min-compatibility version 1.34",
         },
         {
+                .name = "a controller-manager above the API server is not planned around by an emulation rollback",
+                .comps = { { "v1.35.0", 34, 0, false }, V("v1.35.0"), V("v1.35.0") },
+                .target_binary = "v1.35.1",
+                .target_emulated = 34,
+                .refusal = "step 1 (kube-scheduler emulation) would leave an invalid state: kube-controller-manager "
+                           "would emulate 1.35, above kube-apiserver's 1.34",
+        },
+        {
                 .name = "a controller-manager above the API server is repaired by raising the API server first",
                 .comps = { { "v1.35.0", 34, 0, false }, V("v1.35.0"), V("v1.35.0") },
                 .target_binary = "v1.35.0",
@@ -674,6 +682,38 @@ static void test_every_step_valid(void **state) {
         }
 }
 
+/* A node state as it stands, checked by the same skew rules a plan keeps (single writes). */
+static void test_validate_state(void **state) {
+        static const struct {
+                comp_spec comps[3];
+                const char *refusal; /* NULL: valid */
+        } rows[] = {
+                { { V("v1.35.0"), V("v1.35.0"), V("v1.35.0") }, NULL },
+                { { V("v1.34.2"), { "v1.35.0", 34, 0, false }, V("v1.34.2") },
+                  "kube-controller-manager binary 1.35 would be newer than kube-apiserver's 1.34" },
+                { { { "v1.35.0", 34, 0, false }, V("v1.35.0"), { "v1.35.0", 34, 0, false } },
+                  "kube-controller-manager would emulate 1.35, above kube-apiserver's 1.34" },
+                { { V("v1.35.0"), V("v1.35.0"), { "v1.35.0", 33, 0, false } },
+                  "kube-scheduler would emulate 1.33, below kube-apiserver's min-compatibility version 1.34" },
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(rows); i++) {
+                _cleanup_free_ char *error = NULL;
+                plan_case c = { .name = "validate" };
+                plan_component comps[3];
+                size_t n;
+                int r;
+
+                memcpy(c.comps, rows[i].comps, sizeof(c.comps));
+                build_components(&c, comps, &n);
+                r = plan_validate_state(comps, n, &error);
+                if (!rows[i].refusal && r < 0)
+                        fail_msg("row %zu: refused: %s", i, error ?: "?");
+                if (rows[i].refusal && (r != -EINVAL || !error || !streq(error, rows[i].refusal)))
+                        fail_msg("row %zu: got %d \"%s\", want \"%s\"", i, r, error ?: "", rows[i].refusal);
+        }
+}
+
 static const char forward_manifest[] =
         "apiVersion: v1\n"
         "kind: Pod\n"
@@ -760,7 +800,8 @@ static void test_apply_keeps_forward_compat(void **state) {
 }
 
 int main(void) {
-        struct CMUnitTest tests[ELEMENTSOF(cases) + 4] = {
+        struct CMUnitTest tests[ELEMENTSOF(cases) + 5] = {
+                cmocka_unit_test(test_validate_state),
                 cmocka_unit_test(test_apply_keeps_forward_compat),
                 cmocka_unit_test(test_step_images),
                 cmocka_unit_test(test_no_components),
@@ -769,7 +810,7 @@ int main(void) {
 
         /* One TAP case per table row, named after it. */
         for (size_t i = 0; i < ELEMENTSOF(cases); i++)
-                tests[4 + i] = (struct CMUnitTest){
+                tests[5 + i] = (struct CMUnitTest){
                         .name = cases[i].name,
                         .test_func = test_case,
                         .initial_state = (void *) &cases[i],
