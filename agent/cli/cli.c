@@ -35,6 +35,10 @@ int cli_fail(int r, const char *error) {
         return cli_exit_code(r);
 }
 
+static void print_warning(const char *message, void *userdata) {
+        fprintf(stderr, "warning: %s\n", message);
+}
+
 int cli_env(cli *c) {
         _cleanup_free_ char *error = NULL;
         int r;
@@ -42,7 +46,10 @@ int cli_env(cli *c) {
         if (c->env)
                 return EXIT_OK;
         r = op_env_new(c->root, c->config_path, c->plugin_dir_option, c->command_line, &c->env, &error);
-        return r < 0 ? cli_fail(r, error) : EXIT_OK;
+        if (r < 0)
+                return cli_fail(r, error);
+        c->env->warn = print_warning;
+        return EXIT_OK;
 }
 
 int cli_add_image_option(cli *c, const char *arg) {

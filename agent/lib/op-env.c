@@ -3,6 +3,7 @@
  * the node as it is, the checks that refuse a write before the lock, and the lock. */
 
 #include <errno.h>
+#include <stdarg.h>
 #include <string.h>
 #include <sys/random.h>
 #include <sys/statvfs.h>
@@ -105,6 +106,37 @@ int op_parse_rollout_options(const char *stable_for, const char *step_timeout, c
         return 0;
 }
 
+void op_warn(op_env *e, const char *fmt, ...) {
+        _cleanup_free_ char *m = NULL;
+        va_list ap;
+
+        if (!e->warn)
+                return;
+        va_start(ap, fmt);
+        if (vasprintf(&m, fmt, ap) < 0)
+                m = NULL;
+        va_end(ap);
+        if (m)
+                e->warn(m, e->warn_userdata);
+}
+
+int op_high_water(op_env *e, kminor *ret, char **ret_error) {
+        _cleanup_(store_freep) store *s = NULL;
+        char m[KMINOR_STRING_MAX];
+        int r;
+
+        *ret = KMINOR(0, 0);
+        if (store_open(e->root, 0, false, &s, NULL) < 0)
+                return 0; /* nothing stored yet; a store that cannot be opened refuses writes elsewhere */
+        r = store_high_water_get(s, ret, ret_error);
+        if (r > 0) {
+                kminor_format(*ret, m);
+                op_warn(e, "%s/%s/%s was missing; rebuilt from the revisions' metadata: %s", e->root,
+                        STORE_STATE_DIR, STORE_HIGH_WATER_FILE, m);
+        }
+        return r < 0 ? r : 0;
+}
+
 int op_load_node(op_env *e, node **ret, char **ret_error) {
         return node_load(e->root, e->plugins, ret, ret_error);
 }
@@ -175,9 +207,9 @@ static int refuse_if_unfinished(const char *root, char **ret_error) {
                          json_string_value(json_object_get(j, "command")) ?: "?");
 }
 
-/* A read-only or full filesystem refuses a write before it starts (-EINVAL: a refusal, exit 2),
- * rather than fail half-way (ENOSPC, EROFS mid-write are failures). Checked at the nearest
- * existing directory at or above ROOT/path. */
+/* A read-only or full filesystem stops a write before it starts rather than half-way: the same
+ * failure (EROFS, ENOSPC), found before anything is touched. Checked at the nearest existing
+ * directory at or above ROOT/path. */
 static int check_filesystem(const char *root, const char *path, char **ret_error) {
         _cleanup_free_ char *dir = strdup_printf("%s/%s", streq(root, "/") ? "" : root, path);
         struct statvfs sv;
@@ -192,12 +224,12 @@ static int check_filesystem(const char *root, const char *path, char **ret_error
                 *slash = 0;
         }
         if (sv.f_flag & ST_RDONLY)
-                return set_error(ret_error, -EINVAL, "%s is on a read-only filesystem: cplet cannot write there", dir);
+                return set_error(ret_error, -EROFS, "%s: %s: cplet writes nothing there", dir, strerror(EROFS));
         if ((unsigned long long) sv.f_bavail * sv.f_frsize < OP_FREE_BYTES_MIN)
-                return set_error(ret_error, -EINVAL,
-                                 "%s: less than 1 MiB free: cplet writes nothing rather than fail half-way; free "
-                                 "some space first",
-                                 dir);
+                return set_error(ret_error, -ENOSPC,
+                                 "%s: %s (less than 1 MiB free): cplet writes nothing rather than fail half-way; "
+                                 "free some space first",
+                                 dir, strerror(ENOSPC));
         return 0;
 }
 

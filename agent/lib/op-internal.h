@@ -3,7 +3,15 @@
 
 /* What the operation files share; not for the front ends. */
 
+#include "macro.h"
 #include "operation.h"
+
+/* Hands a warning to the front end (which logs or prints it). */
+void op_warn(op_env *e, const char *fmt, ...) _printf_(2, 3);
+
+/* The min-compatibility high-water mark ({0,0}: none); a deleted mark is rebuilt from the
+ * revisions' metadata (and said so), a corrupt one refuses. */
+int op_high_water(op_env *e, kminor *ret, char **ret_error);
 
 /* Reads the node as it is now. */
 int op_load_node(op_env *e, node **ret, char **ret_error);

@@ -100,33 +100,6 @@ void op_plan_component(const component *co, plan_component *ret) {
         };
 }
 
-/* Raising --min-compatibility-version to a version is the point after which storage may use
- * encodings older releases cannot read; a plan that would go below the highest version ever
- * raised to is refused unless forced. */
-static int check_high_water(op_env *e, const node *n, const plan *p, char **ret_error) {
-        _cleanup_(store_freep) store *s = NULL;
-        char mark[24];
-        kminor hw;
-
-        if (store_open(e->root, 0, false, &s, NULL) < 0)
-                return 0;
-        store_high_water_load(s, mark);
-        if (!*mark || kminor_parse(mark, &hw, NULL) < 0)
-                return 0;
-        for (size_t i = 0; i < p->n_steps; i++)
-                if (kminor_cmp(p->steps[i].min_compat, hw) < 0) {
-                        char m[KMINOR_STRING_MAX];
-
-                        kminor_format(p->steps[i].min_compat, m);
-                        return set_error(ret_error, -EINVAL,
-                                         "plan refused: step %zu would lower the min-compatibility version of %s to "
-                                         "%s, below %s, which it was raised to before: storage may already use "
-                                         "encodings older releases cannot read. Pass --force if you are sure",
-                                         i + 1, n->components[p->steps[i].component].plugin->name, m, mark);
-                }
-        return 0;
-}
-
 int op_compute_plan(op_env *e, const node *n, const op_target *t, bool force, plan **ret, char **ret_error) {
         _cleanup_(plan_freep) plan *p = NULL;
         _cleanup_free_ plan_component *pc = NULL;
@@ -135,8 +108,11 @@ int op_compute_plan(op_env *e, const node *n, const op_target *t, bool force, pl
         int r;
 
         r = op_parse_target(t, &target, ret_error);
+        if (r >= 0)
+                r = op_high_water(e, &target.min_compat_floor, ret_error);
         if (r < 0)
                 return r;
+        target.force = force;
         if (n->n_components == 0)
                 return set_error(ret_error, -EINVAL, "no control-plane components in %s", n->manifest_dir);
         pc = calloc(n->n_components, sizeof(*pc));
@@ -154,11 +130,6 @@ int op_compute_plan(op_env *e, const node *n, const op_target *t, bool force, pl
         r = plan_compute(pc, n->n_components, &target, &p, &error);
         if (r < 0)
                 return set_error(ret_error, r, "plan refused: %s", error ?: strerror(-r));
-        if (!force) {
-                r = check_high_water(e, n, p, ret_error);
-                if (r < 0)
-                        return r;
-        }
         *ret = TAKE_PTR(p);
         return 0;
 }

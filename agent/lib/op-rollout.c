@@ -66,6 +66,8 @@ static int session_start(session *s, const op_options *o, char **ret_error) {
         r = http_client_new(s->event, &s->http);
         if (r >= 0)
                 r = rollout_new(s->store, s->node, s->event, s->http, &o->rollout, &s->rollout);
+        if (r >= 0)
+                s->rollout->options.force = o->force; /* an unwind may go below the high-water mark */
         if (r < 0)
                 return set_error(ret_error, r, "cannot set up the event loop: %s", strerror(-r));
         s->rollout->progress = o->progress;
@@ -260,6 +262,7 @@ static int open_unfinished(op_env *e, session *s, const op_options *o, op_result
         options_from_journal(j, &s->rollout->options);
         if (o->rollout_given)
                 s->rollout->options = o->rollout;
+        s->rollout->options.force = o->force;
         snprintf(res->plan_id, sizeof(res->plan_id), "%s", json_string_value(json_object_get(j, "planId")) ?: "?");
         *ret = TAKE_PTR(j);
         return 0;

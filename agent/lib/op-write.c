@@ -46,21 +46,26 @@ static int check_single_move(const component *co, const component *next, char **
         return 0;
 }
 
-static int check_high_water(op_env *e, const component *next, char **ret_error) {
-        _cleanup_(store_freep) store *st = NULL;
-        char mark[24], m[KMINOR_STRING_MAX];
+/* The floor is the highest min-compatibility version the node has run with: the mark, or the
+ * one in force now if higher (storage written under it may need it). */
+static int check_high_water(op_env *e, const component *co, const component *next, char **ret_error) {
+        char m[KMINOR_STRING_MAX], mark[KMINOR_STRING_MAX];
         kminor hw;
+        int r;
 
-        if (store_open(e->root, 0, false, &st, NULL) < 0)
-                return 0;
-        store_high_water_load(st, mark);
-        if (!*mark || kminor_parse(mark, &hw, NULL) < 0 || kminor_cmp(next->min_compat, hw) >= 0)
+        r = op_high_water(e, &hw, ret_error);
+        if (r < 0)
+                return r;
+        if (co->versions_known && kminor_cmp(co->min_compat, hw) > 0)
+                hw = co->min_compat;
+        if (kminor_cmp(next->min_compat, hw) >= 0)
                 return 0;
         kminor_format(next->min_compat, m);
+        kminor_format(hw, mark);
         return set_error(ret_error, -EINVAL,
-                         "refused: %s would run with min-compatibility version %s, below %s, which it was raised to "
-                         "before: storage may already use encodings older releases cannot read. Pass --force if "
-                         "you are sure",
+                         "refused: %s would run with min-compatibility version %s, below %s, the highest this node "
+                         "has run with: storage may already use encodings older releases cannot read. Pass --force "
+                         "if you are sure",
                          next->plugin->name, m, mark);
 }
 
@@ -108,7 +113,7 @@ int op_check_component_tree(op_env *e, const node *n, const component *co, json_
         if (r >= 0)
                 r = check_single_move(co, &next, ret_error);
         if (r >= 0 && !force)
-                r = check_high_water(e, &next, ret_error);
+                r = check_high_water(e, co, &next, ret_error);
         if (r < 0)
                 return r;
         *ret_next = next;
@@ -187,8 +192,6 @@ static int write_component_now(op_env *e, const node *n, const component *co, js
         r = store_open(e->root, e->config.keep_revisions, true, &s, ret_error);
         if (r >= 0)
                 r = component_sync_live(s, co, &w.parent, ret_error);
-        if (r >= 0 && kminor_cmp(next->min_compat, co->min_compat) > 0)
-                r = store_high_water_raise(s, w.min_compat_version, ret_error);
         if (r >= 0) {
                 revision_info info = {
                         .reason = reason,
@@ -217,12 +220,14 @@ int op_write_component(op_env *e, const char *name, op_builder build, void *user
         /* A read-only pass first: whatever is refused is refused before anything (even the lock
          * file) is touched. */
         r = op_load_node(e, &n, ret_error);
+        if (r >= 0 && !node_find(n, name))
+                r = set_error(ret_error, -EINVAL, "no component \"%s\" on this node (see cplet status)", name);
+        if (r >= 0 && !o->dry_run)
+                r = op_preflight_write(e, n, false, ret_error);
         if (r >= 0)
                 r = build_for(e, n, name, build, userdata, &co, &new_pod, ret_error);
         if (r >= 0)
                 r = op_check_component_tree(e, n, co, new_pod, o->force, &next, ret_error);
-        if (r >= 0 && !o->dry_run)
-                r = op_preflight_write(e, n, false, ret_error);
         if (r < 0)
                 return r;
 
@@ -337,12 +342,8 @@ static int commit_step(plan_writer *w, size_t k, const component *co, json_t *ne
         info = (revision_info){ .reason = reason, .plan_id = plan_id, .binary_version = wr.binary_version,
                                 .emulated_version = wr.emulated_version,
                                 .min_compat_version = wr.min_compat_version };
-        /* Before the swap: from the moment the component may run with it, storage may use
-         * encodings older releases cannot read. */
-        if (st->kind == STEP_MIN_COMPAT)
-                r = store_high_water_raise(w->store, wr.min_compat_version, ret_error);
-        if (r >= 0)
-                r = store_commit(w->store, co->plugin->name, co->file, next, &info, wr.parent, &wr.revision,
+        /* store_prepare raises the high-water mark before the revision can run. */
+        r = store_commit(w->store, co->plugin->name, co->file, next, &info, wr.parent, &wr.revision,
                                  ret_error);
         if (r < 0)
                 return r;

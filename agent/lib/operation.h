@@ -27,6 +27,9 @@ typedef struct op_env {
         char *holder;    /* what the lock file says while we hold it: "COMMAND LINE" */
         config config;
         plugin_set *plugins;
+        /* Told what an operation did on its own that its caller should know (may be NULL). */
+        void (*warn)(const char *message, void *userdata);
+        void *warn_userdata;
 } op_env;
 
 /* Loads the configuration (explicit path, or ROOT/etc/cplet/config.yaml when present) and the

@@ -37,6 +37,7 @@ typedef struct builder {
         plan *plan;
         const plan_target *target;
         kminor target_emulated, target_min_compat;
+        kminor floor; /* no component's min-compatibility goes below it; {0,0} with --force */
         char **error;
 } builder;
 
@@ -61,6 +62,10 @@ plan *plan_free(plan *p) {
         free(p->steps);
         free(p);
         return NULL;
+}
+
+static kminor max_minor(kminor a, kminor b) {
+        return kminor_cmp(a, b) >= 0 ? a : b;
 }
 
 static kminor binary_minor(const working *w) {
@@ -299,7 +304,7 @@ static int binary_step(builder *b, size_t i) {
         free(w->image);
         w->image = image;
         if (!w->min_compat_explicit)
-                w->min_compat = compat_default_min_compat(new_binary, w->emulated);
+                w->min_compat = max_minor(compat_default_min_compat(new_binary, w->emulated), b->floor);
         return add_step(b, i, STEP_BINARY);
 }
 
@@ -342,7 +347,9 @@ static int set_emulated(builder *b, size_t i, kminor m) {
                         w->min_compat = b->target_min_compat;
                         w->min_compat_explicit = true;
                 } else
-                        w->min_compat = d;
+                        /* Lowering emulation never drags it below what the node has run with:
+                         * it stays, as a flag. */
+                        w->min_compat = max_minor(d, b->floor);
         }
         return add_step(b, i, STEP_EMULATION);
 }
@@ -406,47 +413,99 @@ static int phase_min_compat(builder *b, bool lower) {
         return 0;
 }
 
-static int check_target(builder *b) {
+/* The highest min-compatibility version the node has run with: the store's mark, or any
+ * version in force now. */
+static kminor node_floor(const builder *b) {
+        kminor f = b->target->min_compat_floor;
+
+        for (size_t k = 0; k < b->n; k++)
+                f = max_minor(f, b->w[k].min_compat);
+        return f;
+}
+
+static int refuse_below_floor(builder *b, const char *what, const char *detail) {
+        return set_error(b->error, -EINVAL,
+                         "%s, the highest min-compatibility version this node has run with%s%s%s: storage may "
+                         "already use encodings older releases cannot read. Pass --force if you are sure",
+                         what, detail ? " (" : "", detail ?: "", detail ? ")" : "");
+}
+
+/* The target's versions, with the min-compatibility version raised to the floor when the
+ * target leaves it to its default. */
+static int check_target_versions(builder *b) {
         const plan_target *t = b->target;
         kminor binary = kversion_minor(&t->binary);
-        char v[KVERSION_STRING_MAX];
-        _cleanup_free_ char *why = NULL;
+        char v[KVERSION_STRING_MAX], e[KMINOR_STRING_MAX], f[KMINOR_STRING_MAX], m[KMINOR_STRING_MAX];
+        _cleanup_free_ char *why = NULL, *what = NULL;
+        bool pinned = false;
         compat_settings s;
         int r;
+
+        kversion_format(&t->binary, v);
+        kminor_format(b->floor, f);
+        b->target_emulated = t->emulated_set ? t->emulated : binary;
+        kminor_format(b->target_emulated, e);
+        if (kminor_cmp(b->target_emulated, b->floor) < 0)
+                return set_error(b->error, -EINVAL,
+                                 "cannot lower the emulated version to %s: this node has run with min-compatibility "
+                                 "version %s, and data may already need %s to be read. Pass --force if you are sure",
+                                 e, f, f);
+
+        b->target_min_compat = t->min_compat_set ? t->min_compat
+                                                 : compat_default_min_compat(binary, b->target_emulated);
+        kminor_format(b->target_min_compat, m);
+        if (kminor_cmp(b->target_min_compat, b->floor) < 0) {
+                if (t->min_compat_set) {
+                        what = strdup_printf("min-compatibility version %s is below %s", m, f);
+                        return what ? refuse_below_floor(b, what, NULL) : -ENOMEM;
+                }
+                b->target_min_compat = b->floor;
+                pinned = true;
+        }
+        s = (compat_settings){
+                .binary = binary,
+                .emulated_set = t->emulated_set,
+                .emulated = b->target_emulated,
+                .min_compat_set = t->min_compat_set || pinned,
+                .min_compat = b->target_min_compat,
+        };
+        r = compat_validate(&s, NULL, NULL, &why);
+        if (r < 0 && pinned) {
+                what = strdup_printf("binary %s cannot keep min-compatibility version %s", v, f);
+                return what ? refuse_below_floor(b, what, why) : -ENOMEM;
+        }
+        if (r < 0)
+                return set_error(b->error, r, "the target is not valid for binary %s: %s", v, why);
+        return 0;
+}
+
+static int check_target(builder *b) {
+        const plan_target *t = b->target;
+        kminor target_emulated = t->emulated_set ? t->emulated : kversion_minor(&t->binary);
+        char v[KVERSION_STRING_MAX];
 
         kversion_format(&t->binary, v);
         if (!t->binary.has_patch)
                 return set_error(b->error, -EINVAL, "--binary-version %s: give the full version (e.g. v%u.%u.0)", v,
                                  t->binary.major, t->binary.minor);
 
-        b->target_emulated = t->emulated_set ? t->emulated : binary;
-        b->target_min_compat = t->min_compat_set ? t->min_compat
-                                                 : compat_default_min_compat(binary, b->target_emulated);
-        s = (compat_settings){
-                .binary = binary,
-                .emulated_set = t->emulated_set,
-                .emulated = b->target_emulated,
-                .min_compat_set = t->min_compat_set,
-                .min_compat = b->target_min_compat,
-        };
-        r = compat_validate(&s, NULL, NULL, &why);
-        if (r < 0)
-                return set_error(b->error, r, "the target is not valid for binary %s: %s", v, why);
-
         /* Emulation may be rolled back only down to the min-compatibility version in force:
-         * storage may already use encodings an older emulation cannot read. */
+         * storage may already use encodings an older emulation cannot read. --force does not
+         * lift this one: the binaries themselves refuse emulated < min-compatibility. */
         for (size_t k = 0; k < b->n; k++)
-                if (kminor_cmp(b->target_emulated, b->w[k].min_compat) < 0) {
+                if (kminor_cmp(target_emulated, b->w[k].min_compat) < 0) {
                         char e[KMINOR_STRING_MAX], m[KMINOR_STRING_MAX];
 
-                        kminor_format(b->target_emulated, e);
+                        kminor_format(target_emulated, e);
                         kminor_format(b->w[k].min_compat, m);
                         return set_error(b->error, -EINVAL,
                                          "cannot lower the emulated version to %s: %s runs with min-compatibility version %s, "
                                          "and data may already need %s to be read",
                                          e, b->w[k].in->name, m, m);
                 }
-        return 0;
+
+        b->floor = t->force ? KMINOR(0, 0) : node_floor(b);
+        return check_target_versions(b);
 }
 
 /* Each exact image the target names: a component of this node, named once, a valid reference

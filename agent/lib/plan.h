@@ -50,6 +50,12 @@ typedef struct plan_target {
         const char *image_repository;
         const plan_image *images; /* optional, per component; see plan_image */
         size_t n_images;
+        /* The highest min-compatibility version the node has run with, as the store's
+         * high-water mark records it ({0,0}: none). Storage written under it may need it: no
+         * step leaves a component below it, nor below any min-compatibility version in force
+         * now — unless force (--force), which lifts both. */
+        kminor min_compat_floor;
+        bool force;
 } plan_target;
 
 typedef enum step_kind {

@@ -467,6 +467,29 @@ int rollout_begin(rollout *r, const char *plan_id, const char *command, json_t *
 }
 
 
+/* Whether revision `rev` of component i runs below the min-compatibility high-water mark
+ * (or with versions unknown): an unwind does not go back to it. */
+static int below_high_water(rollout *r, size_t i, unsigned rev, bool *ret) {
+        _cleanup_(revision_list_done) revision_list l = {};
+        _cleanup_free_ char *error = NULL;
+        const revision *rv;
+        kminor mark, m;
+        int k;
+
+        k = store_high_water_get(r->store, &mark, &error);
+        if (k >= 0)
+                k = store_list(r->store, r->node->components[i].plugin->name, &l, &error);
+        if (k < 0) {
+                set_error_msg(r, "%s", error ?: strerror(-k));
+                return k;
+        }
+        rv = revision_list_find(&l, rev);
+        *ret = mark.major > 0 &&
+               (!rv || !rv->min_compat_version || kminor_parse(rv->min_compat_version, &m, NULL) < 0 ||
+                kminor_cmp(m, mark) < 0);
+        return 0;
+}
+
 int rollout_unwind(rollout *r) {
         json_t *steps = steps_of(r);
         int k;
@@ -485,12 +508,20 @@ int rollout_unwind(rollout *r) {
                 size_t i = component_index(r, json_string_value(json_object_get(st, "component")) ?: "");
                 unsigned from = (unsigned) json_integer_value(json_object_get(st, "from"));
                 _cleanup_free_ char *reason = NULL;
+                bool stop;
 
                 if ((!streq(state, "done") && !streq(state, "interrupted")) || !is_plan_kind(kind) ||
                     i == SIZE_MAX || from == 0)
                         continue;
-                if (streq(kind, "min-compatibility")) {
-                        /* Not past a raise of min-compatibility: data may already need it. */
+                stop = streq(kind, "min-compatibility");
+                if (!stop && !r->options.force) {
+                        k = below_high_water(r, i, from, &stop);
+                        if (k < 0)
+                                return k;
+                }
+                if (stop) {
+                        /* Not past a raise of min-compatibility (explicit, or implied by a raised
+                         * emulated version): data may already need it. */
                         emit(r, "unwind", j + 1, 0, r->node->components[i].plugin->name, kind, 0,
                              "stopped: not unwinding a min-compatibility raise", 0);
                         json_object_set_new(r->journal, "unwindStoppedAt", json_integer((json_int_t) j + 1));
@@ -595,18 +626,6 @@ int rollout_run(rollout *r, const plan *p) {
                                      step_kind_to_string(st->kind));
                 if (!reason || !what)
                         return -ENOMEM;
-                if (st->kind == STEP_MIN_COMPAT) {
-                        /* Before the swap: from the moment the component may run with it, storage
-                         * may use encodings older releases cannot read. */
-                        char m[KMINOR_STRING_MAX];
-
-                        kminor_format(st->min_compat, m);
-                        k = store_high_water_raise(r->store, m, &error);
-                        if (k < 0) {
-                                set_error_msg(r, "%s", error ?: strerror(-k));
-                                return k;
-                        }
-                }
                 k = write_and_gate(r, st->component, next, step_kind_to_string(st->kind), reason, &ex, s + 1,
                                    p->n_steps, &ok);
                 if (k < 0)

@@ -28,6 +28,7 @@ typedef struct rollout_options {
         uint64_t stable_usec;
         uint64_t step_timeout_usec;
         bool unwind_on_failure; /* --on-failure rollback (default); false: stop */
+        bool force;             /* --force: an unwind may go below the min-compatibility high-water mark */
 } rollout_options;
 
 typedef struct rollout_event {

@@ -285,6 +285,14 @@ int store_list(store *s, const char *component, revision_list *ret, char **ret_e
         }
         if (r < 0)
                 return set_error(ret_error, r, "%s/%s: %s", s->revisions_dir, component, strerror(-r));
+        /* Read as well as written only when nobody else could have planted a revision. */
+        {
+                _cleanup_free_ char *display = strdup_printf("%s/%s", s->revisions_dir, component);
+
+                r = display ? check_dir_private(dirfd, display, ret_error) : -ENOMEM;
+                if (r < 0)
+                        return r;
+        }
 
         d = opendir_dup(dirfd);
         if (!d)
@@ -481,6 +489,10 @@ int store_sync_live_recorded(store *s, const char *component, const char *file, 
 
         if (!s->writable)
                 return -EROFS;
+        /* What runs counts, whoever wrote it: storage written under it may need it. */
+        r = store_high_water_raise(s, info->min_compat_version, ret_error);
+        if (r < 0)
+                return r;
         r = store_list(s, component, &l, ret_error);
         if (r < 0)
                 return r;
@@ -576,6 +588,11 @@ int store_prepare(store *s, const char *component, const char *file, json_t *pod
 
         if (!s->writable)
                 return -EROFS;
+        /* Before the revision can go live: from the moment the component may run with it,
+         * storage may use encodings older releases cannot read. */
+        r = store_high_water_raise(s, info->min_compat_version, ret_error);
+        if (r < 0)
+                return r;
         r = store_list(s, component, &l, ret_error);
         if (r < 0)
                 return r;
@@ -706,44 +723,134 @@ int store_journal_load(store *s, json_t **ret, char **ret_error) {
         return 0;
 }
 
-int store_high_water_load(store *s, char ret[static 24]) {
-        _cleanup_free_ char *data = NULL;
-        json_auto_t *j = NULL;
-        const char *v;
-        size_t size;
+#define HIGH_WATER_PATH STORE_STATE_DIR "/" STORE_HIGH_WATER_FILE
 
-        ret[0] = 0;
-        if (s->state_fd < 0 || read_file_at(s->state_fd, STORE_HIGH_WATER_FILE, 4096, &data, &size) < 0)
-                return 0;
-        j = json_loadb(data, size, 0, NULL);
-        v = json_string_value(json_object_get(j, "minCompatibilityVersion"));
-        if (v && strlen(v) < 24)
-                strcpy(ret, v);
+static int high_water_save(store *s, kminor v, char **ret_error) {
+        _cleanup_free_ char *text = NULL;
+        char m[KMINOR_STRING_MAX];
+        int r;
+
+        if (s->state_fd < 0)
+                return -EROFS;
+        kminor_format(v, m);
+        text = strdup_printf("{\"minCompatibilityVersion\": \"%s\"}\n", m);
+        if (!text)
+                return -ENOMEM;
+        r = write_file_atomic(s->state_fd, STORE_HIGH_WATER_FILE, text, strlen(text), 0600);
+        if (r < 0)
+                return set_error(ret_error, r, "%s/%s: %s", s->root, HIGH_WATER_PATH, strerror(-r));
         return 0;
 }
 
-int store_high_water_save(store *s, const char *version, char **ret_error) {
-        _cleanup_free_ char *text = strdup_printf("{\"minCompatibilityVersion\": \"%s\"}\n", version);
+/* The highest min-compatibility version any stored revision records. Every revision's
+ * metadata names the versions it was written to run with, and the mark is raised before a
+ * revision goes live, so this is what the mark said — short of revisions retention removed. */
+static int high_water_rebuild(store *s, kminor *ret, char **ret_error) {
+        kminor max = KMINOR(0, 0);
+        struct dirent *de;
+        DIR *d;
+        int r = 0;
+
+        if (s->revisions_fd < 0) {
+                *ret = max;
+                return 0;
+        }
+        d = opendir_dup(s->revisions_fd);
+        if (!d)
+                return set_error(ret_error, -errno, "%s: %s", s->revisions_dir, strerror(errno));
+        while ((de = readdir(d))) {
+                _cleanup_(revision_list_done) revision_list l = {};
+
+                if (de->d_name[0] == '.')
+                        continue;
+                r = store_list(s, de->d_name, &l, ret_error);
+                if (r < 0)
+                        break;
+                for (size_t i = 0; i < l.n; i++) {
+                        kminor v;
+
+                        if (!l.items[i].min_compat_version)
+                                continue; /* versions unknown when it was recorded */
+                        if (kminor_parse(l.items[i].min_compat_version, &v, NULL) < 0) {
+                                r = set_error(ret_error, -EINVAL,
+                                              "%s/%s/%u.json: minCompatibilityVersion \"%s\" is not a major.minor "
+                                              "version",
+                                              s->revisions_dir, de->d_name, l.items[i].number,
+                                              l.items[i].min_compat_version);
+                                break;
+                        }
+                        if (kminor_cmp(v, max) > 0)
+                                max = v;
+                }
+                if (r < 0)
+                        break;
+        }
+        closedir(d);
+        if (r < 0)
+                return r;
+        *ret = max;
+        return 0;
+}
+
+int store_high_water_get(store *s, kminor *ret, char **ret_error) {
+        _cleanup_free_ char *data = NULL;
+        json_auto_t *j = NULL;
+        json_error_t e;
+        const char *v;
+        size_t size;
+        kminor m;
         int r;
 
-        if (!text)
-                return -ENOMEM;
-        if (s->state_fd < 0)
-                return -EROFS;
-        r = write_file_atomic(s->state_fd, STORE_HIGH_WATER_FILE, text, strlen(text), 0600);
+        if (s->state_fd < 0) {
+                /* Read-only and no state directory: nothing was ever recorded. */
+                *ret = KMINOR(0, 0);
+                return 0;
+        }
+        r = read_file_at(s->state_fd, STORE_HIGH_WATER_FILE, 4096, &data, &size);
+        if (r == -ENOENT) {
+                /* Deleted (or never written by an older cplet): the revisions still tell. */
+                r = high_water_rebuild(s, &m, ret_error);
+                if (r < 0)
+                        return r;
+                if (m.major == 0) {
+                        *ret = m;
+                        return 0;
+                }
+                if (s->writable) {
+                        r = high_water_save(s, m, ret_error);
+                        if (r < 0)
+                                return r;
+                }
+                *ret = m;
+                return 1;
+        }
         if (r < 0)
-                return set_error(ret_error, r, "%s: %s", STORE_HIGH_WATER_FILE, strerror(-r));
+                return set_error(ret_error, r, "%s/%s: %s", s->root, HIGH_WATER_PATH,
+                                 r == -ELOOP ? "is a symbolic link; refusing to follow it" : strerror(-r));
+        j = json_loadb(data, size, JSON_REJECT_DUPLICATES, &e);
+        v = json_string_value(json_object_get(j, "minCompatibilityVersion"));
+        if (!v || !json_is_object(j) || json_object_size(j) != 1 || kminor_parse(v, &m, NULL) < 0)
+                return set_error(ret_error, -EINVAL,
+                                 "%s/%s: not a min-compatibility high-water mark (%s); put it back, or remove it "
+                                 "to have it rebuilt from the revisions' metadata",
+                                 s->root, HIGH_WATER_PATH,
+                                 !j ? e.text : !v ? "no minCompatibilityVersion string" : "unexpected content");
+        *ret = m;
         return 0;
 }
 
 int store_high_water_raise(store *s, const char *version, char **ret_error) {
-        char current[24];
-        kminor c, v;
+        kminor current, v;
+        int r;
 
+        if (!version)
+                return 0; /* versions unknown: nothing to record */
         if (kminor_parse(version, &v, NULL) < 0)
                 return set_error(ret_error, -EINVAL, "\"%s\" is not a major.minor version", version);
-        store_high_water_load(s, current);
-        if (*current && kminor_parse(current, &c, NULL) >= 0 && kminor_cmp(c, v) >= 0)
+        r = store_high_water_get(s, &current, ret_error);
+        if (r < 0)
+                return r;
+        if (kminor_cmp(current, v) >= 0)
                 return 0;
-        return store_high_water_save(s, version, ret_error);
+        return high_water_save(s, v, ret_error);
 }

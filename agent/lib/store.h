@@ -15,6 +15,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "version.h"
+
 #define STORE_MANIFEST_DIR "etc/kubernetes/manifests"
 #define STORE_STATE_DIR "var/lib/cplet"
 #define STORE_REVISIONS_DIR "var/lib/cplet/revisions"
@@ -147,11 +149,16 @@ int store_journal_save(store *s, json_t *journal, char **ret_error);
 int store_journal_load(store *s, json_t **ret, char **ret_error);
 
 /* The min-compatibility high-water mark, ROOT/var/lib/cplet/min-compatibility.json: the
- * highest version a completed step raised --min-compatibility-version to. "" when none. */
+ * highest min-compatibility version, explicit or implied, that any revision was written or
+ * adopted with (store_prepare and store_sync_live raise it, before the revision can run).
+ * Storage written under it may need it, so nothing may go below it without --force.
+ * store_high_water_get: 0 and the mark ({0,0}: none, the node has no revision either); 1 when
+ * the file was missing and the mark was rebuilt from the revisions' metadata (and saved, when
+ * the store is writable); -EINVAL naming the file when it is not a valid mark. */
 #define STORE_HIGH_WATER_FILE "min-compatibility.json"
-int store_high_water_load(store *s, char ret[static 24]);
-int store_high_water_save(store *s, const char *version, char **ret_error);
-/* Raises the mark to `version` (a major.minor) unless it is already at least that. */
+int store_high_water_get(store *s, kminor *ret, char **ret_error);
+/* Raises the mark to `version` (a major.minor; NULL: unknown, nothing to do) unless it is
+ * already at least that. */
 int store_high_water_raise(store *s, const char *version, char **ret_error);
 
 /* Renders a pod as store_commit would write it for revision `number` (for --dry-run). */

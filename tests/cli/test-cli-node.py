@@ -182,8 +182,9 @@ def test_emulation_step_keeps_image(t):
     pin_images(root)
     before = {c: image_line(root, c) for c in COMPONENTS}
     t.eq(before["kube-apiserver"], f"image: registry.k8s.io/kube-apiserver:{EXAMPLE_VERSION}@{DIGEST}", "setup")
+    # Forced: emulating 1.33 implies min-compatibility 1.32, below the 1.33 the node ran with.
     rc, out, err = t.run(root, ["upgrade", "--binary-version", EXAMPLE_VERSION, "--emulated-version", "1.33",
-                                "--no-wait"], unchanged=False)
+                                "--no-wait", "--force"], unchanged=False)
     t.eq(rc, 0, f"emulation downgrade: exit code (stderr {err.strip()!r})")
     for c in COMPONENTS:
         t.eq(image_line(root, c), before[c], f"{c}: image after the emulation steps")

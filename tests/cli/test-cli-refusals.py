@@ -175,7 +175,7 @@ def test_corrupt_journal_refuses_writes(t):
     for args in (UPGRADE + ["--binary-version", "v1.35.1", "--no-wait"],
                  UPGRADE + ["--binary-version", "v1.35.1"],
                  ["flags", "set", "kube-scheduler", "--v=3", "--no-wait"],
-                 ["rollback", "--component", "kube-scheduler", "--to-revision", "1", "--no-wait"],
+                 ["rollback", "--component", "kube-scheduler", "--to-revision", "1", "--no-wait", "--force"],
                  ["resume"], ["abort"]):
         t.refused(root, args, "rollout.json")
     before = owners(root)
@@ -219,8 +219,8 @@ def test_read_only_state_dir(t):
     if not state_on_tmpfs(t, root, "4m"):
         return
     subprocess.run(["mount", "-o", "remount,ro", os.path.join(root, STATE)], check=True)
-    t.refused(root, ["flags", "set", "kube-scheduler", "--v=3", "--no-wait"], "read-only")
-    t.refused(root, ["flags", "set", "kube-scheduler", "--v=3"], "read-only")
+    t.refused(root, ["flags", "set", "kube-scheduler", "--v=3", "--no-wait"], "Read-only file system", rc=1)
+    t.refused(root, ["flags", "set", "kube-scheduler", "--v=3"], "Read-only file system", rc=1)
 
 
 def test_full_state_dir(t):
@@ -235,8 +235,8 @@ def test_full_state_dir(t):
                 f.flush()
     except OSError:
         pass
-    t.refused(root, ["flags", "set", "kube-scheduler", "--v=3", "--no-wait"], "free")
-    t.refused(root, UPGRADE + ["--binary-version", "v1.35.1", "--no-wait"], "free")
+    t.refused(root, ["flags", "set", "kube-scheduler", "--v=3", "--no-wait"], "No space left on device", rc=1)
+    t.refused(root, UPGRADE + ["--binary-version", "v1.35.1", "--no-wait"], "No space left on device", rc=1)
 
 
 TESTS = [

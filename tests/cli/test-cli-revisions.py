@@ -656,7 +656,14 @@ def test_diff(t):
 def test_rollback(t):
     root = upgraded_root(t)
     c = "kube-scheduler"
-    rc, out, err = t.run(root, ["rollback", "--component", c, "--to-revision", "2", "--no-wait"], unchanged=False)
+    # Revision 2 emulates 1.34 with the implied min-compatibility 1.33; the node has run with
+    # 1.34 (revision 3): below the high-water mark, so only with --force.
+    t.expect_refused(root, ["rollback", "--component", c, "--to-revision", "2", "--no-wait"],
+                     "rollback below the high-water mark without --force",
+                     ["kube-scheduler would run with min-compatibility version 1.33, below 1.34, the highest this "
+                      "node has run with", "--force"])
+    rc, out, err = t.run(root, ["rollback", "--component", c, "--to-revision", "2", "--no-wait", "--force"],
+                         unchanged=False)
     t.eq(rc, 0, f"rollback {c} to 2: exit code (stderr {err.strip()!r})")
     t.eq(revision_numbers(root, c), [1, 2, 3, 4], f"{c}: revisions after the rollback")
     try:
@@ -688,8 +695,8 @@ def test_rollback(t):
     t.expect_refused(root, ["rollback", "--component", c, "--no-wait"], "missing --to-revision", ["--to-revision"])
     # Without --no-wait the write is gated: on this node nothing runs, so it times out, is
     # restored (which cannot come back either) and fails loudly.
-    rc, out, err = t.run(root, ["rollback", "--component", c, "--to-revision", "2", "--step-timeout", "200ms", "--stable-for", "0s"],
-                         unchanged=False)
+    rc, out, err = t.run(root, ["rollback", "--component", c, "--to-revision", "2", "--step-timeout", "200ms",
+                                "--stable-for", "0s", "--force"], unchanged=False)
     t.eq(rc, 1, f"gated rollback on a dead node: exit code (stderr {err.strip()!r})")
     t.check("timed out" in err, f"gated rollback on a dead node says it timed out: {err!r}")
     for bad in ("0", "-2", "two", "2x"):
@@ -701,6 +708,118 @@ def test_rollback(t):
     rc, out, err = t.run(root, ["rollback", "--component", c, "--to-revision", "3", "--dry-run"])
     t.eq(rc, 0, f"rollback --dry-run: exit code (stderr {err.strip()!r})")
     t.check(re.search(r"^-\s+- --emulated-version=1\.34$", out, re.M), f"rollback --dry-run diff: {out!r}")
+
+
+HIGH_WATER = os.path.join(STATE_DIR, "min-compatibility.json")
+
+
+def high_water(root):
+    try:
+        with open(os.path.join(root, HIGH_WATER)) as f:
+            return json.load(f).get("minCompatibilityVersion")
+    except (OSError, ValueError) as e:
+        return repr(e)
+
+
+def test_high_water_recorded(t):
+    """The mark records what ran, explicit or implied, whoever wrote it: adoption counts, and
+    an emulation step's implied raise counts."""
+    root = t.new_root()
+    c = "kube-scheduler"
+    t.expect_ok(root, ["flags", "set", c, "--v=4", "--no-wait"], "flags set (adopts every live manifest)")
+    t.eq(high_water(root), "1.33", "mark after adopting a v1.34.2 node (implied 1.33)")
+    t.expect_ok(root, UPGRADE, "upgrade to 1.35")
+    t.eq(high_water(root), "1.34", "mark after emulating 1.35 (implied 1.34)")
+
+    # An emulation rollback keeps min-compatibility 1.34 as a flag; a second one is refused.
+    t.expect_ok(root, ["rollback", "--emulated-version", "1.34", "--no-wait"], "rollback --emulated-version 1.34")
+    for comp in COMPONENTS:
+        argv = container(load_yaml(t, read(mpath(root, comp + ".yaml")), comp), comp).get("command") or []
+        t.check("--min-compatibility-version=1.34" in argv, f"{comp}: min-compatibility 1.34 kept as a flag: {argv}")
+    t.expect_refused(root, ["rollback", "--emulated-version", "1.33", "--no-wait"], "second emulation rollback",
+                     ["cannot lower the emulated version to 1.33", "min-compatibility version 1.34"])
+    # The binary 1.34 cannot keep 1.34: a binary rollback is refused for that reason.
+    t.expect_refused(root, ["rollback", "--binary-version", "v1.34.2", "--no-wait"], "binary rollback",
+                     ["binary v1.34.2 cannot keep min-compatibility version 1.34, the highest min-compatibility "
+                      "version this node has run with", "--force"])
+
+
+def test_high_water_adopted_explicit(t):
+    """The defect of issue 12: a node at 1.35 emulating 1.34 with an explicit
+    --min-compatibility-version=1.34 (set by hand, never by cplet) got a 6-step plan to
+    v1.34.2 that first lowered min-compatibility to 1.33."""
+    root = t.new_root()
+    set_version(root, TARGET)
+    for comp in COMPONENTS:
+        add_flags(root, comp, ["--emulated-version=1.34", "--min-compatibility-version=1.34"])
+    t.expect_refused(root, ["plan", "--binary-version", "v1.34.2"], "plan to v1.34.2",
+                     ["binary v1.34.2 cannot keep min-compatibility version 1.34"])
+    t.expect_refused(root, ["upgrade", "--binary-version", "v1.34.2", "--no-wait"], "upgrade to v1.34.2",
+                     ["binary v1.34.2 cannot keep min-compatibility version 1.34", "--force"])
+    out, err = t.expect_ok(root, ["upgrade", "--binary-version", "v1.34.2", "--no-wait", "--force"],
+                           "upgrade to v1.34.2 --force")
+    t.eq(high_water(root), "1.34", "mark after a forced rollback (adopted explicit 1.34)")
+
+
+def test_high_water_flags(t):
+    """A single write (flags) keeps the node at the mark: after a forced lowering, even a flag
+    change needs --force."""
+    root = t.new_root()
+    c = "kube-scheduler"
+    os.makedirs(os.path.join(root, STATE_DIR), mode=0o700, exist_ok=True)
+    write(os.path.join(root, HIGH_WATER), '{"minCompatibilityVersion": "1.34"}\n')
+    os.chmod(os.path.join(root, HIGH_WATER), 0o600)
+    t.expect_refused(root, ["flags", "set", c, "--v=4", "--no-wait"], "flags set below the mark",
+                     ["kube-scheduler would run with min-compatibility version 1.33, below 1.34", "--force"])
+    # (Options go before `flags set C`: what follows are the flags to set.)
+    t.expect_ok(root, ["--force", "--no-wait", "flags", "set", c, "--v=4"], "flags set --force")
+    t.eq(high_water(root), "1.34", "the mark is never lowered")
+
+
+def test_high_water_corrupt(t):
+    """Defect 17: a corrupt mark refuses (exit 2, naming the file), it never passes."""
+    for text in ("{not json", '{"minCompatibilityVersion": 135}', '{"minCompatibilityVersion": "one"}', "[]", ""):
+        root = upgraded_root(t)
+        path = os.path.join(root, HIGH_WATER)
+        write(path, text)
+        os.chmod(path, 0o600)
+        what = f"mark {text!r}"
+        needles = [os.path.join(root, HIGH_WATER), "not a min-compatibility high-water mark"]
+        t.expect_refused(root, ["plan", "--binary-version", TARGET, "--emulated-version", "1.34"], f"{what}: plan",
+                         needles)
+        t.expect_refused(root, ["rollback", "--emulated-version", "1.34", "--no-wait"], f"{what}: rollback",
+                         needles)
+        t.expect_refused(root, ["rollback", "--component", "kube-scheduler", "--to-revision", "3", "--no-wait"],
+                         f"{what}: rollback --to-revision", needles)
+        t.expect_refused(root, ["flags", "set", "kube-scheduler", "--v=4", "--no-wait"], f"{what}: flags set",
+                         needles)
+    # A symbolic link is never followed in the state directory.
+    root = upgraded_root(t)
+    path = os.path.join(root, HIGH_WATER)
+    os.unlink(path)
+    os.symlink("/dev/null", path)
+    t.expect_refused(root, ["rollback", "--emulated-version", "1.34", "--no-wait"], "mark is a symlink",
+                     [os.path.join(root, HIGH_WATER), "symbolic link"])
+
+
+def test_high_water_deleted(t):
+    """Defect 17: a deleted mark is rebuilt from the revisions' metadata, never taken as none."""
+    root = upgraded_root(t)
+    # Forced back to emulating 1.34 with the implied 1.33: the mark (1.34) is all that still
+    # says the node has run with 1.34.
+    t.expect_ok(root, ["upgrade", "--binary-version", TARGET, "--emulated-version", "1.34", "--no-wait", "--force"],
+                "forced emulation rollback")
+    t.eq(high_water(root), "1.34", "mark after the forced rollback")
+    os.unlink(os.path.join(root, HIGH_WATER))
+    rc, out, err = t.expect_refused(root, ["rollback", "--emulated-version", "1.33", "--no-wait"],
+                                    "rollback to emulating 1.33 with the mark deleted",
+                                    ["cannot lower the emulated version to 1.33",
+                                     "this node has run with min-compatibility version 1.34"])
+    t.contains(err, "rebuilt from the revisions' metadata: 1.34", "the rebuild is reported")
+    t.expect_refused(root, ["rollback", "--component", "kube-scheduler", "--to-revision", "2", "--no-wait"],
+                     "rollback --to-revision with the mark deleted", ["below 1.34"])
+    t.expect_ok(root, ["--force", "--no-wait", "flags", "set", "kube-scheduler", "--v=4"], "a write")
+    t.eq(high_water(root), "1.34", "the write saved the rebuilt mark")
 
 
 def test_flags(t):
@@ -991,6 +1110,12 @@ TESTS = [
     ("history text and --json", test_history),
     ("diff between revisions and the live manifest", test_diff),
     ("rollback writes an earlier revision as a new one", test_rollback),
+    ("high-water mark: recorded at adoption and by implied raises; two emulation rollbacks refused",
+     test_high_water_recorded),
+    ("high-water mark: an adopted explicit min-compatibility blocks the binary rollback", test_high_water_adopted_explicit),
+    ("high-water mark: single writes (flags) refused below it without --force", test_high_water_flags),
+    ("high-water mark: a corrupt file refuses every write and plan", test_high_water_corrupt),
+    ("high-water mark: a deleted file is rebuilt from the revisions", test_high_water_deleted),
     ("flags set / unset and their refusals", test_flags),
     ("an external edit is recorded before the next write", test_external_edit),
     ("the lock refuses a second writer", test_lock),

@@ -553,7 +553,7 @@ def test_unmanaged_untouched(t):
         ["status", "--json"],
         ["plan", "--binary-version", "v1.35.0"],
         ["plan", "--binary-version", "v1.35.0", "--json"],
-        ["plan", "--binary-version", "v1.33.0"],
+        ["plan", "--binary-version", "v1.34.3"],
     ]
     for args in commands:
         rc, out, err = t.run(root, args)

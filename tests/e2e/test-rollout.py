@@ -651,10 +651,10 @@ def test_kill_and_resume(t):
 
 
 def test_kill_and_abort(t):
-    what = "SIGKILL while waiting on step 4, then abort"
+    what = "SIGKILL while waiting on step 3, then abort"
     node = t.node(OLD, knobs=SLOW)
     originals = live_manifests(node.root)
-    r = interrupt(t, node, waiting_on(4, "health"), signal.SIGKILL, what)
+    r = interrupt(t, node, waiting_on(3, "health"), signal.SIGKILL, what)
     t.eq(r.rc, -signal.SIGKILL, "%s: cplet's end" % what)
     check_interrupted_state(t, node, what)
     t0 = wall()
@@ -662,7 +662,7 @@ def test_kill_and_abort(t):
     check_finished(t, out, "done", "abort")
     sig = restart_signature(starts_since(node, t0))
     t.eq([(c, tag, emu) for c, tag, emu, _ in sig],
-         [(APISERVER, NEW, "1.34"), (SCHEDULER, OLD, None), (KCM, OLD, None), (APISERVER, OLD, None)],
+         [(SCHEDULER, OLD, None), (KCM, OLD, None), (APISERVER, OLD, None)],
          "abort: restarts in reverse order")
     t.check_equal_to_originals(node, originals, "after abort")
     t.check_healthy(node, "after abort")
@@ -672,6 +672,24 @@ def test_kill_and_abort(t):
     t.check_journal(node, "aborted", "after abort")
     t.check_live_is_revision(node, "after abort")
     t.check_no_dotfiles(node, "after abort")
+
+    # Step 4 raises the API server's emulated version to 1.35, and with it the implied
+    # min-compatibility to 1.34 (the high-water mark, recorded before the swap): the unwind
+    # stops there, as at an explicit min-compatibility raise.
+    what = "SIGKILL while waiting on step 4, then abort"
+    node = t.node(OLD, knobs=SLOW)
+    r = interrupt(t, node, waiting_on(4, "health"), signal.SIGKILL, what)
+    check_interrupted_state(t, node, what)
+    out, err = t.expect(node, ["abort", "--json"], 0, "abort at step 4")
+    evs = check_finished(t, out, "done", "abort at step 4")
+    stops = [e for e in evs if e.get("event") == "unwind" and "stopped" in (e.get("detail") or "")]
+    t.check(stops and stops[0].get("component") == APISERVER and stops[0].get("step") == 4,
+            "abort at step 4: no 'stopped' unwind event at the API server's step 4: %r" % evs)
+    api = {c.get("name"): c for c in t.status_json(node).get("components", [])}.get(APISERVER, {})
+    t.eq((api.get("binaryVersion"), api.get("emulatedVersion"), api.get("minCompatibilityVersion")),
+         (NEW, "1.35", "1.34"), "after abort at step 4: the API server still emulates 1.35")
+    t.check_journal(node, "aborted", "after abort at step 4")
+    t.check_live_is_revision(node, "after abort at step 4")
 
     what = "SIGKILL after the 2nd done event, then abort"
     node = t.node(OLD, knobs=SLOW)
@@ -812,13 +830,20 @@ def test_binary_rollback(t):
 
     t.expect(node, ["rollback", "--emulated-version", "1.34", "--stable-for", "0s"], 0,
              "setup: rollback --emulated-version 1.34")
+    # The node has run with min-compatibility 1.34 (implied at emulated 1.35, kept as a flag
+    # by the emulation rollback); binary 1.34 cannot keep it.
+    t.expect_refused(node, ["rollback", "--binary-version", OLD] + GATE,
+                     "rollback --binary-version v1.34.2 below the high-water mark",
+                     needles=["binary v1.34.2 cannot keep min-compatibility version 1.34", "--force"])
     t0 = wall()
-    out, err = t.expect(node, ["rollback", "--binary-version", OLD, "--stable-for", "0s", "--json"], 0,
-                        "rollback --binary-version v1.34.2")
+    out, err = t.expect(node, ["rollback", "--binary-version", OLD, "--stable-for", "0s", "--force", "--json"], 0,
+                        "rollback --binary-version v1.34.2 --force")
     evs = check_finished(t, out, "done", "binary rollback")
-    t.eq([c for c, k in done_steps(evs)], list(reversed(ORDER)), "binary rollback: done events")
+    # Forced: min-compatibility back to 1.33 first (binary 1.34 implies it), then the binaries.
+    t.eq(done_steps(evs), [(c, "min-compatibility") for c in reversed(ORDER)] + [(c, "binary") for c in reversed(ORDER)],
+         "binary rollback: done events")
     sig = restart_signature(starts_since(node, t0))
-    t.eq([(c, tag) for c, tag, emu, mc in sig], [(c, OLD) for c in reversed(ORDER)],
+    t.eq([(c, tag) for c, tag, emu, mc in sig], [(c, NEW) for c in reversed(ORDER)] + [(c, OLD) for c in reversed(ORDER)],
          "binary rollback: restarts seen by the kubelet")
     t.check_healthy(node, "after the binary rollback")
     t.check_running(node, OLD, "after the binary rollback")
@@ -952,8 +977,10 @@ def test_retention_keeps_what_an_unwind_needs(t):
     os.makedirs(os.path.dirname(cfg), exist_ok=True)
     with open(cfg, "w") as f:
         f.write("apiVersion: cplet.io/v1alpha1\nkind: CpletConfiguration\nrevisionsToKeep: 2\n")
+    # --force: the unwind may go back past the API server's emulation raise (implied
+    # min-compatibility 1.34, the high-water mark), down to every first revision.
     out, err = t.expect(node, ["upgrade", "--binary-version", NEW, "--stable-for", "0s", "--step-timeout", "3s",
-                               "--json"], 1, "upgrade failing at the last step with revisionsToKeep 2")
+                               "--force", "--json"], 1, "upgrade failing at the last step with revisionsToKeep 2")
     check_finished(t, out, "failed", "upgrade")
     t.check("no such revision" not in err, "the unwind found every revision it needed: %r" % err)
     for c in COMPONENTS:

@@ -9,8 +9,11 @@
 #include <cmocka.h>
 #include <string.h>
 
+#include "component.h"
 #include "macro.h"
+#include "manifest.h"
 #include "plan.h"
+#include "plugin-loader.h"
 
 /* One component of a test node: binary tag, and the kube minor of --emulated-version and
  * --min-compatibility-version when given (0: absent). */
@@ -28,6 +31,8 @@ typedef struct plan_case {
         uint32_t target_emulated;   /* 0: default */
         uint32_t target_min_compat; /* 0: default */
         const char *repository;     /* NULL: keep */
+        uint32_t floor;             /* the store's high-water mark (kube minor); 0: none */
+        bool force;                 /* --force: the floor does not hold */
         const char *steps[16];      /* "component kind binary emulated min-compat [flags]" */
         const char *refusal;        /* words the reason contains; NULL: success */
 } plan_case;
@@ -95,6 +100,8 @@ static void run_case(const plan_case *c) {
         t.min_compat_set = c->target_min_compat != 0;
         t.min_compat = KMINOR(1, c->target_min_compat);
         t.image_repository = c->repository;
+        t.min_compat_floor = c->floor ? KMINOR(1, c->floor) : KMINOR(0, 0);
+        t.force = c->force;
 
         r = plan_compute(comps, n, &t, &p, &error);
         if (c->refusal) {
@@ -204,10 +211,23 @@ static const plan_case cases[] = {
                 },
         },
         {
-                .name = "emulation downgrade 1.35 -> 1.34 goes in reverse order",
+                .name = "emulation downgrade 1.35 -> 1.34 in reverse order keeps the implied min-compatibility 1.34",
                 .comps = ALL("v1.35.0"),
                 .target_binary = "v1.35.0",
                 .target_emulated = 34,
+                .steps = {
+                        "kube-scheduler emulation v1.35.0 1.34 1.34 +E +M",
+                        "kube-controller-manager emulation v1.35.0 1.34 1.34 +E +M",
+                        "kube-apiserver emulation v1.35.0 1.34 1.34 +E +M",
+                },
+        },
+        {
+                .name = "emulation downgrade with --force lets the implied min-compatibility follow",
+                .comps = ALL("v1.35.0"),
+                .target_binary = "v1.35.0",
+                .target_emulated = 34,
+                .floor = 35,
+                .force = true,
                 .steps = {
                         "kube-scheduler emulation v1.35.0 1.34 1.33 +E",
                         "kube-controller-manager emulation v1.35.0 1.34 1.33 +E",
@@ -219,7 +239,51 @@ static const plan_case cases[] = {
                 .comps = ALL("v1.35.0"),
                 .target_binary = "v1.35.0",
                 .target_emulated = 33,
-                .refusal = "min-compatibility version 1.34",
+                .refusal = "cannot lower the emulated version to 1.33: kube-apiserver runs with min-compatibility "
+                           "version 1.34, and data may already need 1.34 to be read",
+        },
+        {
+                .name = "second emulation rollback refused: the node has run with min-compatibility 1.34",
+                .comps = { { "v1.35.0", 34, 0, false }, { "v1.35.0", 34, 0, false }, { "v1.35.0", 34, 0, false } },
+                .target_binary = "v1.35.0",
+                .target_emulated = 33,
+                .floor = 34,
+                .refusal = "cannot lower the emulated version to 1.33: this node has run with min-compatibility "
+                           "version 1.34",
+        },
+        {
+                .name = "a min-compatibility below the high-water mark is raised back to it",
+                .comps = { { "v1.35.0", 34, 0, false }, { "v1.35.0", 34, 0, false }, { "v1.35.0", 34, 0, false } },
+                .target_binary = "v1.35.0",
+                .target_emulated = 34,
+                .floor = 34,
+                .steps = {
+                        "kube-apiserver min-compatibility v1.35.0 1.34 1.34 +E +M",
+                        "kube-controller-manager min-compatibility v1.35.0 1.34 1.34 +E +M",
+                        "kube-scheduler min-compatibility v1.35.0 1.34 1.34 +E +M",
+                },
+        },
+        {
+                .name = "an explicit min-compatibility below the high-water mark is refused",
+                .comps = ALL("v1.35.0"),
+                .target_binary = "v1.35.0",
+                .target_min_compat = 33,
+                .floor = 34,
+                .refusal = "min-compatibility version 1.33 is below 1.34, the highest min-compatibility version "
+                           "this node has run with",
+        },
+        {
+                .name = "an explicit min-compatibility below the high-water mark with --force",
+                .comps = ALL("v1.35.0"),
+                .target_binary = "v1.35.0",
+                .target_min_compat = 33,
+                .floor = 34,
+                .force = true,
+                .steps = {
+                        "kube-scheduler min-compatibility v1.35.0 1.35 1.33 +M",
+                        "kube-controller-manager min-compatibility v1.35.0 1.35 1.33 +M",
+                        "kube-apiserver min-compatibility v1.35.0 1.35 1.33 +M",
+                },
         },
         {
                 .name = "binary rollback 1.35 -> 1.34 after emulation was lowered",
@@ -232,9 +296,24 @@ static const plan_case cases[] = {
                 },
         },
         {
-                .name = "binary rollback 1.35 -> 1.34 while emulating 1.35: emulation goes down first",
+                .name = "binary rollback 1.35 -> 1.34 refused when the node has run with min-compatibility 1.34",
+                .comps = { { "v1.35.0", 34, 0, false }, { "v1.35.0", 34, 0, false }, { "v1.35.0", 34, 0, false } },
+                .target_binary = "v1.34.2",
+                .floor = 34,
+                .refusal = "binary v1.34.2 cannot keep min-compatibility version 1.34",
+        },
+        {
+                .name = "binary rollback 1.35 -> 1.34 while emulating 1.35 is refused (implied min-compatibility 1.34)",
                 .comps = ALL("v1.35.0"),
                 .target_binary = "v1.34.2",
+                .refusal = "binary v1.34.2 cannot keep min-compatibility version 1.34",
+        },
+        {
+                .name = "binary rollback 1.35 -> 1.34 while emulating 1.35 with --force: emulation goes down first",
+                .comps = ALL("v1.35.0"),
+                .target_binary = "v1.34.2",
+                .floor = 34,
+                .force = true,
                 .steps = {
                         "kube-scheduler emulation v1.35.0 1.34 1.33 +E",
                         "kube-controller-manager emulation v1.35.0 1.34 1.33 +E",
@@ -245,11 +324,19 @@ static const plan_case cases[] = {
                 },
         },
         {
+                /* The defect of issue 12: the plan lowered min-compatibility to 1.33 first. */
                 .name = "binary rollback refused when the old binary lacks the min-compatibility in force",
                 .comps = { { "v1.35.0", 34, 34, false }, { "v1.35.0", 34, 34, false }, { "v1.35.0", 34, 34, false } },
                 .target_binary = "v1.34.2",
+                .refusal = "binary v1.34.2 cannot keep min-compatibility version 1.34, the highest min-compatibility "
+                           "version this node has run with",
+        },
+        {
+                .name = "explicit min-compatibility 1.34 on a binary without the flag is refused as such",
+                .comps = { { "v1.35.0", 34, 34, false }, { "v1.35.0", 34, 34, false }, { "v1.35.0", 34, 34, false } },
+                .target_binary = "v1.34.2",
                 .target_min_compat = 34,
-                .refusal = "--min-compatibility-version",
+                .refusal = "the target is not valid for binary v1.34.2: unknown flag: --min-compatibility-version",
         },
         {
                 .name = "half done: the API server already runs the new binary",
@@ -280,13 +367,47 @@ static const plan_case cases[] = {
                 },
         },
         {
-                .name = "forward-compatible flag is kept while emulating below, dropped at the binary",
+                .name = "forward-compatible flag is dropped when emulation reaches the binary",
                 .comps = { { "v1.35.0", 34, 0, true }, { "v1.35.0", 34, 0, false }, { "v1.35.0", 34, 0, false } },
                 .target_binary = "v1.35.0",
                 .steps = {
                         "kube-apiserver emulation v1.35.0 1.35 1.34",
                         "kube-controller-manager emulation v1.35.0 1.35 1.34",
                         "kube-scheduler emulation v1.35.0 1.35 1.34",
+                },
+        },
+        {
+                .name = "forward-compatible flag is kept while emulating below the binary, dropped at it",
+                .comps = { { "v1.35.0", 33, 0, true }, { "v1.35.0", 33, 0, false }, { "v1.35.0", 33, 0, false } },
+                .target_binary = "v1.35.0",
+                .steps = {
+                        "kube-apiserver emulation v1.35.0 1.34 1.33 +E +F",
+                        "kube-controller-manager emulation v1.35.0 1.34 1.33 +E",
+                        "kube-scheduler emulation v1.35.0 1.34 1.33 +E",
+                        "kube-apiserver emulation v1.35.0 1.35 1.34",
+                        "kube-controller-manager emulation v1.35.0 1.35 1.34",
+                        "kube-scheduler emulation v1.35.0 1.35 1.34",
+                },
+        },
+        {
+                .name = "forward-compatible flag is kept across a binary upgrade that pins emulation",
+                .comps = { { "v1.34.2", 33, 0, true }, { "v1.34.2", 33, 0, false }, { "v1.34.2", 33, 0, false } },
+                .target_binary = "v1.35.0",
+                .target_emulated = 33,
+                .steps = {
+                        "kube-apiserver binary v1.35.0 1.33 1.32 +E +F",
+                        "kube-controller-manager binary v1.35.0 1.33 1.32 +E",
+                        "kube-scheduler binary v1.35.0 1.33 1.32 +E",
+                },
+        },
+        {
+                .name = "forward-compatible flag is dropped by a binary rollback to the emulated version",
+                .comps = { { "v1.35.0", 34, 0, true }, { "v1.35.0", 34, 0, false }, { "v1.35.0", 34, 0, false } },
+                .target_binary = "v1.34.2",
+                .steps = {
+                        "kube-scheduler binary v1.34.2 1.34 1.33",
+                        "kube-controller-manager binary v1.34.2 1.34 1.33",
+                        "kube-apiserver binary v1.34.2 1.34 1.33",
                 },
         },
         {
@@ -328,6 +449,14 @@ static const plan_case cases[] = {
                 .comps = { V("v1.35.0"), { "v1.35.0", 33, 0, false }, V("v1.35.0") },
                 .target_binary = "v1.35.1",
                 .refusal = "kube-controller-manager would emulate 1.33, below kube-apiserver's min-compatibility version 1.34",
+        },
+        {
+                .name = "a controller-manager above the API server is not planned around by an emulation rollback",
+                .comps = { { "v1.35.0", 34, 0, false }, V("v1.35.0"), V("v1.35.0") },
+                .target_binary = "v1.35.1",
+                .target_emulated = 34,
+                .refusal = "step 1 (kube-scheduler emulation) would leave an invalid state: kube-controller-manager "
+                           "would emulate 1.35, above kube-apiserver's 1.34",
         },
         {
                 .name = "a controller-manager above the API server is repaired by raising the API server first",
@@ -400,57 +529,280 @@ static void test_no_components(void **state) {
         assert_non_null(error);
 }
 
-/* Every intermediate state of every successful case is valid: re-check each step's state
- * with the rules, independently of the planner's own checks. */
+/* The oracle: FACTS.md's table of allowed values per binary minor, written out here rather
+ * than taken from version.c, so that the planner is never checked against its own rules. */
+typedef struct allowed {
+        uint32_t binary;      /* 1.N */
+        uint32_t emulated_lo; /* --emulated-version may be 1.lo .. 1.binary */
+        bool min_compat_flag; /* --min-compatibility-version exists */
+        uint32_t min_compat_fixed; /* without the flag: the fixed value; 0: emulated - 1, raised to lo */
+} allowed;
+
+static const allowed allowed_table[] = {
+        { 30, 30, false, 29 }, /* no --emulated-version: emulates itself */
+        { 31, 31, false, 30 },
+        { 32, 31, false, 31 },
+        { 33, 31, false, 0 },
+        { 34, 31, false, 0 },
+        { 35, 32, true, 0 },
+        { 36, 33, true, 0 },
+        { 37, 34, true, 0 },
+};
+
+/* A component as the oracle tracks it through a plan. */
+typedef struct oracle_comp {
+        uint32_t binary, emulated, min_compat;
+        bool emulated_flag, min_compat_flag, forward_compat;
+} oracle_comp;
+
+static const allowed *allowed_for(uint32_t binary) {
+        for (size_t i = 0; i < ELEMENTSOF(allowed_table); i++)
+                if (allowed_table[i].binary == binary)
+                        return &allowed_table[i];
+        fail_msg("binary 1.%u is not in the oracle's table", binary);
+        return NULL;
+}
+
+/* Checks the whole node after a step: each component as its binary would at start, the flag
+ * spelling (only where it differs from the default), and the skew rule of the KEP. */
+static void oracle_check_node(const char *name, size_t step, const oracle_comp *c, size_t n, size_t changed) {
+
+        for (size_t i = 0; i < n; i++) {
+                const allowed *a = allowed_for(c[i].binary);
+                /* Only what the step wrote: a hand-written flag may repeat a default. */
+                bool spelling = i == changed;
+                uint32_t default_min = a->min_compat_fixed ?: (c[i].emulated - 1 > a->emulated_lo ? c[i].emulated - 1
+                                                                                                 : a->emulated_lo);
+
+                if (c[i].emulated < a->emulated_lo || c[i].emulated > c[i].binary)
+                        fail_msg("%s: step %zu: %s binary 1.%u cannot emulate 1.%u", name, step, names[i],
+                                 c[i].binary, c[i].emulated);
+                if (spelling && c[i].emulated_flag != (c[i].emulated != c[i].binary))
+                        fail_msg("%s: step %zu: %s --emulated-version written %s", name, step, names[i],
+                                 c[i].emulated_flag ? "at the default" : "missing");
+                if (c[i].emulated_flag && c[i].binary < 31)
+                        fail_msg("%s: step %zu: %s 1.%u has no --emulated-version", name, step, names[i], c[i].binary);
+                if (a->min_compat_flag) {
+                        if (c[i].min_compat < a->emulated_lo || c[i].min_compat > c[i].emulated)
+                                fail_msg("%s: step %zu: %s min-compatibility 1.%u not in [1.%u, 1.%u]", name, step,
+                                         names[i], c[i].min_compat, a->emulated_lo, c[i].emulated);
+                } else if (c[i].min_compat != default_min || c[i].min_compat_flag)
+                        fail_msg("%s: step %zu: %s binary 1.%u cannot run with min-compatibility 1.%u%s", name, step,
+                                 names[i], c[i].binary, c[i].min_compat, c[i].min_compat_flag ? " (flag)" : "");
+                if (spelling && c[i].min_compat_flag != (c[i].min_compat != default_min))
+                        fail_msg("%s: step %zu: %s --min-compatibility-version written %s", name, step, names[i],
+                                 c[i].min_compat_flag ? "at the default" : "missing");
+                if (c[i].forward_compat && (i != 0 || c[i].binary < 33 || c[i].emulated == c[i].binary))
+                        fail_msg("%s: step %zu: %s cannot take --emulation-forward-compatible at 1.%u emulating 1.%u",
+                                 name, step, names[i], c[i].binary, c[i].emulated);
+                /* Skew: controller-manager and scheduler within [API server's min-compat, its
+                 * emulated], never a newer binary. */
+                if (i > 0 && (c[i].emulated < c[0].min_compat || c[i].emulated > c[0].emulated ||
+                              c[i].binary > c[0].binary))
+                        fail_msg("%s: step %zu: %s (binary 1.%u, emulated 1.%u) is outside the API server's skew "
+                                 "(binary 1.%u, emulated 1.%u, min-compatibility 1.%u)",
+                                 name, step, names[i], c[i].binary, c[i].emulated, c[0].binary, c[0].emulated,
+                                 c[0].min_compat);
+        }
+}
+
+static void oracle_from_spec(const comp_spec *s, oracle_comp *ret) {
+        kversion b;
+        uint32_t binary, lo, emulated;
+
+        assert_int_equal(kversion_parse(s->binary, &b, NULL), 0);
+        binary = b.minor;
+        emulated = s->emulated_flag ?: binary;
+        lo = allowed_for(binary)->emulated_lo;
+        *ret = (oracle_comp){
+                .binary = binary,
+                .emulated = emulated,
+                .min_compat = s->min_compat_flag ?: allowed_for(binary)->min_compat_fixed
+                                                     ?: (emulated - 1 > lo ? emulated - 1 : lo),
+                .emulated_flag = s->emulated_flag != 0,
+                .min_compat_flag = s->min_compat_flag != 0,
+                .forward_compat = s->forward_compat,
+        };
+}
+
+/* Every intermediate state of every successful case is valid by the oracle above, emulation
+ * moves one minor per step, and no step goes below the min-compatibility floor unless forced. */
 static void test_every_step_valid(void **state) {
         for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                const plan_case *c = &cases[i];
                 _cleanup_(plan_freep) plan *p = NULL;
                 plan_component comps[3];
+                oracle_comp o[3];
                 plan_target t = {};
+                uint32_t floor = c->floor;
                 size_t n;
 
-                if (cases[i].refusal)
+                if (c->refusal)
                         continue;
-                build_components(&cases[i], comps, &n);
-                assert_int_equal(kversion_parse(cases[i].target_binary, &t.binary, NULL), 0);
-                t.emulated_set = cases[i].target_emulated != 0;
-                t.emulated = KMINOR(1, cases[i].target_emulated);
-                t.min_compat_set = cases[i].target_min_compat != 0;
-                t.min_compat = KMINOR(1, cases[i].target_min_compat);
-                t.image_repository = cases[i].repository;
+                build_components(c, comps, &n);
+                for (size_t k = 0; k < n; k++) {
+                        oracle_from_spec(&c->comps[k], &o[k]);
+                        if (o[k].min_compat > floor)
+                                floor = o[k].min_compat;
+                }
+                assert_int_equal(kversion_parse(c->target_binary, &t.binary, NULL), 0);
+                t.emulated_set = c->target_emulated != 0;
+                t.emulated = KMINOR(1, c->target_emulated);
+                t.min_compat_set = c->target_min_compat != 0;
+                t.min_compat = KMINOR(1, c->target_min_compat);
+                t.image_repository = c->repository;
+                t.min_compat_floor = c->floor ? KMINOR(1, c->floor) : KMINOR(0, 0);
+                t.force = c->force;
                 assert_int_equal(plan_compute(comps, n, &t, &p, NULL), 0);
 
                 for (size_t k = 0; k < p->n_steps; k++) {
                         const plan_step *s = &p->steps[k];
-                        compat_settings cs = {
-                                .binary = kversion_minor(&s->binary),
-                                .emulated_set = s->emulated_flag,
-                                .emulated = s->emulated,
-                                .min_compat_set = s->min_compat_flag,
-                                .min_compat = s->min_compat,
-                                .forward_compat_set = s->forward_compat,
+                        oracle_comp *x = &o[s->component];
+                        uint32_t before = x->emulated;
+
+                        assert_int_equal(s->binary.major, 1);
+                        assert_int_equal(s->emulated.major, 1);
+                        assert_int_equal(s->min_compat.major, 1);
+                        *x = (oracle_comp){
+                                .binary = s->binary.minor,
+                                .emulated = s->emulated.minor,
+                                .min_compat = s->min_compat.minor,
+                                .emulated_flag = s->emulated_flag,
+                                .min_compat_flag = s->min_compat_flag,
+                                .forward_compat = s->forward_compat,
                         };
-                        kminor e, m;
-
-                        if (compat_validate(&cs, &e, &m, NULL) < 0)
-                                fail_msg("%s: step %zu would not start", cases[i].name, k + 1);
-                        assert_true(kminor_eq(e, s->emulated));
-                        assert_true(kminor_eq(m, s->min_compat));
-                        /* Flags only where they differ from the default. */
-                        assert_int_equal(s->emulated_flag, !kminor_eq(s->emulated, kversion_minor(&s->binary)));
-                        /* One minor at a time. */
-                        if (s->kind == STEP_EMULATION) {
-                                int d = (int) s->emulated.minor - (int) comps[s->component].emulated.minor;
-
-                                assert_true(d == 1 || d == -1);
-                        }
-                        comps[s->component].emulated = s->emulated;
+                        oracle_check_node(c->name, k + 1, o, n, s->component);
+                        if (s->kind == STEP_EMULATION && x->emulated != before + 1 && x->emulated + 1 != before)
+                                fail_msg("%s: step %zu moves emulation 1.%u -> 1.%u", c->name, k + 1, before,
+                                         x->emulated);
+                        if (!c->force && x->min_compat < floor)
+                                fail_msg("%s: step %zu leaves %s at min-compatibility 1.%u, below 1.%u", c->name,
+                                         k + 1, names[s->component], x->min_compat, floor);
                 }
         }
 }
 
+/* A node state as it stands, checked by the same skew rules a plan keeps (single writes). */
+static void test_validate_state(void **state) {
+        static const struct {
+                comp_spec comps[3];
+                const char *refusal; /* NULL: valid */
+        } rows[] = {
+                { { V("v1.35.0"), V("v1.35.0"), V("v1.35.0") }, NULL },
+                { { V("v1.34.2"), { "v1.35.0", 34, 0, false }, V("v1.34.2") },
+                  "kube-controller-manager binary 1.35 would be newer than kube-apiserver's 1.34" },
+                { { { "v1.35.0", 34, 0, false }, V("v1.35.0"), { "v1.35.0", 34, 0, false } },
+                  "kube-controller-manager would emulate 1.35, above kube-apiserver's 1.34" },
+                { { V("v1.35.0"), V("v1.35.0"), { "v1.35.0", 33, 0, false } },
+                  "kube-scheduler would emulate 1.33, below kube-apiserver's min-compatibility version 1.34" },
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(rows); i++) {
+                _cleanup_free_ char *error = NULL;
+                plan_case c = { .name = "validate" };
+                plan_component comps[3];
+                size_t n;
+                int r;
+
+                memcpy(c.comps, rows[i].comps, sizeof(c.comps));
+                build_components(&c, comps, &n);
+                r = plan_validate_state(comps, n, &error);
+                if (!rows[i].refusal && r < 0)
+                        fail_msg("row %zu: refused: %s", i, error ?: "?");
+                if (rows[i].refusal && (r != -EINVAL || !error || !streq(error, rows[i].refusal)))
+                        fail_msg("row %zu: got %d \"%s\", want \"%s\"", i, r, error ?: "", rows[i].refusal);
+        }
+}
+
+static const char forward_manifest[] =
+        "apiVersion: v1\n"
+        "kind: Pod\n"
+        "metadata:\n"
+        "  name: kube-apiserver\n"
+        "  namespace: kube-system\n"
+        "spec:\n"
+        "  containers:\n"
+        "  - name: kube-apiserver\n"
+        "    image: registry.k8s.io/kube-apiserver:v1.35.0\n"
+        "    command:\n"
+        "    - kube-apiserver\n"
+        "    - --emulated-version=1.33\n"
+        "    - --emulation-forward-compatible=true\n"
+        "    - --runtime-config-emulation-forward-compatible=true\n"
+        "    - --secure-port=6443\n";
+
+static bool has_item(json_t *container, const char *item) {
+        json_t *v;
+        size_t i;
+
+        json_array_foreach(json_object_get(container, "command"), i, v)
+                if (streq(json_string_value(v) ?: "", item))
+                        return true;
+        return false;
+}
+
+/* The planner's steps applied to a real manifest: the forward-compatibility flags stay in the
+ * manifest while emulation is below the binary and go when it reaches it (FACTS.md: each is an
+ * error when emulation == binary). */
+static void test_apply_keeps_forward_compat(void **state) {
+        _cleanup_(plugin_set_freep) plugin_set *plugins = NULL;
+        _cleanup_(plan_freep) plan *p = NULL;
+        _cleanup_free_ char *error = NULL;
+        _cleanup_(json_decrefp) json_t *pod = NULL;
+        _cleanup_(component_done) component co = {};
+        const char *dir = getenv("CPLET_PLUGIN_BUILD_DIR");
+        const plugin *api;
+        plan_component pc;
+        plan_target t = {};
+
+        assert_non_null(dir);
+        assert_int_equal(plugin_set_load(dir, &plugins, &error), 0);
+        api = plugin_set_find(plugins, "kube-apiserver");
+        assert_non_null(api);
+        assert_int_equal(manifest_parse(forward_manifest, strlen(forward_manifest), "test", &pod, &error), 0);
+        assert_int_equal(component_read(pod, json_array_get(json_object_get(json_object_get(pod, "spec"), "containers"), 0),
+                                        api, "kube-apiserver.yaml", &co),
+                         0);
+        assert_true(co.forward_compat_set);
+        pc = (plan_component){
+                .name = api->name,
+                .emulated_since = api->emulated_version_since,
+                .min_compat_since = api->min_compatibility_version_since,
+                .forward_compat_since = api->emulation_forward_compatible_since,
+                .repository = co.image_ref.repository,
+                .binary = co.binary,
+                .emulated = co.emulated,
+                .min_compat = co.min_compat,
+                .min_compat_explicit = co.min_compat_explicit,
+                .forward_compat = co.forward_compat_set,
+        };
+        assert_int_equal(kversion_parse("v1.35.0", &t.binary, NULL), 0);
+        assert_int_equal(plan_compute(&pc, 1, &t, &p, &error), 0);
+        assert_int_equal(p->n_steps, 2);
+
+        for (size_t k = 0; k < p->n_steps; k++) {
+                _cleanup_(json_decrefp) json_t *next = NULL;
+                json_t *container;
+                bool kept = k == 0;
+
+                assert_int_equal(component_apply_step(&co, &p->steps[k], &next, &error), 0);
+                container = component_container_in(&co, next);
+                assert_non_null(container);
+                if (has_item(container, "--emulation-forward-compatible=true") != kept ||
+                    has_item(container, "--runtime-config-emulation-forward-compatible=true") != kept)
+                        fail_msg("step %zu (emulated 1.%u): the forward-compatibility flags are %s", k + 1,
+                                 p->steps[k].emulated.minor, kept ? "gone" : "still there");
+                assert_int_equal(has_item(container, "--emulated-version=1.34"), k == 0);
+                /* The next step applies to this result. */
+                component_done(&co);
+                assert_int_equal(component_read(next, container, api, "kube-apiserver.yaml", &co), 0);
+        }
+}
+
 int main(void) {
-        struct CMUnitTest tests[ELEMENTSOF(cases) + 3] = {
+        struct CMUnitTest tests[ELEMENTSOF(cases) + 5] = {
+                cmocka_unit_test(test_validate_state),
+                cmocka_unit_test(test_apply_keeps_forward_compat),
                 cmocka_unit_test(test_step_images),
                 cmocka_unit_test(test_no_components),
                 cmocka_unit_test(test_every_step_valid),
@@ -458,7 +810,7 @@ int main(void) {
 
         /* One TAP case per table row, named after it. */
         for (size_t i = 0; i < ELEMENTSOF(cases); i++)
-                tests[3 + i] = (struct CMUnitTest){
+                tests[5 + i] = (struct CMUnitTest){
                         .name = cases[i].name,
                         .test_func = test_case,
                         .initial_state = (void *) &cases[i],

@@ -1,0 +1,397 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
+"""Mutation check: does the test suite notice when safety-critical code is broken?
+
+Each mutation below is one small edit of cplet's code (a condition disabled, a bound moved,
+a flag dropped), given as a file, the exact original text (a line or a unique substring) and
+its replacement, so that the list keeps working while code moves around. For each mutation
+the script applies it to a scratch copy of the tree (never the working tree), rebuilds that
+copy (one plain build directory per copy, reused), runs the chosen test suites and records
+whether some test failed (killed) or all passed (survived); then it restores the file.
+
+A mutation whose original text is not found is reported as "stale" (update the list), one
+whose text occurs more than once as "ambiguous"; neither is silently skipped. A mutation
+that does not compile is reported as "broken" and not counted.
+
+Usage:
+  tests/mutation/run-mutants.py [--only N[,N...]] [--jobs J] [--suites unit,cli,sim,e2e]
+                                [--list] [--keep] [--timeout-multiplier M]
+
+Prints one line per mutation, then the kill ratio and every survivor. Exit status 0 when
+every counted mutation was killed and none is stale, 1 otherwise, 2 when the baseline (the
+unmutated copy) does not pass the chosen suites.
+"""
+
+import argparse
+import concurrent.futures
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+# --------------------------------------------------------------------------------------
+# The mutations. Keep each one small and meaningful: "what would break if this line were
+# wrong". `why` says what a surviving mutant would let through.
+
+M = []
+
+
+def mutant(file, original, replacement, why):
+    M.append({"file": file, "original": original, "replacement": replacement, "why": why})
+
+
+# Planner rules and skew (agent/lib/plan.c)
+mutant("agent/lib/plan.c", "if (kminor_cmp(w->emulated, ref->emulated) > 0) {", "if (false) {",
+       "skew: a controller-manager/scheduler may emulate above the API server")
+mutant("agent/lib/plan.c", "if (kminor_cmp(w->emulated, ref->min_compat) < 0) {", "if (false) {",
+       "skew: a controller-manager/scheduler may emulate below the API server's min-compatibility")
+mutant("agent/lib/plan.c", "if (kminor_cmp(binary_minor(w), binary_minor(ref)) > 0) {", "if (false) {",
+       "skew: a component may run a newer binary than the API server")
+mutant("agent/lib/plan.c", "w->forward_compat = forward_compat_kept(w);", "w->forward_compat = false;",
+       "--emulation-forward-compatible silently dropped by the planner")
+mutant("agent/lib/plan.c", "w->forward_compat = forward_compat_kept(w);", "(void) forward_compat_kept(w);",
+       "--emulation-forward-compatible kept when emulation reaches the binary (the binary refuses it)")
+mutant("agent/lib/plan.c", "b->floor = t->force ? KMINOR(0, 0) : node_floor(b);", "b->floor = KMINOR(0, 0);",
+       "high-water floor ignored by the planner")
+mutant("agent/lib/plan.c", "kminor f = b->target->min_compat_floor;", "kminor f = KMINOR(0, 0);",
+       "the store's high-water mark not counted in the planner's floor")
+mutant("agent/lib/plan.c", "w->min_compat = max_minor(d, b->floor);", "w->min_compat = d;",
+       "lowering emulation drags an implied min-compatibility below the floor")
+mutant("agent/lib/plan.c", "if (kminor_cmp(target_emulated, b->w[k].min_compat) < 0) {", "if (false) {",
+       "emulation lowered below the min-compatibility version in force")
+mutant("agent/lib/plan.c", "for (kminor m = kminor_add(lowest, 1);", "for (kminor m = b->target_emulated;",
+       "emulation raised in one jump instead of one minor at a time")
+mutant("agent/lib/plan.c",
+       "if (!binary_at_target(b, w) && kversion_cmp(&w->binary, &b->target->binary) > 0) {", "if (false) {",
+       "binary downgrades in rank order (API server first) instead of reverse")
+mutant("agent/lib/plan.c", "if (kminor_cmp(w->emulated, new_binary) > 0)", "if (false)",
+       "a binary step to a binary older than the emulated version")
+mutant("agent/lib/plan.c", "if (!kminor_eq(e, w->emulated) || !kminor_eq(m, w->min_compat)) {", "if (false) {",
+       "a binary that implies other versions than planned (1.31/1.32) accepted")
+mutant("agent/lib/plan.c",
+       "if (s.min_compat_set && !(w->in->min_compat_since.major && kminor_cmp(b, w->in->min_compat_since) >= 0))",
+       "if (false)",
+       "--min-compatibility-version written for a plugin whose binary lacks it")
+
+# Version rules (agent/lib/version.c, FACTS.md)
+mutant("agent/lib/version.c", "return kminor_max(KMINOR(1, 31), kminor_add(binary, -3));",
+       "return kminor_max(KMINOR(1, 31), kminor_add(binary, -4));",
+       "emulation window four minors wide")
+mutant("agent/lib/version.c", "return kminor_max(compat_floor(binary), kminor_add(emulated, -1));",
+       "return kminor_max(compat_floor(binary), kminor_add(emulated, 0));",
+       "default min-compatibility = emulated instead of emulated - 1")
+mutant("agent/lib/version.c",
+       "if (kminor_cmp(min_compat, floor) < 0 || kminor_cmp(min_compat, emulated) > 0) {",
+       "if (kminor_cmp(min_compat, floor) < 0) {",
+       "min-compatibility above the emulated version accepted")
+mutant("agent/lib/version.c", "if (kminor_cmp(emulated, floor) < 0 || kminor_cmp(emulated, s->binary) > 0) {",
+       "if (kminor_cmp(emulated, s->binary) > 0) {",
+       "emulated version below the binary's window accepted")
+mutant("agent/lib/version.c", "if (s->forward_compat_set && kminor_eq(emulated, s->binary))", "if (false)",
+       "--emulation-forward-compatible accepted when emulation == binary")
+
+# Applying a step (agent/lib/component.c)
+mutant("agent/lib/component.c", "if (!step->forward_compat)", "if (true)",
+       "the forward-compatibility flags removed from the manifest although the step keeps them")
+
+# Store: lock, retention, external edits, durability, permissions
+mutant("agent/lib/store.c", "if (flock(fd, LOCK_EX | LOCK_NB) < 0) {", "if (false) {",
+       "a second writer is not refused")
+mutant("agent/lib/store.c", "if (n == live || n == newest_healthy)", "if (n == newest_healthy)",
+       "retention prunes the live revision")
+mutant("agent/lib/store.c", "if (n == live || n == newest_healthy)", "if (n == live)",
+       "retention prunes the newest healthy revision")
+mutant("agent/lib/store.c", "if (!s->defer_prune)", "if (true)",
+       "retention during a rollout removes revisions an unwind may need")
+mutant("agent/lib/store.c", "if (streq(l->items[i].sha256, sha))", "if (true)",
+       "external edit not detected: any live manifest taken for the newest revision")
+mutant("agent/lib/store.c", "if (n > 0 && streq(end, \".yaml\") && !revision_list_find(l, (unsigned) n))",
+       "if (false)", "an interrupted write (N.yaml without N.json) is left behind")
+mutant("agent/lib/fs-util.c", "(void) fsync(dirfd);", "(void) 0;",
+       "the directory fsync after a rename removed (the rename may not be durable)")
+mutant("agent/lib/fs-util.c", "if (r >= 0 && fsync(fd) < 0)", "if (false)",
+       "a file renamed into place before its data is durable")
+mutant("agent/lib/fs-util.c", "if (st.st_mode & (S_IWGRP | S_IWOTH))", "if (false)",
+       "a group/world-writable manifest or state directory accepted")
+mutant("agent/lib/fs-util.c", "if (st.st_uid != geteuid())", "if (false)",
+       "a manifest or state directory owned by someone else accepted")
+mutant("agent/lib/fs-util.c", "fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);",
+       "fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);",
+       "a symbolic link followed when reading a manifest or state file")
+mutant("agent/lib/fs-util.c", "O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC", "O_RDONLY | O_DIRECTORY | O_CLOEXEC",
+       "a symbolic link followed on the way to a manifest or state directory")
+
+# The min-compatibility high-water mark
+mutant("agent/lib/store.c", "if (kminor_cmp(current, v) >= 0)", "if (true)",
+       "the high-water mark never raised")
+mutant("agent/lib/store.c",
+       "if (!v || !json_is_object(j) || json_object_size(j) != 1 || kminor_parse(v, &m, NULL) < 0)",
+       "if ((m = KMINOR(0, 0)).major)",
+       "a corrupt high-water file silently taken as no mark")
+mutant("agent/lib/store.c", "r = high_water_rebuild(s, &m, ret_error);", "r = 0, m = KMINOR(0, 0);",
+       "a deleted high-water file silently taken as no mark")
+mutant("agent/lib/store.c",
+       "/* What runs counts, whoever wrote it: storage written under it may need it. */\n"
+       "        r = store_high_water_raise(s, info->min_compat_version, ret_error);",
+       "r = 0;", "adoption does not record the min-compatibility in force")
+mutant("agent/lib/store.c",
+       "storage may use encodings older releases cannot read. */\n"
+       "        r = store_high_water_raise(s, info->min_compat_version, ret_error);",
+       "storage may use encodings older releases cannot read. */\n        r = 0;",
+       "a new revision does not raise the mark")
+mutant("agent/cli/cmd-rollback.c", "if (!c->force) {", "if (false) {",
+       "high-water mark not enforced for rollback --to-revision and flags")
+mutant("agent/cli/cmd-rollback.c", "if (kminor_cmp(next.min_compat, hw) < 0) {", "if (false) {",
+       "single write below the high-water mark accepted")
+mutant("agent/cli/cmd-rollback.c",
+       "if (next.emulated.major != co->emulated.major || diff > 1 || diff < -1) {", "if (false) {",
+       "a single write moves emulation by more than one minor")
+mutant("agent/cli/cmd-rollback.c", "if (kminor_cmp(next.emulated, co->min_compat) < 0) {", "if (false) {",
+       "a single write emulates below the min-compatibility in force")
+
+# Node reading (agent/lib/node.c)
+mutant("agent/lib/node.c", "                if (other)\n", "                if (false)\n",
+       "a component defined twice (a .bak the kubelet runs) accepted")
+
+# Rollout: journal transitions, unwind, external edits on resume/abort (agent/lib/rollout.c)
+mutant("agent/lib/rollout.c", "stop = streq(kind, \"min-compatibility\");", "stop = false;",
+       "an unwind goes back past an explicit min-compatibility raise")
+mutant("agent/lib/rollout.c", "k = below_high_water(r, i, from, &stop);", "k = 0;",
+       "an unwind goes back below the high-water mark (an implied raise)")
+mutant("agent/lib/rollout.c", "if (touched && r->live[i] != want)", "if (false)",
+       "resume/abort discard a hand edit made after the interruption")
+mutant("agent/lib/rollout.c", ".not_before_ticks = ticks,", ".not_before_ticks = 0,",
+       "the gate accepts a process started before the swap")
+mutant("agent/lib/rollout.c", "json_object_set_new(step, \"state\", json_string(\"swapping\"));",
+       "json_object_set_new(step, \"state\", json_string(\"writing\"));",
+       "the journal says 'writing' after the revision exists and the swap may happen")
+
+# Gate decisions (agent/lib/gate.c) and process detection (agent/lib/probe.c)
+mutant("agent/lib/gate.c", "if (status < 200 || status > 299) {", "if (status < 200 || status > 599) {",
+       "an unhealthy (5xx) probe counted as healthy")
+mutant("agent/lib/gate.c", "if (now - g->stable_since >= g->spec->stable_usec) {", "if (true) {",
+       "--stable-for not held: the first 2xx passes the gate")
+mutant("agent/lib/gate.c", "if (v.binary.major != b.major || v.binary.minor != b.minor) {", "if (false) {",
+       "/version reporting another binary accepted")
+mutant("agent/lib/gate.c", "if (kminor_cmp(b, KMINOR(1, 33)) >= 0) {", "if (false) {",
+       "/version's emulated and min-compatibility versions not checked")
+mutant("agent/lib/probe.c",
+       "if (state_is_dead(state) || start < not_before_ticks || (found && start < best.start_ticks))",
+       "if (state_is_dead(state) || (found && start < best.start_ticks))",
+       "a process started before the swap taken for the new one")
+mutant("agent/lib/probe.c", "if (!cmdline_matches(cmdline, cmdline + size, argv, n))", "if (false)",
+       "any process taken for the component, whatever its command line")
+
+# --------------------------------------------------------------------------------------
+
+SOURCE = os.path.realpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+print_lock = threading.Lock()
+
+
+def say(*a):
+    with print_lock:
+        print(*a, flush=True)
+
+
+def copy_tree(dst):
+    """The working tree as it is (tracked and untracked, not ignored: no build dirs)."""
+    files = subprocess.run(["git", "-C", SOURCE, "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                           check=True, capture_output=True).stdout.split(b"\0")
+    for f in files:
+        if not f:
+            continue
+        rel = f.decode()
+        src = os.path.join(SOURCE, rel)
+        if not os.path.lexists(src):
+            continue  # deleted in the working tree
+        out = os.path.join(dst, rel)
+        os.makedirs(os.path.dirname(out), exist_ok=True)
+        if os.path.islink(src):
+            os.symlink(os.readlink(src), out)
+        else:
+            shutil.copy2(src, out)
+    # Directory modes matter to cplet's permission checks (examples/node).
+    for dirpath, dirnames, _ in os.walk(SOURCE):
+        rel = os.path.relpath(dirpath, SOURCE)
+        if rel.startswith((".git", "build")) or "/build" in rel:
+            dirnames[:] = []
+            continue
+        out = os.path.join(dst, rel)
+        if os.path.isdir(out):
+            shutil.copystat(dirpath, out)
+
+
+class Scratch:
+    def __init__(self, index, args):
+        self.dir = tempfile.mkdtemp(prefix=f"cplet-mutants-{index}-")
+        self.args = args
+        copy_tree(self.dir)
+        self.build = os.path.join(self.dir, "build")
+
+    def run(self, cmd, timeout=None):
+        try:
+            p = subprocess.run(["nice"] + cmd, cwd=self.dir, capture_output=True, text=True, timeout=timeout)
+            return p.returncode, p.stdout + p.stderr
+        except subprocess.TimeoutExpired:
+            return None, "timed out"
+
+    def setup(self):
+        rc, out = self.run(["meson", "setup", self.build])
+        if rc != 0:
+            raise RuntimeError(f"meson setup failed in {self.dir}:\n{out}")
+
+    def compile(self):
+        return self.run(["ninja", "-C", self.build])
+
+    def test(self, maxfail=0):
+        cmd = ["meson", "test", "-C", self.build, "--no-rebuild", "--print-errorlogs"]
+        if maxfail:
+            cmd += ["--maxfail", str(maxfail)]  # one failing test kills the mutant
+        for s in self.args.suites:
+            cmd += ["--suite", s]
+        if self.args.timeout_multiplier:
+            cmd += ["--timeout-multiplier", str(self.args.timeout_multiplier)]
+        rc, out = self.run(cmd, timeout=self.args.mutant_timeout)
+        failed = []
+        try:
+            with open(os.path.join(self.build, "meson-logs", "testlog.json")) as f:
+                for line in f:
+                    r = json.loads(line)
+                    if r.get("result") not in ("OK", "SKIP", "EXPECTEDFAIL"):
+                        failed.append(r.get("name"))
+        except (OSError, ValueError):
+            pass
+        return rc, failed
+
+    def remove(self):
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def locate(root, m):
+    path = os.path.join(root, m["file"])
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError:
+        return None, 0
+    return text, text.count(m["original"])
+
+
+def run_one(scratch, index, m):
+    path = os.path.join(scratch.dir, m["file"])
+    text, count = locate(scratch.dir, m)
+    if count == 0:
+        return "stale", []
+    if count > 1:
+        return "ambiguous", []
+    start = time.monotonic()
+    try:
+        with open(path, "w") as f:
+            f.write(text.replace(m["original"], m["replacement"], 1))
+        rc, out = scratch.compile()
+        if rc != 0:
+            return "broken", [out.strip().splitlines()[-1] if out.strip() else "build failed"]
+        rc, failed = scratch.test(maxfail=1)
+        if rc is None:
+            return "killed", ["(timed out)"]
+        return ("killed" if rc != 0 else "survived"), failed
+    finally:
+        with open(path, "w") as f:
+            f.write(text)
+        m["seconds"] = time.monotonic() - start
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--only", help="comma-separated mutation numbers (see --list)")
+    ap.add_argument("--jobs", type=int, default=1, help="scratch copies built and tested in parallel")
+    ap.add_argument("--suites", default="unit,cli", help="meson test suites (unit,cli,sim,e2e)")
+    ap.add_argument("--timeout-multiplier", type=float, default=4,
+                    help="meson test --timeout-multiplier (the machine may be loaded)")
+    ap.add_argument("--mutant-timeout", type=float, default=3600, help="seconds per mutation's test run")
+    ap.add_argument("--list", action="store_true", help="list the mutations and whether each still applies")
+    ap.add_argument("--keep", action="store_true", help="keep the scratch copies")
+    args = ap.parse_args()
+    args.suites = [s for s in args.suites.split(",") if s]
+
+    chosen = list(range(1, len(M) + 1))
+    if args.only:
+        chosen = [int(x) for x in args.only.split(",")]
+        bad = [n for n in chosen if n < 1 or n > len(M)]
+        if bad:
+            ap.error(f"--only: no mutation {bad} (1..{len(M)})")
+
+    if args.list:
+        for n in chosen:
+            m = M[n - 1]
+            _, count = locate(SOURCE, m)
+            state = "ok" if count == 1 else "stale" if count == 0 else "ambiguous"
+            print(f"{n:3d} [{state}] {m['file']}: {m['why']}")
+        return 0
+
+    jobs = max(1, min(args.jobs, len(chosen)))
+    say(f"mutation check: {len(chosen)} mutations, suites {','.join(args.suites)}, {jobs} scratch cop"
+        f"{'y' if jobs == 1 else 'ies'} of {SOURCE}")
+    scratches = [Scratch(i, args) for i in range(jobs)]
+    try:
+        for s in scratches:
+            s.setup()
+            rc, out = s.compile()
+            if rc != 0:
+                say(f"baseline build failed in {s.dir}:\n{out}")
+                return 2
+        # The unmutated tree must pass, or every mutant would look killed.
+        rc, failed = scratches[0].test()
+        if rc != 0:
+            say(f"baseline: the suites fail without any mutation ({', '.join(failed) or rc}); fix that first")
+            return 2
+        say("baseline: the chosen suites pass")
+
+        queue = list(chosen)
+        qlock = threading.Lock()
+        results = {}
+
+        def worker(s):
+            while True:
+                with qlock:
+                    if not queue:
+                        return
+                    n = queue.pop(0)
+                m = M[n - 1]
+                state, detail = run_one(s, n, m)
+                results[n] = (state, detail)
+                extra = f" ({', '.join(detail)})" if detail else ""
+                say(f"{n:3d} {state:9s} {m['file']}: {m['why']}{extra} [{m.get('seconds', 0):.0f}s]")
+
+        with concurrent.futures.ThreadPoolExecutor(jobs) as ex:
+            for f in [ex.submit(worker, s) for s in scratches]:
+                f.result()
+    finally:
+        if not args.keep:
+            for s in scratches:
+                s.remove()
+        else:
+            say("scratch copies kept: " + " ".join(s.dir for s in scratches))
+
+    counted = [n for n in chosen if results.get(n, ("",))[0] in ("killed", "survived")]
+    killed = [n for n in counted if results[n][0] == "killed"]
+    survived = [n for n in counted if results[n][0] == "survived"]
+    other = [n for n in chosen if n not in counted]
+    say("")
+    ratio = 100.0 * len(killed) / len(counted) if counted else 0.0
+    say(f"kill ratio: {len(killed)}/{len(counted)} ({ratio:.0f}%), suites {','.join(args.suites)}")
+    for n in survived:
+        m = M[n - 1]
+        say(f"  survivor {n}: {m['file']}: {m['original'].strip()!r} -> {m['replacement'].strip()!r}: {m['why']}")
+    for n in other:
+        m = M[n - 1]
+        say(f"  {results.get(n, ('not run',))[0]} {n}: {m['file']}: {m['original'].strip()!r}")
+    return 0 if not survived and not other else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
