@@ -182,15 +182,21 @@ static int session_start(cli *c, session *s, const rollout_options *o) {
 /* Refuses (exit 2) when the journal shows a rollout that did not finish. */
 static int refuse_if_unfinished(cli *c) {
         _cleanup_(store_freep) store *s = NULL;
-        json_auto_t *j = NULL;
+        _cleanup_(journal_freep) journal *j = NULL;
+        _cleanup_free_ char *error = NULL;
+        int r;
 
-        if (store_open(c->root, 0, false, &s, NULL) < 0 || store_journal_load(s, &j, NULL) < 0)
+        if (store_open(c->root, 0, false, &s, NULL) < 0)
                 return EXIT_OK;
-        if (!rollout_journal_in_progress(j))
+        r = journal_load(s, &j, &error);
+        if (r == -ENOENT || (r >= 0 && !journal_in_progress(j)))
                 return EXIT_OK;
+        if (r < 0) { /* never taken for "no rollout", and so overwritten */
+                cli_error("%s", error ?: strerror(-r));
+                return EXIT_INVALID;
+        }
         cli_error("rollout %s (%s) did not finish: run cplet resume to continue it or cplet abort to undo it first",
-                  json_string_value(json_object_get(j, "planId")) ?: "?",
-                  json_string_value(json_object_get(j, "command")) ?: "?");
+                  j->plan_id, j->command);
         return EXIT_INVALID;
 }
 
@@ -237,7 +243,7 @@ static int conclude(cli *c, session *s, int r, const char *verb) {
                 return EXIT_FAILED;
         }
         if (r == 0) {
-                (void) rollout_finish(s->rollout, streq(verb, "abort") ? "aborted" : "done");
+                (void) rollout_finish(s->rollout, streq(verb, "abort") ? JOURNAL_ABORTED : JOURNAL_DONE);
                 if (!c->quiet && !c->json)
                         printf("%s complete: %zu step%s in %.2fs.\n", verb, s->out.steps_done,
                                s->out.steps_done == 1 ? "" : "s", secs);
@@ -245,7 +251,10 @@ static int conclude(cli *c, session *s, int r, const char *verb) {
                         printf("{\"event\":\"finished\",\"result\":\"done\",\"elapsed\":%.6f}\n", secs);
                 return EXIT_OK;
         }
-        (void) rollout_finish(s->rollout, "failed");
+        /* Only a settled rollout is closed; anything else stays resumable. */
+        if (rollout_finish(s->rollout, JOURNAL_FAILED) == -EBUSY)
+                cli_error("the rollout did not settle, so its journal stays open: once the cause below is fixed, run "
+                          "cplet resume to continue it or cplet abort to undo it");
         if (c->json)
                 printf("{\"event\":\"finished\",\"result\":\"failed\",\"elapsed\":%.6f}\n", secs);
         cli_error("%s failed: %s", verb, s->rollout->error ?: strerror(-r));
@@ -389,14 +398,14 @@ int cli_run_gated_write(cli *c, const char *name, component_builder build, void 
 }
 
 /* Loads the unfinished journal; EXIT_OK with *ret NULL when there is none. */
-static int load_journal(cli *c, session *s, json_t **ret) {
+static int load_journal(cli *c, session *s, journal **ret) {
         _cleanup_free_ char *error = NULL;
-        json_t *j = NULL;
+        journal *j = NULL;
         int r;
 
-        r = store_journal_load(s->store, &j, &error);
-        if (r == -ENOENT || (r >= 0 && !rollout_journal_in_progress(j))) {
-                json_decref(j);
+        r = journal_load(s->store, &j, &error);
+        if (r == -ENOENT || (r >= 0 && !journal_in_progress(j))) {
+                journal_free(j);
                 *ret = NULL;
                 return EXIT_OK;
         }
@@ -408,22 +417,11 @@ static int load_journal(cli *c, session *s, json_t **ret) {
         return EXIT_OK;
 }
 
-static void options_from_journal(json_t *j, rollout_options *o) {
-        json_t *opts = json_object_get(j, "options");
-
-        if (json_is_integer(json_object_get(opts, "stableForUsec")))
-                o->stable_usec = (uint64_t) json_integer_value(json_object_get(opts, "stableForUsec"));
-        if (json_is_integer(json_object_get(opts, "stepTimeoutUsec")))
-                o->step_timeout_usec = (uint64_t) json_integer_value(json_object_get(opts, "stepTimeoutUsec"));
-        if (json_is_string(json_object_get(opts, "onFailure")))
-                o->unwind_on_failure = streq(json_string_value(json_object_get(opts, "onFailure")), "rollback");
-}
-
-static int take_over(cli *c, session *s, json_t *j, bool settle) {
+static int take_over(cli *c, session *s, journal *j, bool settle) {
         _cleanup_free_ char *error = NULL;
         int r = rollout_take_over(s->rollout, j, settle, &error);
 
-        if (r == -ESTALE) {
+        if (r == -ESTALE || r == -EINVAL) {
                 cli_error("%s", error ?: "the node changed since the rollout was interrupted");
                 return EXIT_INVALID;
         }
@@ -437,8 +435,8 @@ static int take_over(cli *c, session *s, json_t *j, bool settle) {
 /* Opens a session on the unfinished rollout: EXIT_OK with *ret NULL (after saying so) when
  * there is none. The rollout takes the journal's options unless given on the command line. */
 static int open_unfinished(cli *c, session *s, const rollout_options *o, bool options_given, const char *verb,
-                           json_t **ret) {
-        json_t *j = NULL;
+                           journal **ret) {
+        journal *j = NULL;
         int r;
 
         r = session_lock(c, s, true);
@@ -453,7 +451,7 @@ static int open_unfinished(cli *c, session *s, const rollout_options *o, bool op
                 *ret = NULL;
                 return r;
         }
-        options_from_journal(j, &s->rollout->options);
+        s->rollout->options = j->options;
         if (options_given)
                 s->rollout->options = *o;
         *ret = j;
@@ -461,11 +459,11 @@ static int open_unfinished(cli *c, session *s, const rollout_options *o, bool op
 }
 
 int cmd_resume(cli *c) {
-        json_auto_t *j = NULL;
+        journal *j = NULL;
         _cleanup_(plan_freep) plan *p = NULL;
         rollout_options o;
         session s = { .lock_fd = -EBADF };
-        json_t *t;
+        journal_target *t;
         int r;
 
         if (cli_rollout_options(c, &o) < 0)
@@ -475,14 +473,13 @@ int cmd_resume(cli *c) {
                 return r;
 
         if (!c->quiet && !c->json)
-                printf("Resuming %s %s.\n", json_string_value(json_object_get(j, "command")) ?: "rollout",
-                       json_string_value(json_object_get(j, "planId")) ?: "?");
-        r = take_over(c, &s, j, true);
+                printf("Resuming %s %s.\n", j->command, j->plan_id);
+        r = take_over(c, &s, j, true); /* the rollout owns j from here */
         if (r != EXIT_OK) {
                 session_done(&s);
                 return r;
         }
-        if (streq(json_string_value(json_object_get(j, "phase")) ?: "", "unwinding")) {
+        if (s.rollout->journal->phase == JOURNAL_UNWINDING) {
                 r = conclude(c, &s, rollout_unwind(s.rollout), "abort");
                 session_done(&s);
                 return r;
@@ -490,16 +487,16 @@ int cmd_resume(cli *c) {
 
         /* The rest of the way: plan again from the node as it now stands to the same target.
          * A single write (rollback to a revision, flags) has no target: settling it was all. */
-        t = json_object_get(j, "target");
-        if (!json_string_value(json_object_get(t, "binaryVersion"))) {
+        t = &s.rollout->journal->target;
+        if (!t->binary_version) {
                 r = conclude(c, &s, 0, "resume");
                 session_done(&s);
                 return r;
         }
-        c->binary_version = json_string_value(json_object_get(t, "binaryVersion"));
-        c->emulated_version = json_string_value(json_object_get(t, "emulatedVersion"));
-        c->min_compat_version = json_string_value(json_object_get(t, "minCompatibilityVersion"));
-        c->image_repository = json_string_value(json_object_get(t, "imageRepository"));
+        c->binary_version = t->binary_version;
+        c->emulated_version = t->emulated_version;
+        c->min_compat_version = t->min_compat_version;
+        c->image_repository = t->image_repository;
         c->force = true; /* the high-water mark was checked when the rollout began */
         r = cli_compute_plan(c, &p, NULL);
         if (r != EXIT_OK) {
@@ -512,7 +509,7 @@ int cmd_resume(cli *c) {
 }
 
 int cmd_abort(cli *c) {
-        json_auto_t *j = NULL;
+        journal *j = NULL;
         rollout_options o;
         session s = { .lock_fd = -EBADF };
         int r;
@@ -525,10 +522,8 @@ int cmd_abort(cli *c) {
         s.rollout->options.unwind_on_failure = true;
 
         if (!c->quiet && !c->json)
-                printf("Aborting %s %s: unwinding its completed steps.\n",
-                       json_string_value(json_object_get(j, "command")) ?: "rollout",
-                       json_string_value(json_object_get(j, "planId")) ?: "?");
-        r = take_over(c, &s, j, false);
+                printf("Aborting %s %s: unwinding its completed steps.\n", j->command, j->plan_id);
+        r = take_over(c, &s, j, false); /* the rollout owns j from here */
         if (r == EXIT_OK)
                 r = conclude(c, &s, rollout_unwind(s.rollout), "abort");
         session_done(&s);

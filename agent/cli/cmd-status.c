@@ -46,15 +46,11 @@ static const char *marked(char *buf, size_t size, bool known, const char *v, boo
 /* The journal of a rollout that did not finish, or NULL. */
 static json_t *unfinished_rollout(cli *c) {
         _cleanup_(store_freep) store *s = NULL;
-        json_t *j = NULL;
+        _cleanup_(journal_freep) journal *j = NULL;
 
-        if (store_open(c->root, 0, false, &s, NULL) < 0 || store_journal_load(s, &j, NULL) < 0)
+        if (store_open(c->root, 0, false, &s, NULL) < 0 || journal_load(s, &j, NULL) < 0)
                 return NULL;
-        if (!rollout_journal_in_progress(j)) {
-                json_decref(j);
-                return NULL;
-        }
-        return j;
+        return journal_in_progress(j) ? journal_to_json(j) : NULL;
 }
 
 static json_t *rollout_summary(json_t *j) {
@@ -69,7 +65,7 @@ static json_t *rollout_summary(json_t *j) {
 }
 
 int cmd_status(cli *c) {
-        json_auto_t *journal = NULL;
+        json_auto_t *unfinished = NULL;
         const node *n;
         int r;
 
@@ -77,7 +73,7 @@ int cmd_status(cli *c) {
         if (r != EXIT_OK)
                 return r;
         n = c->node;
-        journal = unfinished_rollout(c);
+        unfinished = unfinished_rollout(c);
 
         if (c->json) {
                 json_auto_t *root = json_pack("{s:[]}", "components");
@@ -85,8 +81,8 @@ int cmd_status(cli *c) {
 
                 for (size_t i = 0; i < n->n_components; i++)
                         json_array_append_new(list, component_to_json(n, &n->components[i]));
-                if (journal)
-                        json_object_set_new(root, "interruptedRollout", rollout_summary(journal));
+                if (unfinished)
+                        json_object_set_new(root, "interruptedRollout", rollout_summary(unfinished));
                 json_dumpf(root, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
                 fputc('\n', stdout);
                 return EXIT_OK;
@@ -117,8 +113,8 @@ int cmd_status(cli *c) {
                 if (!component_is_plannable(&n->components[i], &why))
                         printf("\n%s: %s\n", n->components[i].plugin->name, why);
         }
-        if (journal) {
-                json_auto_t *sum = rollout_summary(journal);
+        if (unfinished) {
+                json_auto_t *sum = rollout_summary(unfinished);
 
                 printf("\nRollout %s (%s) did not finish: it stopped at step %lld (%s, %s).\n"
                        "Run cplet resume to continue it, or cplet abort to undo it.\n",
