@@ -172,6 +172,11 @@ static int invalid(parser *p, const char *field, const char *fmt, ...) {
         if (vasprintf(&why, fmt, ap) < 0)
                 why = NULL;
         va_end(ap);
+        if (!*field && *p->where) /* the object itself: "steps[2]", not "steps[2]." */
+                return set_error(p->ret_error, -EINVAL, "%s: %.*s: %s", p->display, (int) strlen(p->where) - 1,
+                                 p->where, why ?: "invalid");
+        if (!*field)
+                return set_error(p->ret_error, -EINVAL, "%s: %s", p->display, why ?: "invalid");
         return set_error(p->ret_error, -EINVAL, "%s: %s%s: %s", p->display, p->where, field, why ?: "invalid");
 }
 
@@ -182,8 +187,8 @@ static bool printable(const char *s) {
         return true;
 }
 
-/* A string member: absent or null allowed when `optional`. *ret NULL then. Strings carrying
- * a NUL byte are refused: C would silently cut them. */
+/* A string member: absent or null allowed when `optional`. *ret NULL then. (jansson refuses
+ * \u0000 in strings, so C never cuts one short.) */
 static int get_string(parser *p, json_t *o, const char *field, bool optional, size_t max, char **ret) {
         json_t *v = json_object_get(o, field);
         const char *s;
@@ -197,8 +202,6 @@ static int get_string(parser *p, json_t *o, const char *field, bool optional, si
         if (!json_is_string(v))
                 return invalid(p, field, "expected a string");
         s = json_string_value(v);
-        if (strlen(s) != json_string_length(v))
-                return invalid(p, field, "contains a NUL character");
         if (max > 0 && (strlen(s) > max || !printable(s)))
                 return invalid(p, field, "expected a short printable string");
         *ret = strdup(s);
