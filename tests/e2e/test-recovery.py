@@ -45,6 +45,10 @@ wall = tr.wall
 starts_since = tr.starts_since
 running_starts = tr.running_starts
 
+# Long enough for a healthy step on a loaded machine (and under sanitizers); a never-ready
+# component fails after it whatever it is.
+STEP_TIMEOUT = "6s"
+
 # What a refusal may not change: the manifests and cplet's state. (The lock file under
 # run/cplet is rewritten by every writing command today; that is not what these cases test.)
 SETTLED = (MANIFEST_DIR, STATE_DIR)
@@ -173,7 +177,7 @@ def test_edit_after_interruption(t):
     node = t.node(tr.OLD, knobs=knobs)
     r = interrupt(t, node, waiting_on(2, "health"), signal.SIGKILL, what)
     edited = hand_edit(node, SCHEDULER)
-    rc, out, err, el = t.run(node, ["resume", "--stable-for", "0s", "--step-timeout", "3s"])
+    rc, out, err, el = t.run(node, ["resume", "--stable-for", "0s", "--step-timeout", STEP_TIMEOUT])
     t.eq(rc, 1, "%s: resume exit code (stderr %r)" % (what, err.strip()))
     t.check("revision 0" not in err, "%s: a restore to revision 0: %r" % (what, err))
     # restored as a new revision: the hand edit's content, with cplet's revision annotation
@@ -232,7 +236,8 @@ def test_restore_impossible_stays_resumable(t):
     what = "the failed step's previous revision is unreadable when it must be restored"
     node = t.node(tr.OLD, knobs=dict(NEVER_READY_KCM, **SLOW))
     originals = live_manifests(node.root)
-    r = t.start(node, ["upgrade", "--binary-version", NEW, "--stable-for", "0s", "--step-timeout", "2s", "--json"])
+    r = t.start(node, ["upgrade", "--binary-version", NEW, "--stable-for", "0s", "--step-timeout", STEP_TIMEOUT,
+                       "--json"])
     ev = r.wait_event(waiting_on(2), timeout=30)
     t.check(ev is not None, "%s: never waited on step 2 (stderr %r)" % (what, r.err))
     j = journal(node.root) or {}
@@ -250,7 +255,7 @@ def test_restore_impossible_stays_resumable(t):
     # put the revision back: resume restores the failed step and unwinds the plan
     os.rename(saved, rev)
     check_converged_to(t, node, originals, "%s, then put back and resume" % what,
-                       t.run(node, ["resume", "--stable-for", "0s", "--step-timeout", "3s"]), 1, "failed")
+                       t.run(node, ["resume", "--stable-for", "0s", "--step-timeout", STEP_TIMEOUT]), 1, "failed")
 
 
 # --------------------------------------------------------------------------------------
@@ -265,7 +270,7 @@ def test_interrupted_unwind_restored_once(t):
         t_kill = wall()
         r = interrupt(t, node, lambda e, evs: e.get("event") == "written" and e.get("kind") == "unwind",
                       signal.SIGKILL, what,
-                      args=["upgrade", "--binary-version", NEW, "--stable-for", "0s", "--step-timeout", "2s",
+                      args=["upgrade", "--binary-version", NEW, "--stable-for", "0s", "--step-timeout", STEP_TIMEOUT,
                             "--json"])
         t.eq(r.rc, -signal.SIGKILL, "%s: cplet's end" % what)
         # the unwind's revision is live: wait until the kubelet runs it
@@ -273,7 +278,7 @@ def test_interrupted_unwind_restored_once(t):
                 "%s: the kubelet never started the unwound API server" % what)
         node.wait_healthy(20)
         t0 = wall()
-        res = t.run(node, [action, "--stable-for", "0s", "--step-timeout", "3s"])
+        res = t.run(node, [action, "--stable-for", "0s", "--step-timeout", STEP_TIMEOUT])
         starts = [e for e in starts_since(node, t0) if e["file"] == APISERVER + ".yaml"]
         t.eq(len(starts), 0, "%s: API server restarts during %s (it was already unwound): %r"
              % (what, action, [(e["image"], e["t"]) for e in starts]))
