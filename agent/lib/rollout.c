@@ -1040,7 +1040,9 @@ bool rollout_may_close(const rollout *r) {
                         continue;
                 if (st->state == JOURNAL_STEP_FAILED && !finished(undoing_step(j, s, JOURNAL_KIND_RESTORE)))
                         return false;
-                if (st->state == JOURNAL_STEP_INTERRUPTED && !finished(undoing_step(j, s, JOURNAL_KIND_UNWIND)))
+                /* (A min-compatibility raise is where an unwind stops: it stays as it is.) */
+                if (st->state == JOURNAL_STEP_INTERRUPTED && s + 1 != j->unwind_stopped_at &&
+                    !finished(undoing_step(j, s, JOURNAL_KIND_UNWIND)))
                         return false;
         }
         return !unwind_pending(r);

@@ -15,6 +15,7 @@
 #include "fs-util.h"
 #include "journal.h"
 #include "macro.h"
+#include "rollout.h"
 
 /* A journal as cplet writes it: a gated upgrade whose step 2 failed and was restored, killed
  * while the API server's unwind step waited. */
@@ -97,15 +98,13 @@ static void test_parses_what_cplet_writes(void **state) {
         assert_false(journal_equal(j, again));
 }
 
-/* Sets (or with value NULL removes) the member at a dotted path ("steps.1.state") of a copy of
- * the base journal; returns its text. */
-static char *mutated(const char *path, json_t *value) {
-        json_auto_t *o = json_loads(base_json, 0, NULL);
+/* Sets (or with value NULL removes) the member at a dotted path ("steps.1.state") of o. */
+static void set_path(json_t *o, const char *path, json_t *value) {
         _cleanup_free_ char *copy = strdup(path);
         json_t *parent = o;
         char *key = copy, *dot;
 
-        assert_non_null(o);
+        assert_non_null(copy);
         while ((dot = strchr(key, '.'))) {
                 *dot = 0;
                 parent = json_is_array(parent) ? json_array_get(parent, strtoul(key, NULL, 10))
@@ -113,12 +112,22 @@ static char *mutated(const char *path, json_t *value) {
                 assert_non_null(parent);
                 key = dot + 1;
         }
-        if (json_is_array(parent))
+        if (json_is_array(parent) && value)
                 assert_int_equal(json_array_set_new(parent, strtoul(key, NULL, 10), value), 0);
+        else if (json_is_array(parent))
+                assert_int_equal(json_array_remove(parent, strtoul(key, NULL, 10)), 0);
         else if (value)
                 assert_int_equal(json_object_set_new(parent, key, value), 0);
         else
                 assert_int_equal(json_object_del(parent, key), 0);
+}
+
+/* The base journal with one member set (or removed); returns its text. */
+static char *mutated(const char *path, json_t *value) {
+        json_auto_t *o = json_loads(base_json, 0, NULL);
+
+        assert_non_null(o);
+        set_path(o, path, value);
         return dump(o);
 }
 
@@ -209,6 +218,53 @@ static void test_refuses_what_is_not_a_journal(void **state) {
         }
 }
 
+/* Whether a rollout may close the base journal after the edits (pairs of dotted path and
+ * JSON value, "-" to remove; NULL-terminated), in `phase`, with the unwind policy. */
+static bool may_close_after(journal_phase phase, bool unwind, ...) {
+        _cleanup_(journal_freep) journal *j = NULL;
+        _cleanup_free_ char *text = NULL;
+        json_auto_t *o = json_loads(base_json, 0, NULL);
+        rollout r = { .options = { .unwind_on_failure = unwind } };
+        const char *path;
+        va_list ap;
+
+        va_start(ap, unwind);
+        while ((path = va_arg(ap, const char *))) {
+                const char *value = va_arg(ap, const char *);
+
+                set_path(o, path, streq(value, "-") ? NULL : json_loads(value, JSON_DECODE_ANY, NULL));
+        }
+        va_end(ap);
+        text = dump(o);
+        assert_int_equal(parse(text, &j, NULL), 0);
+        j->phase = phase;
+        r.journal = j;
+        return rollout_may_close(&r);
+}
+
+static void test_may_close(void **state) {
+        /* The base journal: the API server's unwind step is in flight. */
+        assert_false(may_close_after(JOURNAL_UNWINDING, true, NULL));
+        /* Its unwind done: everything settled (step 2 failed and was restored). */
+        assert_true(may_close_after(JOURNAL_UNWINDING, true, "steps.3.state", "\"done\"", NULL));
+        /* An unwind that ran to its end unhealthy is a verdict too (the node needs attention). */
+        assert_true(may_close_after(JOURNAL_UNWINDING, true, "steps.3.state", "\"failed\"", NULL));
+        /* Never swapped in: the API server's step 1 is still to be unwound... */
+        assert_false(may_close_after(JOURNAL_UNWINDING, true, "steps.3.state", "\"abandoned\"", NULL));
+        /* ... as the policy asks after a failure, even before the unwind began; */
+        assert_false(may_close_after(JOURNAL_RUNNING, true, "steps.3", "-", NULL));
+        /* with --on-failure stop it stays. */
+        assert_true(may_close_after(JOURNAL_RUNNING, false, "steps.3", "-", NULL));
+        /* The failed step's restore did not happen: never closed, whatever the policy. */
+        assert_false(may_close_after(JOURNAL_RUNNING, false, "steps.3", "-", "steps.2.state", "\"abandoned\"", NULL));
+        assert_false(may_close_after(JOURNAL_RUNNING, false, "steps.3", "-", "steps.2", "-", NULL));
+        /* An interrupted plan step (abort took it over) not unwound yet. */
+        assert_false(may_close_after(JOURNAL_UNWINDING, true, "steps.3", "-", "steps.2", "-", "steps.1.state",
+                                     "\"interrupted\"", "steps.0.state", "\"unwound\"", NULL));
+        assert_true(may_close_after(JOURNAL_UNWINDING, true, "steps.3", "-", "steps.2", "-", "steps.1.state",
+                                    "\"unwound\"", "steps.0.state", "\"unwound\"", NULL));
+}
+
 /* ---- the file, against a store */
 
 typedef struct fixture {
@@ -252,8 +308,8 @@ static void write_journal(fixture *f, const void *data, size_t size) {
 }
 
 /* Revision metadata is what makes a revision exist. */
-static void add_revision(fixture *f, const char *component, unsigned n) {
-        _cleanup_free_ char *dir = strdup_printf(STORE_REVISIONS_DIR "/%s", component), *meta = NULL;
+static void add_revision(fixture *f, const char *who, unsigned n) {
+        _cleanup_free_ char *dir = strdup_printf(STORE_REVISIONS_DIR "/%s", who), *meta = NULL;
         char name[32];
         int dfd;
 
@@ -262,7 +318,7 @@ static void add_revision(fixture *f, const char *component, unsigned n) {
         assert_true(dfd >= 0);
         meta = strdup_printf("{\"revision\": %u, \"component\": \"%s\", \"sha256\": "
                              "\"%064d\", \"reason\": \"test\", \"parent\": 0}",
-                             n, component, 0);
+                             n, who, 0);
         snprintf(name, sizeof(name), "%u.json", n);
         assert_int_equal(write_file_atomic(dfd, name, meta, strlen(meta), 0600), 0);
         snprintf(name, sizeof(name), "%u.yaml", n);
@@ -345,6 +401,7 @@ int main(void) {
                 cmocka_unit_test(test_parses_what_cplet_writes),
                 cmocka_unit_test(test_refuses),
                 cmocka_unit_test(test_refuses_what_is_not_a_journal),
+                cmocka_unit_test(test_may_close),
                 cmocka_unit_test_setup_teardown(test_load_checks_the_store, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_load_finished_needs_no_revisions, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_load_limits, setup, teardown),
