@@ -103,8 +103,8 @@ static void print_row(const component *co) {
                marked(mb, sizeof(mb), co->versions_known, m, co->min_compat_explicit));
 }
 
-static void print_interrupted(json_t *journal) {
-        json_auto_t *sum = rollout_summary(journal);
+static void print_interrupted(json_t *unfinished) {
+        json_auto_t *sum = rollout_summary(unfinished);
 
         printf("\nRollout %s (%s) did not finish: it stopped at step %lld (%s, %s).\n"
                "Run cplet resume to continue it, or cplet abort to undo it.\n",

@@ -149,24 +149,22 @@ void op_new_plan_id(char buf[static 32]) {
         snprintf(buf, 32, "plan-%08x", rnd);
 }
 
-int op_unfinished_journal(const char *root, json_t **ret, char **ret_error) {
+int op_unfinished_journal(const char *root, journal **ret, char **ret_error) {
         _cleanup_(store_freep) store *s = NULL;
-        json_t *j = NULL;
+        _cleanup_(journal_freep) journal *j = NULL;
         int r;
 
         r = store_open(root, 0, false, &s, ret_error);
         if (r < 0)
                 return r;
-        r = store_journal_load(s, &j, ret_error);
+        r = journal_load(s, &j, ret_error);
         if (r == -ENOENT)
                 return 0;
         if (r < 0)
                 return r;
-        if (!rollout_journal_in_progress(j)) {
-                json_decref(j);
+        if (!journal_in_progress(j))
                 return 0;
-        }
-        *ret = j;
+        *ret = TAKE_PTR(j);
         return 1;
 }
 
@@ -189,7 +187,7 @@ static int refuse_if_locked(const char *root, char **ret_error) {
 }
 
 static int refuse_if_unfinished(const char *root, char **ret_error) {
-        json_auto_t *j = NULL;
+        _cleanup_(journal_freep) journal *j = NULL;
         _cleanup_free_ char *error = NULL;
         int r;
 
@@ -203,8 +201,7 @@ static int refuse_if_unfinished(const char *root, char **ret_error) {
         return set_error(ret_error, -EINVAL,
                          "rollout %s (%s) did not finish: run cplet resume to continue it or cplet abort to undo it "
                          "first",
-                         json_string_value(json_object_get(j, "planId")) ?: "?",
-                         json_string_value(json_object_get(j, "command")) ?: "?");
+                         j->plan_id, j->command);
 }
 
 /* A read-only or full filesystem stops a write before it starts rather than half-way: the same

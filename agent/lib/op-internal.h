@@ -37,8 +37,8 @@ int op_preflight_write(op_env *e, const node *n, bool recovery, char **ret_error
 int op_lock(op_env *e, bool recovery, int *ret_fd, char **ret_error);
 
 /* The journal of a rollout that has not finished: 1 and *ret, 0 when there is none. A journal
- * that cannot be read is an error: nothing may write over it. */
-int op_unfinished_journal(const char *root, json_t **ret, char **ret_error);
+ * that cannot be read or trusted is an error: nothing may write over it. */
+int op_unfinished_journal(const char *root, journal **ret, char **ret_error);
 
 /* A container without `command` runs its image's entrypoint: its process cannot be
  * recognised, so a gated write is refused (NULL: any component). */

@@ -11,7 +11,7 @@
 int op_status(op_env *e, op_status_result *ret, char **ret_error) {
         _cleanup_(node_freep) node *n = NULL;
         _cleanup_free_ char *journal_error = NULL;
-        json_t *journal = NULL;
+        _cleanup_(journal_freep) journal *j = NULL;
         int r;
 
         /* Unusable manifests are shown, not refused: status tells the truth about the node. */
@@ -19,9 +19,9 @@ int op_status(op_env *e, op_status_result *ret, char **ret_error) {
         if (r < 0)
                 return r;
         /* An unreadable journal does not hide the node: status says both. */
-        if (op_unfinished_journal(e->root, &journal, &journal_error) < 0 && !journal_error)
+        if (op_unfinished_journal(e->root, &j, &journal_error) < 0 && !journal_error)
                 journal_error = strdup("the rollout journal cannot be read");
-        *ret = (op_status_result){ .node = TAKE_PTR(n), .interrupted = journal,
+        *ret = (op_status_result){ .node = TAKE_PTR(n), .interrupted = j ? journal_to_json(j) : NULL,
                                    .journal_error = TAKE_PTR(journal_error) };
         return 0;
 }

@@ -79,11 +79,12 @@ static int session_start(session *s, const op_options *o, char **ret_error) {
 /* Ends a run's journal. Only a run that finished, or whose failed step was restored, closes
  * it: after any other error (an interruption, a restore that did not come back, a write that
  * failed half-way) the journal stays open, so that resume and abort still know what to do. */
-static int conclude(session *s, int r, const char *done_phase, char **ret_error) {
+static int conclude(session *s, int r, journal_phase done_phase, char **ret_error) {
+        /* rollout_finish itself refuses (-EBUSY) while a step is not settled. */
         if (r == 0)
                 (void) rollout_finish(s->rollout, done_phase);
         else if (r == -EIO)
-                (void) rollout_finish(s->rollout, "failed");
+                (void) rollout_finish(s->rollout, JOURNAL_FAILED);
         if (r < 0 && r != -EINTR)
                 return set_error(ret_error, r, "%s", s->rollout->error ?: strerror(-r));
         return r;
@@ -153,7 +154,7 @@ int op_run_gated_plan(op_env *e, const op_target *t, const char *command, const 
                         r = rollout_begin(s.rollout, res->plan_id, command, target, ret_error);
                 if (r >= 0) {
                         emit_begin(o, command, res->plan_id, p->n_steps, NULL);
-                        r = conclude(&s, rollout_run(s.rollout, p), "done", ret_error);
+                        r = conclude(&s, rollout_run(s.rollout, p), JOURNAL_DONE, ret_error);
                 }
         }
         session_done(&s);
@@ -209,34 +210,24 @@ int op_run_gated_write(op_env *e, const char *name, op_builder build, void *user
         }
         if (r >= 0) {
                 emit_begin(o, command, res->plan_id, 1, NULL);
-                r = conclude(&s, rollout_write_tree(s.rollout, index, new_pod, command, reason), "done",
-                             ret_error);
+                r = conclude(&s, rollout_write_tree(s.rollout, index, new_pod, command, reason),
+                             JOURNAL_DONE, ret_error);
         }
         session_done(&s);
         return r;
 }
 
-static void options_from_journal(json_t *j, rollout_options *o) {
-        json_t *opts = json_object_get(j, "options");
-
-        if (json_is_integer(json_object_get(opts, "stableForUsec")))
-                o->stable_usec = (uint64_t) json_integer_value(json_object_get(opts, "stableForUsec"));
-        if (json_is_integer(json_object_get(opts, "stepTimeoutUsec")))
-                o->step_timeout_usec = (uint64_t) json_integer_value(json_object_get(opts, "stepTimeoutUsec"));
-        if (json_is_string(json_object_get(opts, "onFailure")))
-                o->unwind_on_failure = streq(json_string_value(json_object_get(opts, "onFailure")), "rollback");
-}
-
 /* Opens a session on the unfinished rollout: 0 with *ret NULL when there is none. The rollout
- * takes the journal's options unless the caller gave its own. */
-static int open_unfinished(op_env *e, session *s, const op_options *o, op_result *res, json_t **ret,
+ * takes the journal's options unless the caller gave its own. Everything that can refuse is
+ * checked before the lock: a refusal touches nothing. */
+static int open_unfinished(op_env *e, session *s, const op_options *o, op_result *res, journal **ret,
                            char **ret_error) {
+        _cleanup_(journal_freep) journal *j = NULL;
         _cleanup_(node_freep) node *n = NULL;
-        json_auto_t *j = NULL;
+        _cleanup_(store_freep) store *ro = NULL;
         int r;
 
         *ret = NULL;
-        /* Read-only first: nothing to do, or a refusal, touches nothing. */
         r = op_unfinished_journal(e->root, &j, ret_error);
         if (r <= 0) {
                 res->nothing_to_resume = r == 0;
@@ -246,11 +237,15 @@ static int open_unfinished(op_env *e, session *s, const op_options *o, op_result
         if (r >= 0)
                 r = op_preflight_write(e, n, true, ret_error);
         if (r >= 0)
+                r = store_open(e->root, 0, false, &ro, ret_error);
+        if (r >= 0)
+                r = rollout_check_journal(ro, n, j, ret_error);
+        if (r >= 0)
                 r = session_lock(e, s, true, ret_error);
         if (r < 0)
                 return r;
-        j = (json_decref(j), NULL);
         /* Again under the lock: another cplet may have finished it meanwhile. */
+        j = journal_free(j);
         r = op_unfinished_journal(e->root, &j, ret_error);
         if (r <= 0) {
                 res->nothing_to_resume = r == 0;
@@ -259,85 +254,80 @@ static int open_unfinished(op_env *e, session *s, const op_options *o, op_result
         r = session_start(s, o, ret_error);
         if (r < 0)
                 return r;
-        options_from_journal(j, &s->rollout->options);
-        if (o->rollout_given)
-                s->rollout->options = o->rollout;
+        s->rollout->options = o->rollout_given ? o->rollout : j->options;
         s->rollout->options.force = o->force;
-        snprintf(res->plan_id, sizeof(res->plan_id), "%s", json_string_value(json_object_get(j, "planId")) ?: "?");
+        snprintf(res->plan_id, sizeof(res->plan_id), "%s", j->plan_id);
         *ret = TAKE_PTR(j);
         return 0;
 }
 
 /* Settles the step the interruption caught. A failure it handles (or an interruption) ends
  * the run here. */
-static int take_over(session *s, json_t *j, bool settle, char **ret_error) {
+static int take_over(session *s, journal *j, bool settle, char **ret_error) {
         _cleanup_free_ char *error = NULL;
-        int r = rollout_take_over(s->rollout, j, settle, &error);
+        int r = rollout_take_over(s->rollout, j, settle, &error); /* owns j from now on */
 
         if (r >= 0)
                 return 0;
-        if (r == -ESTALE || (r != -EIO && r != -EINTR && !s->rollout->error))
+        if (r == -ESTALE || r == -EINVAL || (r != -EIO && r != -EINTR && !s->rollout->error))
                 return set_error(ret_error, r, "%s", error ?: strerror(-r));
-        return conclude(s, r, "done", ret_error);
+        return conclude(s, r, JOURNAL_DONE, ret_error);
 }
 
 /* The rest of the way: plan again from the node as it now stands to the same target. A single
  * write (rollback to a revision, flags) has no target: settling it was all. A plan refused now
  * leaves the journal as it is, to resume once the node is fixed. */
-static int run_rest(session *s, json_t *j, char **ret_error) {
+static int run_rest(session *s, char **ret_error) {
+        const journal_target *t = &s->rollout->journal->target;
         _cleanup_(plan_freep) plan *p = NULL;
-        _cleanup_free_ plan_image *images = NULL;
-        json_t *t = json_object_get(j, "target"), *v;
-        const char *name;
-        size_t n_images = 0;
+        _cleanup_free_ plan_image *images = calloc(t->n_images + 1, sizeof(plan_image));
         op_target target = {
-                .binary_version = json_string_value(json_object_get(t, "binaryVersion")),
-                .emulated_version = json_string_value(json_object_get(t, "emulatedVersion")),
-                .min_compat_version = json_string_value(json_object_get(t, "minCompatibilityVersion")),
-                .image_repository = json_string_value(json_object_get(t, "imageRepository")),
+                .binary_version = t->binary_version,
+                .emulated_version = t->emulated_version,
+                .min_compat_version = t->min_compat_version,
+                .image_repository = t->image_repository,
+                .images = images,
+                .n_images = t->n_images,
         };
         int r;
 
-        if (!target.binary_version)
-                return conclude(s, 0, "done", ret_error);
-        /* The strings stay owned by the journal j, which outlives the plan. */
-        images = calloc(json_object_size(json_object_get(t, "images")) + 1, sizeof(plan_image));
         if (!images)
                 return -ENOMEM;
-        json_object_foreach(json_object_get(t, "images"), name, v)
-                images[n_images++] = (plan_image){ .component = name, .image = json_string_value(v) ?: "" };
-        target.images = images;
-        target.n_images = n_images;
+        if (!target.binary_version)
+                return conclude(s, 0, JOURNAL_DONE, ret_error);
+        /* The strings stay owned by the journal, which outlives the plan. */
+        for (size_t i = 0; i < t->n_images; i++)
+                images[i] = (plan_image){ .component = t->images[i].component, .image = t->images[i].image };
         /* The high-water mark was checked when the rollout began. */
         r = op_compute_plan(s->env, s->node, &target, true, &p, ret_error);
         if (r < 0)
                 return r;
-        return conclude(s, rollout_run(s->rollout, p), "done", ret_error);
+        return conclude(s, rollout_run(s->rollout, p), JOURNAL_DONE, ret_error);
 }
 
 int op_resume(op_env *e, const op_options *o, op_result *res, char **ret_error) {
-        json_auto_t *j = NULL;
+        journal *j = NULL;
         session s = { .lock_fd = -EBADF };
         int r;
 
         *res = (op_result){ .command = "resume" };
         r = open_unfinished(e, &s, o, res, &j, ret_error);
         if (r >= 0 && j) {
-                bool unwinding = streq(json_string_value(json_object_get(j, "phase")) ?: "", "unwinding");
+                bool unwinding = j->phase == JOURNAL_UNWINDING;
 
-                emit_begin(o, "resume", res->plan_id, 0, json_string_value(json_object_get(j, "command")));
+                emit_begin(o, "resume", res->plan_id, 0, j->command);
                 r = take_over(&s, j, true, ret_error);
                 if (r >= 0 && unwinding)
-                        r = conclude(&s, rollout_unwind(s.rollout), "aborted", ret_error);
+                        r = conclude(&s, rollout_unwind(s.rollout), JOURNAL_ABORTED, ret_error);
                 else if (r >= 0)
-                        r = run_rest(&s, j, ret_error);
+                        r = run_rest(&s, ret_error);
         }
         session_done(&s);
         return r;
 }
 
 int op_abort(op_env *e, const op_options *o, op_result *res, char **ret_error) {
-        json_auto_t *j = NULL;
+        journal *j = NULL;
         session s = { .lock_fd = -EBADF };
         int r;
 
@@ -345,10 +335,10 @@ int op_abort(op_env *e, const op_options *o, op_result *res, char **ret_error) {
         r = open_unfinished(e, &s, o, res, &j, ret_error);
         if (r >= 0 && j) {
                 s.rollout->options.unwind_on_failure = true;
-                emit_begin(o, "abort", res->plan_id, 0, json_string_value(json_object_get(j, "command")));
+                emit_begin(o, "abort", res->plan_id, 0, j->command);
                 r = take_over(&s, j, false, ret_error);
                 if (r >= 0)
-                        r = conclude(&s, rollout_unwind(s.rollout), "aborted", ret_error);
+                        r = conclude(&s, rollout_unwind(s.rollout), JOURNAL_ABORTED, ret_error);
         }
         session_done(&s);
         return r;

@@ -15,6 +15,7 @@
 #include <systemd/sd-event.h>
 
 #include "config.h"
+#include "journal.h"
 #include "node.h"
 #include "plan.h"
 #include "plugin-loader.h"

@@ -16,6 +16,7 @@
 #include <stdint.h>
 #include <systemd/sd-event.h>
 
+#include "journal.h"
 #include "node.h"
 #include "plan.h"
 #include "probe.h"
@@ -23,13 +24,6 @@
 
 #define ROLLOUT_STABLE_DEFAULT_USEC (10ULL * 1000000ULL)
 #define ROLLOUT_TIMEOUT_DEFAULT_USEC (5ULL * 60ULL * 1000000ULL)
-
-typedef struct rollout_options {
-        uint64_t stable_usec;
-        uint64_t step_timeout_usec;
-        bool unwind_on_failure; /* --on-failure rollback (default); false: stop */
-        bool force;             /* --force: an unwind may go below the min-compatibility high-water mark */
-} rollout_options;
 
 typedef struct rollout_event {
         const char *event;     /* "step", "written", "waiting", "tick" (once a second while
@@ -56,7 +50,7 @@ typedef struct rollout {
         void *userdata;
         const volatile bool *interrupted;
 
-        json_t *journal;
+        journal *journal;
         json_t **trees;  /* per component: the tree now live (NULL: node's) */
         unsigned *live;  /* per component: the live revision */
         char *error;     /* why the rollout failed */
@@ -77,17 +71,29 @@ int component_sync_live(store *s, const component *co, unsigned *ret_live, char 
  * revision. */
 int components_sync_live(store *s, const node *n, unsigned *live, char **ret_error);
 
-/* Starts a new journal for a plan (adopting the live manifests first). `target` is kept in
- * the journal for resume (a reference is taken). */
+/* Starts a new journal for a plan (adopting the live manifests first). `target` (an object
+ * of the target's versions, see journal.h; {} for a single write) is copied into the journal
+ * for resume. Refuses, writing nothing, when the journal on disk shows a rollout in progress
+ * (-EBUSY) or cannot be read or trusted (-EINVAL): such a journal is never overwritten. */
 int rollout_begin(rollout *r, const char *plan_id, const char *command, json_t *target, char **ret_error);
 
-/* Takes over the journal of an interrupted rollout after checking it against the disk:
- * each component's live manifest must be the revision the journal says (an edit made since
- * is refused with -ESTALE). A step caught mid-way is settled: not swapped → forgotten;
- * swapped → gated again (and restored if it fails) when `settle`, else marked "interrupted"
- * so that rollout_unwind() restores it. Returns 0, -EIO when the settled step
- * failed (and was handled per policy), -ESTALE, -EINTR. */
-int rollout_take_over(rollout *r, json_t *journal, bool settle, char **ret_error);
+/* The checks of rollout_take_over() that only read (the components the journal names are on
+ * the node, each live at the revision the journal says), so that resume and abort can refuse
+ * before they take the lock. The store may be read-only. */
+int rollout_check_journal(store *s, const node *n, journal *j, char **ret_error);
+
+/* Takes over the journal of an interrupted rollout (as journal_load() returned it; the
+ * rollout owns it from then on, even on failure) after checking it against the disk:
+ *  - every component it names must be on the node: -EINVAL naming the manifest to put back;
+ *  - each component's live manifest must be the revision the journal says: an edit made
+ *    since is refused with -ESTALE. A component the journal did not touch yet is adopted as
+ *    it is (a hand edit becomes an "external edit" revision, the one its step starts from).
+ * Refusals change nothing. Then the step caught mid-way is settled: not swapped → abandoned;
+ * a restore or unwind swapped in → gated again (never written twice); a plan step swapped in
+ * → gated again (and restored if it fails) when `settle`, else marked "interrupted" so that
+ * rollout_unwind() restores it. Returns 0, -EIO when the settled step failed (and was
+ * handled per policy), -EINVAL, -ESTALE, -EINTR, or another negative errno (r->error). */
+int rollout_take_over(rollout *r, journal *j, bool settle, char **ret_error);
 
 /* Runs the steps of a plan (computed from the node as it now stands). Returns 0 when all
  * are done, -EIO when a step failed (restored, and unwound if the policy says so;
@@ -103,8 +109,11 @@ int rollout_write_tree(rollout *r, size_t component, json_t *tree, const char *k
 /* Unwinds every completed step of the journal in reverse order (cplet abort). */
 int rollout_unwind(rollout *r);
 
-/* Marks the journal finished ("done", "failed", "aborted") and saves it. */
-int rollout_finish(rollout *r, const char *phase);
+/* Whether the journal may be closed: no step is in flight, every failed step was restored
+ * (the restore ran to its end), no step waits to be unwound. Otherwise the rollout must stay
+ * resumable, whatever error ended this run. */
+bool rollout_may_close(const rollout *r);
 
-/* True when a journal describes a rollout that has not finished. */
-bool rollout_journal_in_progress(json_t *journal);
+/* Marks the journal finished (JOURNAL_DONE, JOURNAL_FAILED, JOURNAL_ABORTED) and saves it.
+ * -EBUSY, changing nothing, when rollout_may_close() says no. */
+int rollout_finish(rollout *r, journal_phase phase);

@@ -607,13 +607,63 @@ int store_prepare(store *s, const char *component, const char *file, json_t *pod
         return 0;
 }
 
+/* -ESTALE unless the live manifest is byte-equal to revision `expected` of the list. */
+static int check_live_is(store *s, const revision_list *l, const char *component, const char *file,
+                         unsigned expected, char **ret_error) {
+        _cleanup_free_ char *live = NULL;
+        const revision *want = revision_list_find(l, expected);
+        char sha[65];
+        size_t size;
+        int r;
+
+        r = read_file_at(s->manifest_fd, file, MANIFEST_SIZE_MAX, &live, &size);
+        if (r == -ENOENT)
+                return set_error(ret_error, -ESTALE, "%s/%s was removed since cplet read it (it was %s revision %u)",
+                                 s->manifest_dir, file, component, expected);
+        if (r < 0)
+                return set_error(ret_error, r, "%s/%s: %s", s->manifest_dir, file, strerror(-r));
+        sha256_hex(live, size, sha);
+        if (!want || !streq(want->sha256, sha))
+                return set_error(ret_error, -ESTALE,
+                                 "%s/%s was changed outside cplet since cplet read it (it is no longer %s revision %u)",
+                                 s->manifest_dir, file, component, expected);
+        return 0;
+}
+
+int store_check_live(store *s, const char *component, const char *file, unsigned expected, char **ret_error) {
+        _cleanup_(revision_list_done) revision_list l = {};
+        int r;
+
+        r = store_list(s, component, &l, ret_error);
+        if (r < 0)
+                return r;
+        return check_live_is(s, &l, component, file, expected, ret_error);
+}
+
 int store_swap(store *s, const char *component, const char *file, unsigned number, char **ret_error) {
+        _cleanup_(revision_list_done) revision_list l = {};
         _cleanup_free_ char *data = NULL;
+        const revision *rev;
         size_t size;
         int r;
 
         if (!s->writable)
                 return -EROFS;
+        r = store_list(s, component, &l, ret_error);
+        if (r < 0)
+                return r;
+        rev = revision_list_find(&l, number);
+        if (!rev)
+                return set_error(ret_error, -ENOENT, "%s/%s/%u.json: no such revision", s->revisions_dir, component,
+                                 number);
+        /* Compare and swap: the file must still be the revision this one replaces, or a hand
+         * edit (or a kubeadm run) made meanwhile would vanish without a trace. The rename
+         * itself cannot be conditional; this leaves a window of one read. */
+        if (rev->parent > 0) {
+                r = check_live_is(s, &l, component, file, rev->parent, ret_error);
+                if (r < 0)
+                        return r;
+        }
         r = store_read(s, component, number, &data, &size, ret_error);
         if (r < 0)
                 return r;
@@ -679,47 +729,6 @@ int store_mark_healthy(store *s, const char *component, unsigned number, char **
         r = write_file_atomic(dirfd, name, text, strlen(text), 0600);
         if (r < 0)
                 return set_error(ret_error, r, "%s/%s/%s: %s", s->revisions_dir, component, name, strerror(-r));
-        return 0;
-}
-
-int store_journal_save(store *s, json_t *journal, char **ret_error) {
-        _cleanup_free_ char *text = NULL;
-        int r;
-
-        if (s->state_fd < 0)
-                return -EROFS;
-        text = json_dumps(journal, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-        if (!text)
-                return -ENOMEM;
-        r = write_file_atomic(s->state_fd, STORE_JOURNAL_FILE, text, strlen(text), 0600);
-        if (r < 0)
-                return set_error(ret_error, r, "%s/%s: %s", s->root, STORE_STATE_DIR "/" STORE_JOURNAL_FILE,
-                                 strerror(-r));
-        return 0;
-}
-
-int store_journal_load(store *s, json_t **ret, char **ret_error) {
-        _cleanup_free_ char *data = NULL;
-        json_error_t e;
-        json_t *j;
-        size_t size;
-        int r;
-
-        if (s->state_fd < 0)
-                return -ENOENT;
-        r = read_file_at(s->state_fd, STORE_JOURNAL_FILE, 4 * 1024 * 1024, &data, &size);
-        if (r == -ENOENT)
-                return r;
-        if (r < 0)
-                return set_error(ret_error, r, "%s/%s: %s", s->root, STORE_STATE_DIR "/" STORE_JOURNAL_FILE,
-                                 strerror(-r));
-        j = json_loadb(data, size, JSON_REJECT_DUPLICATES, &e);
-        if (!j || !json_is_object(j)) {
-                json_decref(j);
-                return set_error(ret_error, -EINVAL, "%s/%s:%d:%d: not a rollout journal: %s", s->root,
-                                 STORE_STATE_DIR "/" STORE_JOURNAL_FILE, e.line, e.column, e.text);
-        }
-        *ret = j;
         return 0;
 }
 

@@ -141,12 +141,10 @@ int store_mark_healthy(store *s, const char *component, unsigned number, char **
 int store_prepare(store *s, const char *component, const char *file, json_t *pod, const revision_info *info,
                   unsigned parent, unsigned *ret_number, char **ret_error);
 int store_swap(store *s, const char *component, const char *file, unsigned number, char **ret_error);
-
-/* The rollout journal, ROOT/var/lib/cplet/rollout.json (fsync'd on every save). Load returns
- * -ENOENT when there is none. */
-#define STORE_JOURNAL_FILE "rollout.json"
-int store_journal_save(store *s, json_t *journal, char **ret_error);
-int store_journal_load(store *s, json_t **ret, char **ret_error);
+/* store_swap is a compare-and-swap: it fails with -ESTALE, writing nothing, unless the live
+ * manifest is still byte-equal to the new revision's parent (the revision it replaces).
+ * store_check_live is that check alone: 0 when the live manifest is revision `expected`. */
+int store_check_live(store *s, const char *component, const char *file, unsigned expected, char **ret_error);
 
 /* The min-compatibility high-water mark, ROOT/var/lib/cplet/min-compatibility.json: the
  * highest min-compatibility version, explicit or implied, that any revision was written or

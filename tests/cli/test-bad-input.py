@@ -205,18 +205,17 @@ class Ctx:
 
 
 class Row:
-    def __init__(self, rid, kind, title, setup, args, code, needles, pending=None):
+    def __init__(self, rid, kind, title, setup, args, code, needles):
         self.id, self.kind, self.title = rid, kind, title
         self.setup, self.args, self.code, self.needles = setup, args, code, needles
-        self.pending = pending  # the part of issue 7 another branch fixes, when it fails here
 
 
 ROWS = []
 
 
-def row(rid, kind, title, args, code, needles, pending=None):
+def row(rid, kind, title, args, code, needles):
     def deco(fn):
-        ROWS.append(Row(rid, kind, title, fn, args, code, needles, pending))
+        ROWS.append(Row(rid, kind, title, fn, args, code, needles))
         return fn
     return deco
 
@@ -225,8 +224,8 @@ def nothing(ctx):
     pass
 
 
-def add_row(rid, kind, title, setup, args, code, needles, pending=None):
-    ROWS.append(Row(rid, kind, title, setup, args, code, needles, pending))
+def add_row(rid, kind, title, setup, args, code, needles):
+    ROWS.append(Row(rid, kind, title, setup, args, code, needles))
 
 
 # --------------------------------------------------------------------------------------
@@ -305,7 +304,7 @@ def _(ctx):
 
 
 @row("manifest-name-not-utf8", "encoding", "a manifest file name that is not valid UTF-8", UPGRADE, 2,
-     ["kube-scheduler-"], pending="issue 7 #21 (node lane): names are not checked up front")
+     ["kube-scheduler-"])
 def _(ctx):
     os.rename(ctx.m(SCHED).encode(), ctx.m("kube-scheduler-").encode() + b"\xff.yaml")
 
@@ -317,7 +316,7 @@ def _(ctx):
 
 
 @row("manifest-containers-empty", "manifest content", "a component's manifest with spec.containers: []",
-     UPGRADE, 2, [API], pending="issue 7 #16 (node lane): an unusable pod is silently dropped")
+     UPGRADE, 2, [API])
 def _(ctx):
     with open(ctx.m(API)) as f:
         lines = f.read().split("\n")
@@ -329,7 +328,7 @@ def _(ctx):
 
 
 @row("manifest-kind-deployment", "manifest content", "a component's manifest of kind: Deployment", UPGRADE, 2,
-     [SCHED], pending="issue 7 #16 (node lane): any kind is read as a pod")
+     [SCHED])
 def _(ctx):
     ctx.edit(SCHED, "kind: Pod", "kind: Deployment")
 
@@ -392,8 +391,7 @@ def _(ctx):
     os.symlink("revisions.real", ctx.p(REVS))
 
 
-@row("manifest-fifo", "special file", "a FIFO in the manifest directory", UPGRADE, 2, ["extra.yaml"],
-     pending="issue 7 #22 (node lane): a FIFO exits 1")
+@row("manifest-fifo", "special file", "a FIFO in the manifest directory", UPGRADE, 2, ["extra.yaml"])
 def _(ctx):
     os.mkfifo(ctx.m("extra.yaml"), 0o600)
 
@@ -499,8 +497,7 @@ add_row("root-missing", "option", "--root naming a directory that does not exist
 add_row("plugin-dir-missing", "option", "--plugin-dir naming a directory that does not exist", nothing,
         lambda ctx: ["--plugin-dir", ctx.p("no-plugins"), "status"], 2, ["no-plugins"])
 add_row("plugin-dir-twice-missing", "option", "--plugin-dir given twice, the second missing", nothing,
-        lambda ctx: ["--plugin-dir", PLUGINS, "--plugin-dir", ctx.p("no-plugins"), "status"], 2, ["no-plugins"],
-        pending="issue 7 #13 (CLI): a double free in main.c")
+        lambda ctx: ["--plugin-dir", PLUGINS, "--plugin-dir", ctx.p("no-plugins"), "status"], 2, ["no-plugins"])
 add_row("duration-invalid", "option", "a duration that is not one (--stable-for 5 minutes)", nothing,
         UPGRADE + ["--stable-for", "5minutes"], 2, ["5minutes"])
 add_row("duration-too-long", "option", "a duration beyond a week (--step-timeout 9999h)", nothing,
@@ -508,11 +505,9 @@ add_row("duration-too-long", "option", "a duration beyond a week (--step-timeout
 add_row("on-failure-invalid", "option", "--on-failure with an unknown policy", nothing,
         UPGRADE + ["--on-failure", "pray"], 2, ["pray"])
 add_row("stable-for-not-shorter", "option", "--stable-for not shorter than --step-timeout", nothing,
-        UPGRADE + ["--stable-for", "5m", "--step-timeout", "5m"], 2, ["--stable-for"],
-        pending="issue 7 #10 (rollout options): accepted, every step would time out")
+        UPGRADE + ["--stable-for", "5m", "--step-timeout", "5m"], 2, ["--stable-for"])
 add_row("no-wait-with-dry-run", "option", "--no-wait and --dry-run together", nothing,
-        UPGRADE + ["--dry-run"], 2, ["--no-wait", "--dry-run"],
-        pending="issue 7 #22 (CLI): silently a dry run")
+        UPGRADE + ["--dry-run"], 2, ["--no-wait", "--dry-run"])
 add_row("upgrade-without-target", "option", "upgrade without --binary-version", nothing,
         ["upgrade", "--no-wait"], 2, ["--binary-version"])
 
@@ -551,8 +546,7 @@ add_row("flags-compat-underscore", "flag value", "a compatibility flag spelt wit
 add_row("flags-not-a-flag", "flag value", "a flag set argument that is not --NAME=VALUE", nothing,
         ["flags", "set", "kube-scheduler", "v=3", "--no-wait"], 2, ["v=3"])
 add_row("flags-no-value", "flag value", "flags set C --v with no value", nothing,
-        ["flags", "set", "kube-scheduler", "--v", "--no-wait"], 2, ["--v"],
-        pending="issue 7 #22 (CLI): a bare --v is accepted while v=3 is refused")
+        ["flags", "set", "kube-scheduler", "--v", "--no-wait"], 2, ["--v"])
 add_row("flags-unknown-component", "flag value", "flags set on a component that is not on the node", nothing,
         ["flags", "set", "kube-nope", "--v=3", "--no-wait"], 2, ["kube-nope"])
 add_row("flags-unknown-action", "flag value", "flags with an action other than set/unset", nothing,
@@ -604,7 +598,7 @@ def _(ctx):
 
 
 @row("journal-corrupt-write", "corrupt state", "flags set while rollout.json is corrupt", WRITE, 2,
-     ["rollout.json"], pending="issue 7 #18 (recovery lane): a corrupt journal is ignored by writing commands")
+     ["rollout.json"])
 def _(ctx):
     ctx.history()
     ctx.write(os.path.join(STATE, "rollout.json"), '{"phase": "running", "steps": [')
@@ -617,8 +611,7 @@ def _(ctx):
     ctx.write(os.path.join(STATE, "rollout.json"), '{"phase": "running", "steps": [')
 
 
-@row("journal-too-large", "size", "a rollout.json larger than 4 MiB", ["resume"], 2, ["rollout.json", "too large"],
-     pending="issue 7 #22 (recovery lane): says \"Argument list too long\"; #14: the lock file is created first")
+@row("journal-too-large", "size", "a rollout.json larger than 4 MiB", ["resume"], 2, ["rollout.json", "larger than 4 MiB"])
 def _(ctx):
     ctx.history()
     ctx.write(os.path.join(STATE, "rollout.json"), '{"pad": "' + "x" * (5 * 1024 * 1024) + '"}')
@@ -626,7 +619,7 @@ def _(ctx):
 
 @row("high-water-corrupt", "corrupt state", "a corrupt min-compatibility.json", 
      ["rollback", "--component", "kube-scheduler", "--to-revision", "1", "--no-wait"], 2,
-     ["min-compatibility.json"], pending="issue 7 #17 (planner lane): a corrupt mark is ignored")
+     ["min-compatibility.json"])
 def _(ctx):
     ctx.history()
     ctx.write(os.path.join(STATE, "min-compatibility.json"), "{\"minCompatibilityVersion\": 1.35")
@@ -661,8 +654,7 @@ add_row("config-explicit-missing", "corrupt config", "--config naming a file tha
 # ---- plugins
 
 
-@row("plugin-dir-world-writable", "plugin", "a world-writable plugin directory", ["status"], 2, ["plugins"],
-     pending="issue 7 #12 (node lane): only the module's own mode is checked")
+@row("plugin-dir-world-writable", "plugin", "a world-writable plugin directory", ["status"], 2, ["plugins"])
 def _(ctx):
     os.chmod(ctx.own_plugins(), 0o777)
 
@@ -712,19 +704,6 @@ def _(ctx):
     os.symlink("real-scheduler.module", os.path.join(d, "kube-scheduler.so"))
 
 
-# Rows that fail on this branch because of a defect of issue 7 another branch fixes: said in
-# the failure, so that a reader knows which merge makes the row pass.
-LOCK_FIRST = "issue 7 #14 (operations, lead lane): the lock file is created before the refusal"
-for _r in ROWS:
-    if _r.id in ("state-dir-symlink", "revisions-dir-symlink", "manifest-dir-world-writable",
-                 "manifest-dir-group-writable", "manifest-dir-foreign-owner", "state-dir-world-writable",
-                 "revisions-dir-world-writable", "state-read-only", "revision-meta-not-json",
-                 "revision-meta-missing-fields", "journal-corrupt-resume", "state-enospc"):
-        _r.pending = LOCK_FIRST
-    elif _r.id == "manifest-dir-read-only":
-        _r.pending = LOCK_FIRST + "; #20 (crash lane): a failed write leaves a never-live revision"
-
-
 # --------------------------------------------------------------------------------------
 # Running the table
 
@@ -762,8 +741,6 @@ def run_row(r):
         if failures:
             failures.append(f"command: {shell_quote(args)}")
             failures.append(f"stderr: {err.strip()}")
-            if r.pending:
-                failures.append(f"expected to fail until merged: {r.pending}")
         return failures, None, (rc, err, args)
     except Skip as e:
         return [], str(e), (None, "", [])
@@ -781,7 +758,7 @@ def doc_case():
 
 
 def markdown():
-    print("| # | class | bad input | command | exit | message (today) | test case |")
+    print("| # | class | bad input | command | exit | message | test case |")
     print("|---|---|---|---|---|---|---|")
     for i, r in enumerate(ROWS, 1):
         failures, skip, (rc, err, args) = run_row(r)

@@ -1643,6 +1643,47 @@ static void test_crash_consistency(void **state) {
         assert_true(st.mid_write > 0);
 }
 
+/* ---------------------------------------------------------------------------------------------
+ * The swap is a compare-and-swap: a hand edit made after the revision was prepared (while a
+ * rollout waited on another component) is never overwritten. */
+
+static void test_swap_refuses_a_changed_live_manifest(void **state) {
+        fixture *f = *state;
+        _cleanup_(store_freep) store *s = NULL;
+        _cleanup_free_ char *err = NULL, *live = NULL;
+        json_auto_t *pod = NULL;
+        static const char edited[] = "# edited by hand\n";
+        unsigned n = 0;
+        size_t size = 0;
+        int r;
+
+        write_str(f, LIVE_PATH, original_yaml, 0600);
+        s = open_store(f, 0, true);
+        assert_int_equal(sync_live(s, &upgrade_info), 1);
+        assert_int_equal(store_check_live(s, COMPONENT, LIVE, 1, NULL), 0);
+
+        pod = pod_with_tag("v1.31.0");
+        r = store_prepare(s, COMPONENT, LIVE, pod, &upgrade_info, 1, &n, &err);
+        assert_int_equal(r, 0);
+        assert_int_equal(n, 2);
+
+        write_str(f, LIVE_PATH, edited, 0600);
+        assert_int_equal(store_check_live(s, COMPONENT, LIVE, 1, NULL), -ESTALE);
+        r = store_swap(s, COMPONENT, LIVE, n, &err);
+        assert_int_equal(r, -ESTALE);
+        assert_true(str_contains(err, "changed outside cplet"));
+        assert_true(str_contains(err, LIVE));
+        live = read_rel(f, LIVE_PATH, &size);
+        assert_string_equal(live, edited);
+
+        /* Once the edit is put back, the same swap goes through. */
+        write_str(f, LIVE_PATH, original_yaml, 0600);
+        assert_int_equal(store_swap(s, COMPONENT, LIVE, n, NULL), 0);
+        assert_live_is(f, 2);
+        assert_int_equal(store_check_live(s, COMPONENT, LIVE, 2, NULL), 0);
+        assert_int_equal(store_check_live(s, COMPONENT, LIVE, 1, NULL), -ESTALE);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_sha256_hex_vector),
@@ -1661,6 +1702,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_orphan_yaml_removed, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_stale_temporaries_removed, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_read_only_open_changes_nothing, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_swap_refuses_a_changed_live_manifest, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_crash_consistency, setup, teardown),
         };
 
