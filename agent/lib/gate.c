@@ -193,8 +193,11 @@ static void on_version(long status, const char *body, size_t size, const char *e
         g->request_in_flight = false;
         if (!awaiting_versions(g) || process_gone(g))
                 return;
-        snprintf(g->last_probe, sizeof(g->last_probe), "GET %s: %s%ld", g->version_url, error ? error : "",
-                 error ? 0L : status);
+        /* curl's reason, or the status: never both ("...: Couldn't connect to server0"). */
+        if (error)
+                snprintf(g->last_probe, sizeof(g->last_probe), "GET %s: %s", g->version_url, error);
+        else
+                snprintf(g->last_probe, sizeof(g->last_probe), "GET %s: %ld", g->version_url, status);
         if (!error && (status == 401 || status == 403)) {
                 versions_refused(g, status);
                 return;

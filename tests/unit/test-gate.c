@@ -17,7 +17,9 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <netinet/in.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -38,6 +40,12 @@ static uint64_t now_ms(void) {
 
         clock_gettime(CLOCK_MONOTONIC, &ts);
         return (uint64_t) ts.tv_sec * 1000 + (uint64_t) ts.tv_nsec / 1000000;
+}
+
+static bool endswith(const char *s, const char *suffix) {
+        size_t n = strlen(s), k = strlen(suffix);
+
+        return n >= k && streq(s + n - k, suffix);
 }
 
 static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
@@ -272,6 +280,7 @@ typedef struct run {
         uint64_t stable_ms, timeout_ms;
         uint64_t not_before_ticks;
         const child *process;
+        uint16_t port; /* of the probes (0: the test server's) */
 
         /* what happened */
         int r;
@@ -308,8 +317,9 @@ static void run_gate(run *t) {
         /* As kubeadm writes them: a startupProbe and a readinessProbe on the secure port. */
         container = json_pack("{s:[s,s], s:{s:{s:s, s:i, s:s, s:s}}, s:{s:{s:s, s:i, s:s, s:s}}}", "command",
                               "/bin/sleep", t->process->arg, "startupProbe", "httpGet", "host", "127.0.0.1", "port",
-                              (int) server_port, "path", "/livez", "scheme", "HTTPS", "readinessProbe", "httpGet",
-                              "host", "127.0.0.1", "port", (int) server_port, "path", "/readyz", "scheme", "HTTPS");
+                              (int) (t->port ?: server_port), "path", "/livez", "scheme", "HTTPS", "readinessProbe",
+                              "httpGet", "host", "127.0.0.1", "port", (int) (t->port ?: server_port), "path", "/readyz",
+                              "scheme", "HTTPS");
         assert_non_null(container);
         assert_int_equal(sd_event_new(&e), 0);
         assert_int_equal(http_client_new(e, &http), 0);
@@ -658,6 +668,27 @@ static void test_version_server_error_is_retried(void **state) {
         gate_result_done(&down.result);
 }
 
+/* Nothing listening yet: asked again, and the timeout names curl's reason as it is. */
+static void test_version_unreachable_times_out(void **state) {
+        _cleanup_(run_done) run t = { .stable_ms = 0, .timeout_ms = 1000 };
+        struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+        socklen_t len = sizeof(a);
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+        /* A port that was free a moment ago and that nobody listens on. */
+        assert_true(fd >= 0);
+        assert_int_equal(bind(fd, (struct sockaddr *) &a, sizeof(a)), 0);
+        assert_int_equal(getsockname(fd, (struct sockaddr *) &a, &len), 0);
+        close(fd);
+        t.port = ntohs(a.sin_port);
+        set_routes(OK_ROUTES);
+        run_with_child(&t);
+        assert_failed(&t, GATE_VERSIONS, "waiting for versions of kube-apiserver");
+        if (!strstr(t.result.message, "/version: Failed to connect") ||
+            !endswith(t.result.message, "Couldn't connect to server"))
+                fail_msg("message \"%s\" does not end with curl's reason", t.result.message);
+}
+
 /* ------------------------------------------------------------------------------------------ */
 /* health and the stability window */
 
@@ -726,6 +757,7 @@ int main(void) {
                 cmocka_unit_test(test_version_unauthorized_unhealthy_fails),
                 cmocka_unit_test(test_version_forbidden_then_answering_is_checked),
                 cmocka_unit_test(test_version_server_error_is_retried),
+                cmocka_unit_test(test_version_unreachable_times_out),
                 cmocka_unit_test(test_flap_during_window_restarts_it),
                 cmocka_unit_test(test_window_longer_than_deadline_times_out),
                 cmocka_unit_test(test_never_healthy_times_out),
