@@ -38,10 +38,6 @@ static void forward(int sig) {
         errno = saved;
 }
 
-static void child_exited(int sig) {
-        /* Only cuts the sleep between looks at the parent short. */
-}
-
 static void run_child(const char *path, char **argv, pid_t parent) {
         sigset_t none;
 
@@ -89,7 +85,8 @@ int main(int argc, char **argv) {
                 sigaddset(&block, forwarded[i]);
                 (void) sigaction(forwarded[i], &sa, NULL);
         }
-        (void) sigaction(SIGCHLD, &(struct sigaction){ .sa_handler = child_exited }, NULL);
+        /* SIGCHLD stays blocked: sigtimedwait() below takes it, with no window to miss it in. */
+        sigaddset(&block, SIGCHLD);
         (void) sigprocmask(SIG_BLOCK, &block, &old);
         pid = fork();
         if (pid < 0) {
@@ -100,11 +97,12 @@ int main(int argc, char **argv) {
                 run_child(path, argv, parent);
         free(path); /* the child's copy is the one that counts */
         child_pid = pid;
+        sigaddset(&old, SIGCHLD);
         (void) sigprocmask(SIG_SETMASK, &old, NULL);
 
         for (;;) {
-                /* Looking at the parent means waking up now and then (5 times a second); SIGCHLD
-                 * ends the sleep when the child exits. */
+                /* Looking at the parent means waking up now and then (5 times a second); the
+                 * child's exit (SIGCHLD) ends the wait at once. */
                 pid_t r = waitpid(pid, &status, exit_with_parent ? WNOHANG : 0);
 
                 if (r == pid)
@@ -119,7 +117,11 @@ int main(int argc, char **argv) {
                                 (void) waitpid(pid, &status, 0);
                                 return 0;
                         }
-                        (void) nanosleep(&(struct timespec){ .tv_nsec = 200 * 1000 * 1000 }, NULL);
+                        sigset_t chld;
+
+                        sigemptyset(&chld);
+                        sigaddset(&chld, SIGCHLD);
+                        (void) sigtimedwait(&chld, NULL, &(struct timespec){ .tv_nsec = 200 * 1000 * 1000 });
                 }
         }
         if (WIFEXITED(status))
