@@ -714,6 +714,25 @@ static void test_validate_state(void **state) {
         }
 }
 
+/* A plugin whose binary never has --min-compatibility-version (min_compat_since {0,0}): the
+ * planner never writes it, even where the Kubernetes rules would allow it. */
+static void test_plugin_without_min_compat_flag(void **state) {
+        _cleanup_(plan_freep) plan *p = NULL;
+        _cleanup_free_ char *error = NULL;
+        plan_case c = { .name = "plugin", .comps = { V("v1.35.0") } };
+        plan_component comps[3];
+        plan_target t = { .min_compat_set = true, .min_compat = KMINOR(1, 35) };
+        size_t n;
+
+        build_components(&c, comps, &n);
+        comps[0].min_compat_since = KMINOR(0, 0);
+        assert_int_equal(kversion_parse("v1.35.0", &t.binary, NULL), 0);
+        assert_int_equal(plan_compute(comps, n, &t, &p, &error), -EINVAL);
+        assert_non_null(error);
+        if (!strstr(error, "kube-apiserver v1.35.0 has no --min-compatibility-version flag"))
+                fail_msg("reason: %s", error);
+}
+
 static const char forward_manifest[] =
         "apiVersion: v1\n"
         "kind: Pod\n"
@@ -800,7 +819,8 @@ static void test_apply_keeps_forward_compat(void **state) {
 }
 
 int main(void) {
-        struct CMUnitTest tests[ELEMENTSOF(cases) + 5] = {
+        struct CMUnitTest tests[ELEMENTSOF(cases) + 6] = {
+                cmocka_unit_test(test_plugin_without_min_compat_flag),
                 cmocka_unit_test(test_validate_state),
                 cmocka_unit_test(test_apply_keeps_forward_compat),
                 cmocka_unit_test(test_step_images),
@@ -810,7 +830,7 @@ int main(void) {
 
         /* One TAP case per table row, named after it. */
         for (size_t i = 0; i < ELEMENTSOF(cases); i++)
-                tests[5 + i] = (struct CMUnitTest){
+                tests[6 + i] = (struct CMUnitTest){
                         .name = cases[i].name,
                         .test_func = test_case,
                         .initial_state = (void *) &cases[i],

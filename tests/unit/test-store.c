@@ -862,6 +862,31 @@ static void test_retention(void **state) {
         assert_listing(f, STORE_MANIFEST_DIR, LIVE);
 }
 
+/* A revision written but never swapped in (a crash between the two, or a failed swap) is
+ * newer than the live one: retention must still keep the live revision. */
+static void test_retention_keeps_live_when_not_newest(void **state) {
+        fixture *f = *state;
+        _cleanup_(store_freep) store *s = NULL;
+        unsigned live, n;
+
+        write_str(f, LIVE_PATH, original_yaml, 0600);
+        s = open_store(f, 2, true);
+        live = sync_live(s, &upgrade_info);
+        commit_tag(s, "v1.31.0", live, &live);
+        assert_int_equal(live, 2);
+        for (unsigned i = 0; i < 2; i++) {
+                json_auto_t *pod = pod_with_tag(i == 0 ? "v1.31.1" : "v1.31.2");
+                _cleanup_free_ char *err = NULL;
+
+                if (store_prepare(s, COMPONENT, LIVE, pod, &upgrade_info, live, &n, &err) < 0)
+                        fail_msg("store_prepare: %s", err ?: "?");
+        }
+        assert_int_equal(n, 4);
+        store_prune(s, COMPONENT, live);
+        assert_listing(f, COMPONENT_DIR, "2.json 2.yaml 3.json 3.yaml 4.json 4.yaml");
+        assert_live_is(f, 2);
+}
+
 static void test_retention_keeps_newest_healthy(void **state) {
         fixture *f = *state;
         _cleanup_(store_freep) store *s = NULL;
@@ -1693,6 +1718,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_list_read_live_number, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_retention, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_retention_keeps_newest_healthy, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_retention_keeps_live_when_not_newest, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_refuses_writable_manifest_dir, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_refuses_writable_state_dir, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_refuses_symlinked_dirs, setup, teardown),
