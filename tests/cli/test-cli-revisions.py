@@ -776,6 +776,21 @@ def test_high_water_flags(t):
     t.eq(high_water(root), "1.34", "the mark is never lowered")
 
 
+def test_high_water_external_edit(t):
+    """A hand edit that ran with a higher min-compatibility counts when cplet records it, even
+    when the write that follows (forced) goes below it."""
+    root = t.new_root()
+    c = "kube-scheduler"
+    t.expect_ok(root, ["--no-wait", "flags", "set", c, "--v=4"], "flags set (adopts)")
+    t.eq(high_water(root), "1.33", "mark after adoption")
+    set_version(root, TARGET, [c])  # by hand: binary 1.35, implied min-compatibility 1.34
+    t.expect_refused(root, ["rollback", "--component", c, "--to-revision", "2", "--no-wait"],
+                     "rollback below the hand edit's min-compatibility", ["below 1.34", "--force"])
+    t.expect_ok(root, ["rollback", "--component", c, "--to-revision", "2", "--no-wait", "--force"],
+                "forced rollback")
+    t.eq(high_water(root), "1.34", "mark after recording the hand edit (external edit) before the forced write")
+
+
 def test_high_water_corrupt(t):
     """Defect 17: a corrupt mark refuses (exit 2, naming the file), it never passes."""
     for text in ("{not json", '{"minCompatibilityVersion": 135}', '{"minCompatibilityVersion": "one"}', "[]", ""):
@@ -1114,6 +1129,7 @@ TESTS = [
      test_high_water_recorded),
     ("high-water mark: an adopted explicit min-compatibility blocks the binary rollback", test_high_water_adopted_explicit),
     ("high-water mark: single writes (flags) refused below it without --force", test_high_water_flags),
+    ("high-water mark: a recorded hand edit counts", test_high_water_external_edit),
     ("high-water mark: a corrupt file refuses every write and plan", test_high_water_corrupt),
     ("high-water mark: a deleted file is rebuilt from the revisions", test_high_water_deleted),
     ("flags set / unset and their refusals", test_flags),
