@@ -6,6 +6,7 @@
 
 #include "fs-util.h"
 #include "journal.h"
+#include "plugin-loader.h"
 #include "macro.h"
 #include "version.h"
 
@@ -251,19 +252,9 @@ static int check_members(parser *p, json_t *o, const char *const *known) {
         return 0;
 }
 
-static bool valid_component_name(const char *s) {
-        size_t n = 0;
-
-        if (!*s || *s == '-')
-                return false;
-        for (; s[n]; n++)
-                if (!((s[n] >= 'a' && s[n] <= 'z') || (s[n] >= '0' && s[n] <= '9') || s[n] == '-'))
-                        return false;
-        return n <= 63;
-}
-
+/* The journal names manifests as plugins do, and only printable ones (it is shown to people). */
 static bool valid_file_name(const char *s) {
-        return *s && *s != '.' && !strchr(s, '/') && strlen(s) <= 255 && printable(s);
+        return plugin_file_name_valid(s) && printable(s);
 }
 
 static int get_enum(parser *p, json_t *o, const char *field, const char *const *names, size_t n, size_t *ret) {
@@ -303,7 +294,7 @@ static int get_names(parser *p, json_t *o, journal_step *st) {
         int r;
 
         r = get_string(p, o, "component", false, JOURNAL_TEXT_MAX, &st->component);
-        if (r >= 0 && !valid_component_name(st->component))
+        if (r >= 0 && !plugin_name_valid(st->component))
                 r = invalid(p, "component", "\"%s\" is not a component name ([a-z0-9-], at most 63)", st->component);
         if (r >= 0)
                 r = get_string(p, o, "manifest", false, JOURNAL_TEXT_MAX, &st->manifest);

@@ -131,6 +131,14 @@ static int build_for(op_env *e, const node *n, const char *name, op_builder buil
         return build(e, co, ret_pod, userdata, ret_error);
 }
 
+static int build_and_check(op_env *e, const node *n, const char *name, op_builder build, void *userdata,
+                           const op_options *o, const component **ret_co, json_t **ret_pod, component *ret_next,
+                           char **ret_error) {
+        int r = build_for(e, n, name, build, userdata, ret_co, ret_pod, ret_error);
+
+        return r < 0 ? r : op_check_component_tree(e, n, *ret_co, *ret_pod, o->force, ret_next, ret_error);
+}
+
 static int append_diff(op_result *res, char *label_a, char *label_b, char *before, char *after) {
         op_diff *d = reallocarray(res->diffs, res->n_diffs + 1, sizeof(op_diff));
 
@@ -225,9 +233,7 @@ int op_write_component(op_env *e, const char *name, op_builder build, void *user
         if (r >= 0 && !o->dry_run)
                 r = op_preflight_write(e, n, false, ret_error);
         if (r >= 0)
-                r = build_for(e, n, name, build, userdata, &co, &new_pod, ret_error);
-        if (r >= 0)
-                r = op_check_component_tree(e, n, co, new_pod, o->force, &next, ret_error);
+                r = build_and_check(e, n, name, build, userdata, o, &co, &new_pod, &next, ret_error);
         if (r < 0)
                 return r;
 
@@ -244,9 +250,7 @@ int op_write_component(op_env *e, const char *name, op_builder build, void *user
                 if (r >= 0)
                         r = op_load_node(e, &n, ret_error);
                 if (r >= 0)
-                        r = build_for(e, n, name, build, userdata, &co, &new_pod, ret_error);
-                if (r >= 0)
-                        r = op_check_component_tree(e, n, co, new_pod, o->force, &next, ret_error);
+                        r = build_and_check(e, n, name, build, userdata, o, &co, &new_pod, &next, ret_error);
                 if (r < 0)
                         return r;
         }

@@ -14,7 +14,7 @@
 /* True when the field [offset, offset+size) lies inside the plugin's declared struct. */
 #define HAS_FIELD(p, field) (offsetof(struct cplet_plugin, field) + sizeof((p)->field) <= (p)->size)
 
-static bool valid_name(const char *s) {
+bool plugin_name_valid(const char *s) {
         size_t n = 0;
 
         if (!s || !*s || *s == '-')
@@ -25,7 +25,7 @@ static bool valid_name(const char *s) {
         return n <= 63;
 }
 
-static bool valid_file_name(const char *s) {
+bool plugin_file_name_valid(const char *s) {
         return s && *s && *s != '.' && !strchr(s, '/') && strlen(s) <= 255;
 }
 
@@ -48,10 +48,10 @@ int plugin_from_struct(const struct cplet_plugin *p, const char *origin, plugin 
         if (p->size > 64 * 1024)
                 return set_error(ret_error, -EPROTO, "%s: plugin struct size %u is implausible", origin, p->size);
 
-        if (!valid_name(p->name))
+        if (!plugin_name_valid(p->name))
                 return set_error(ret_error, -EINVAL, "%s: invalid component name (want [a-z0-9-], at most 63)",
                                  origin);
-        if (!valid_file_name(p->manifest_file))
+        if (!plugin_file_name_valid(p->manifest_file))
                 return set_error(ret_error, -EINVAL, "%s: invalid manifest file name", origin);
         if (p->rank < 0 || p->rank > 1000)
                 return set_error(ret_error, -EINVAL, "%s: rank %d out of range 0..1000", origin, p->rank);

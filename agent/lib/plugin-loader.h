@@ -53,3 +53,9 @@ static inline void plugin_set_freep(plugin_set **s) {
 const plugin *plugin_set_find(const plugin_set *s, const char *name);
 /* True when the flag exists in the plugin's binary at that version. */
 bool plugin_has_flag(kminor since, kminor binary);
+
+/* A component name as plugins give it (and journals and targets repeat it): lower-case
+ * letters, digits and '-', at most 63, not starting with '-'. */
+bool plugin_name_valid(const char *s);
+/* A manifest file name: not empty, no '/', not a dot-file, at most 255 bytes. */
+bool plugin_file_name_valid(const char *s);

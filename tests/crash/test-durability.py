@@ -138,7 +138,7 @@ def test_atomic_write_order(t):
     root = t.new_root()
     for args in (["flags", "set", "kube-scheduler", "--v=4", "--no-wait"],
                  ["upgrade", "--binary-version", NEW, "--no-wait"],
-                 ["rollback", "--component", "kube-scheduler", "--to-revision", "1", "--no-wait"]):
+                 ["rollback", "--component", "kube-scheduler", "--to-revision", "1", "--no-wait", "--force"]):
         rc, out, err, ops = t.cplet(root, args)
         what = "cplet " + shell_quote(args)
         if not t.eq(rc, 0, "%s: exit code (stderr %r)" % (what, err)):
