@@ -6,7 +6,8 @@
 #
 # The root is built once with mmdebstrap and cached as a tarball (CPLET_FRESH_CACHE, default
 # /var/cache/cplet-fresh), so a run costs the package installs and the build, not a bootstrap.
-# Needs root, mmdebstrap and systemd-nspawn (installed when missing).
+# Needs root, mmdebstrap and systemd-nspawn (installed when missing); works where systemd is not
+# PID 1 (--register=no --keep-unit: no machined, no scope of its own).
 #
 # Usage: tests/fresh/run-readme.sh [demo|test|both]   (default both)
 set -euo pipefail
@@ -52,5 +53,5 @@ both) cmd="./scripts/demo && ./scripts/test" ;;
 esac
 
 echo "== on a fresh Debian 12 root, as root: $cmd"
-systemd-nspawn --quiet --register=no --as-pid2 -D "$root" --chdir=/root/cplet \
+systemd-nspawn --quiet --register=no --keep-unit --as-pid2 -D "$root" --chdir=/root/cplet \
     --setenv=HOME=/root --setenv=CI="${CI:-}" /bin/bash -c "$cmd"
