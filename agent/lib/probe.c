@@ -428,17 +428,96 @@ static int read_uids(int proc_fd, pid_t pid, uid_t *ret_real, uid_t *ret_effecti
         return 0;
 }
 
+/* What proc_find looks for. */
+typedef struct proc_query {
+        char *const *argv;
+        size_t n;
+        uid_t uid;
+        uint64_t not_before_ticks;
+        char *cmdline; /* scratch, PROC_CMDLINE_MAX + 1 bytes */
+} proc_query;
+
+/* Whether the command line of `pid` is exactly the query's argv. */
+static int cmdline_is(int proc_fd, pid_t pid, const proc_query *q) {
+        char path[32];
+        size_t size;
+        int r;
+
+        snprintf(path, sizeof(path), "%d/cmdline", (int) pid);
+        r = read_proc_file(proc_fd, path, q->cmdline, PROC_CMDLINE_MAX, &size);
+        if (r == -E2BIG)
+                return 0;
+        if (r < 0)
+                return r;
+        if (size == 0)
+                return 0; /* kernel thread, or exited meanwhile */
+        /* A process that rewrote its title may leave no final NUL; the buffer has room. */
+        if (q->cmdline[size - 1] != 0)
+                q->cmdline[size++] = 0;
+        return cmdline_equal(q->cmdline, q->cmdline + size, q->argv, q->n);
+}
+
+/* Anyone may start a process with this command line; only the kubelet starts it as the
+ * container's user. */
+static int runs_as(int proc_fd, pid_t pid, uid_t uid) {
+        uid_t real, effective;
+        int r = read_uids(proc_fd, pid, &real, &effective);
+
+        return r < 0 ? r : real == uid && effective == uid;
+}
+
+/* 1 with *ret_start when `pid` is the process the query looks for and started at or after
+ * min_start; 0 when not (or gone meanwhile); a negative errno when /proc cannot be read. */
+static int candidate(int proc_fd, pid_t pid, const proc_query *q, uint64_t min_start, uint64_t *ret_start) {
+        uint64_t start, start2;
+        char state;
+        int r;
+
+        /* stat first: it is small, and the start time rules out almost every process. */
+        r = read_stat(proc_fd, pid, &state, &start);
+        if (r >= 0 && (state_is_dead(state) || start < q->not_before_ticks || start < min_start))
+                return 0;
+        if (r >= 0)
+                r = cmdline_is(proc_fd, pid, q);
+        if (r > 0)
+                r = runs_as(proc_fd, pid, q->uid);
+        if (r <= 0)
+                return r < 0 && !errno_is_gone(r) ? r : 0;
+        /* The pid may have been reused between the reads: the start time tells. */
+        r = read_stat(proc_fd, pid, &state, &start2);
+        if (r < 0)
+                return errno_is_gone(r) ? 0 : r;
+        if (start2 != start || state_is_dead(state))
+                return 0;
+        *ret_start = start;
+        return 1;
+}
+
+static pid_t pid_of(const char *name) {
+        char *end;
+        long pid;
+
+        if (name[0] < '1' || name[0] > '9')
+                return 0;
+        errno = 0;
+        pid = strtol(name, &end, 10);
+        return errno != 0 || *end || pid <= 0 || pid > INT_MAX ? 0 : (pid_t) pid;
+}
+
 int proc_find(char *const *argv, size_t n, uid_t uid, uint64_t not_before_ticks, proc_info *ret) {
         _cleanup_free_ char *cmdline = NULL;
-        DIR *d;
-        int proc_fd;
+        proc_query q = { .argv = argv, .n = n, .uid = uid, .not_before_ticks = not_before_ticks };
         proc_info best = {};
         bool found = false;
-        int r = 0;
+        struct dirent *de;
+        int proc_fd, r = 0;
+        DIR *d;
 
         if (!argv || n == 0 || !argv[0])
                 return -EINVAL;
-
+        q.cmdline = cmdline = malloc(PROC_CMDLINE_MAX + 1);
+        if (!cmdline)
+                return -ENOMEM;
         proc_fd = open("/proc", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (proc_fd < 0)
                 return -errno;
@@ -448,91 +527,22 @@ int proc_find(char *const *argv, size_t n, uid_t uid, uint64_t not_before_ticks,
                 close(proc_fd);
                 return r;
         }
+        for (errno = 0; r >= 0 && (de = readdir(d)); errno = 0) {
+                pid_t pid = pid_of(de->d_name);
+                uint64_t start;
 
-        for (;;) {
-                struct dirent *de;
-                char state, *end;
-                uint64_t start, start2;
-                size_t size;
-                long pid;
-
-                errno = 0;
-                de = readdir(d);
-                if (!de) {
-                        r = errno > 0 ? -errno : 0;
-                        break;
-                }
-                if (de->d_name[0] < '1' || de->d_name[0] > '9')
+                if (pid == 0)
                         continue;
-                errno = 0;
-                pid = strtol(de->d_name, &end, 10);
-                if (errno != 0 || *end || pid <= 0 || pid > INT_MAX)
+                r = candidate(proc_fd, pid, &q, found ? best.start_ticks : 0, &start);
+                if (r <= 0)
                         continue;
-
-                /* stat first: it is small, and the start time rules out almost every process. */
-                r = read_stat(proc_fd, (pid_t) pid, &state, &start);
-                if (r < 0) {
-                        if (errno_is_gone(r))
-                                continue;
-                        break;
-                }
-                if (state_is_dead(state) || start < not_before_ticks || (found && start < best.start_ticks))
-                        continue;
-
-                if (!cmdline) {
-                        cmdline = malloc(PROC_CMDLINE_MAX + 1);
-                        if (!cmdline) {
-                                r = -ENOMEM;
-                                break;
-                        }
-                }
-                {
-                        char path[32];
-
-                        snprintf(path, sizeof(path), "%ld/cmdline", pid);
-                        r = read_proc_file(proc_fd, path, cmdline, PROC_CMDLINE_MAX, &size);
-                }
-                if (r < 0) {
-                        if (errno_is_gone(r) || r == -E2BIG)
-                                continue;
-                        break;
-                }
-                if (size == 0)
-                        continue; /* kernel thread, or exited meanwhile */
-                /* A process that rewrote its title may leave no final NUL; the buffer has room. */
-                if (cmdline[size - 1] != 0)
-                        cmdline[size++] = 0;
-                if (!cmdline_equal(cmdline, cmdline + size, argv, n))
-                        continue;
-                {
-                        uid_t real, effective;
-
-                        r = read_uids(proc_fd, (pid_t) pid, &real, &effective);
-                        if (r < 0) {
-                                if (errno_is_gone(r))
-                                        continue;
-                                break;
-                        }
-                        /* Anyone may start a process with this command line; only the kubelet
-                         * starts it as the container's user. */
-                        if (real != uid || effective != uid)
-                                continue;
-                }
-
-                /* The pid may have been reused between the two reads: the start time tells. */
-                r = read_stat(proc_fd, (pid_t) pid, &state, &start2);
-                if (r < 0) {
-                        if (errno_is_gone(r))
-                                continue;
-                        break;
-                }
-                if (start2 != start || state_is_dead(state))
-                        continue;
-
-                if (!found || start > best.start_ticks || (start == best.start_ticks && pid > best.pid))
-                        best = (proc_info){ .pid = (pid_t) pid, .start_ticks = start };
+                /* The newest such process. */
+                if (!found || start > best.start_ticks || pid > best.pid)
+                        best = (proc_info){ .pid = pid, .start_ticks = start };
                 found = true;
         }
+        if (r >= 0 && errno > 0)
+                r = -errno;
         closedir(d);
         if (r < 0)
                 return r;
