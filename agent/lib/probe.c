@@ -352,16 +352,19 @@ static int read_proc_file(int dirfd, const char *path, char *buf, size_t max, si
         return 0;
 }
 
-/* Parses /proc/PID/stat: the state (field 3) and starttime (field 22). comm (field 2) may hold
- * spaces and parentheses, so fields are counted from the last ')'. */
-static int parse_stat(const char *buf, char *ret_state, uint64_t *ret_start) {
+/* Parses /proc/PID/stat: the state (field 3), the parent (field 4) and starttime (field 22).
+ * comm (field 2) may hold spaces and parentheses, so fields are counted from the last ')'. */
+static int parse_stat(const char *buf, char *ret_state, pid_t *ret_ppid, uint64_t *ret_start) {
         const char *p = strrchr(buf, ')');
         char state;
+        long ppid;
 
         if (!p || p[1] != ' ' || !p[2])
                 return -EIO;
         p += 2;
         state = *p;
+        if (sscanf(p + 1, " %ld", &ppid) != 1)
+                return -EIO;
         for (int field = 3; field < 22; field++) {
                 p = strchr(p, ' ');
                 if (!p)
@@ -375,12 +378,14 @@ static int parse_stat(const char *buf, char *ret_state, uint64_t *ret_start) {
         if (errno != 0)
                 return -EIO;
         *ret_state = state;
+        if (ret_ppid)
+                *ret_ppid = (pid_t) ppid;
         *ret_start = v;
         return 0;
 }
 
 /* Relative to a /proc descriptor, or to "/proc" with AT_FDCWD. */
-static int read_stat(int proc_fd, pid_t pid, char *ret_state, uint64_t *ret_start) {
+static int read_stat(int proc_fd, pid_t pid, char *ret_state, pid_t *ret_ppid, uint64_t *ret_start) {
         char path[32], buf[PROC_STAT_MAX + 1];
         size_t n;
         int r;
@@ -389,7 +394,7 @@ static int read_stat(int proc_fd, pid_t pid, char *ret_state, uint64_t *ret_star
         r = read_proc_file(proc_fd, path, buf, PROC_STAT_MAX, &n);
         if (r < 0)
                 return r;
-        return parse_stat(buf, ret_state, ret_start);
+        return parse_stat(buf, ret_state, ret_ppid, ret_start);
 }
 
 static bool state_is_dead(char state) {
@@ -428,6 +433,19 @@ static int read_uids(int proc_fd, pid_t pid, uid_t *ret_real, uid_t *ret_effecti
         return 0;
 }
 
+/* Whether process pid runs exactly argv; buf (PROC_CMDLINE_MAX + 1 bytes) is scratch space. */
+static bool has_command_line(int proc_fd, pid_t pid, char *buf, char *const *argv, size_t n) {
+        char path[32];
+        size_t size;
+
+        snprintf(path, sizeof(path), "%d/cmdline", (int) pid);
+        if (read_proc_file(proc_fd, path, buf, PROC_CMDLINE_MAX, &size) < 0 || size == 0)
+                return false;
+        if (buf[size - 1] != 0)
+                buf[size++] = 0;
+        return cmdline_equal(buf, buf + size, argv, n);
+}
+
 int proc_find(char *const *argv, size_t n, uid_t uid, uint64_t not_before_ticks, proc_info *ret) {
         _cleanup_free_ char *cmdline = NULL;
         DIR *d;
@@ -453,6 +471,7 @@ int proc_find(char *const *argv, size_t n, uid_t uid, uint64_t not_before_ticks,
                 struct dirent *de;
                 char state, *end;
                 uint64_t start, start2;
+                pid_t ppid;
                 size_t size;
                 long pid;
 
@@ -470,7 +489,7 @@ int proc_find(char *const *argv, size_t n, uid_t uid, uint64_t not_before_ticks,
                         continue;
 
                 /* stat first: it is small, and the start time rules out almost every process. */
-                r = read_stat(proc_fd, (pid_t) pid, &state, &start);
+                r = read_stat(proc_fd, (pid_t) pid, &state, &ppid, &start);
                 if (r < 0) {
                         if (errno_is_gone(r))
                                 continue;
@@ -518,9 +537,13 @@ int proc_find(char *const *argv, size_t n, uid_t uid, uint64_t not_before_ticks,
                         if (real != uid || effective != uid)
                                 continue;
                 }
+                /* The runtime starts the component; a process with its command line whose parent
+                 * has it too is a fork of it (before its exec, or a helper), not the component. */
+                if (ppid > 1 && has_command_line(proc_fd, ppid, cmdline, argv, n))
+                        continue;
 
                 /* The pid may have been reused between the two reads: the start time tells. */
-                r = read_stat(proc_fd, (pid_t) pid, &state, &start2);
+                r = read_stat(proc_fd, (pid_t) pid, &state, NULL, &start2);
                 if (r < 0) {
                         if (errno_is_gone(r))
                                 continue;
@@ -548,7 +571,7 @@ bool proc_alive(const proc_info *p) {
 
         if (!p || p->pid <= 0)
                 return false;
-        if (read_stat(AT_FDCWD, p->pid, &state, &start) < 0)
+        if (read_stat(AT_FDCWD, p->pid, &state, NULL, &start) < 0)
                 return false;
         return start == p->start_ticks && !state_is_dead(state);
 }
