@@ -352,16 +352,19 @@ static int read_proc_file(int dirfd, const char *path, char *buf, size_t max, si
         return 0;
 }
 
-/* Parses /proc/PID/stat: the state (field 3) and starttime (field 22). comm (field 2) may hold
- * spaces and parentheses, so fields are counted from the last ')'. */
-static int parse_stat(const char *buf, char *ret_state, uint64_t *ret_start) {
+/* Parses /proc/PID/stat: the state (field 3), the parent (field 4) and starttime (field 22).
+ * comm (field 2) may hold spaces and parentheses, so fields are counted from the last ')'. */
+static int parse_stat(const char *buf, char *ret_state, pid_t *ret_ppid, uint64_t *ret_start) {
         const char *p = strrchr(buf, ')');
         char state;
+        long ppid;
 
         if (!p || p[1] != ' ' || !p[2])
                 return -EIO;
         p += 2;
         state = *p;
+        if (sscanf(p + 1, " %ld", &ppid) != 1)
+                return -EIO;
         for (int field = 3; field < 22; field++) {
                 p = strchr(p, ' ');
                 if (!p)
@@ -375,12 +378,14 @@ static int parse_stat(const char *buf, char *ret_state, uint64_t *ret_start) {
         if (errno != 0)
                 return -EIO;
         *ret_state = state;
+        if (ret_ppid)
+                *ret_ppid = (pid_t) ppid;
         *ret_start = v;
         return 0;
 }
 
 /* Relative to a /proc descriptor, or to "/proc" with AT_FDCWD. */
-static int read_stat(int proc_fd, pid_t pid, char *ret_state, uint64_t *ret_start) {
+static int read_stat(int proc_fd, pid_t pid, char *ret_state, pid_t *ret_ppid, uint64_t *ret_start) {
         char path[32], buf[PROC_STAT_MAX + 1];
         size_t n;
         int r;
@@ -389,7 +394,7 @@ static int read_stat(int proc_fd, pid_t pid, char *ret_state, uint64_t *ret_star
         r = read_proc_file(proc_fd, path, buf, PROC_STAT_MAX, &n);
         if (r < 0)
                 return r;
-        return parse_stat(buf, ret_state, ret_start);
+        return parse_stat(buf, ret_state, ret_ppid, ret_start);
 }
 
 static bool state_is_dead(char state) {
@@ -470,21 +475,26 @@ static int runs_as(int proc_fd, pid_t pid, uid_t uid) {
  * min_start; 0 when not (or gone meanwhile); a negative errno when /proc cannot be read. */
 static int candidate(int proc_fd, pid_t pid, const proc_query *q, uint64_t min_start, uint64_t *ret_start) {
         uint64_t start, start2;
+        pid_t ppid;
         char state;
         int r;
 
         /* stat first: it is small, and the start time rules out almost every process. */
-        r = read_stat(proc_fd, pid, &state, &start);
+        r = read_stat(proc_fd, pid, &state, &ppid, &start);
         if (r >= 0 && (state_is_dead(state) || start < q->not_before_ticks || start < min_start))
                 return 0;
         if (r >= 0)
                 r = cmdline_is(proc_fd, pid, q);
         if (r > 0)
                 r = runs_as(proc_fd, pid, q->uid);
+        /* The runtime starts the component; a process with its command line whose parent has it
+         * too is a fork of it (before its exec, or a helper), not the component. */
+        if (r > 0 && ppid > 1)
+                r = cmdline_is(proc_fd, ppid, q) > 0 ? 0 : 1;
         if (r <= 0)
                 return r < 0 && !errno_is_gone(r) ? r : 0;
         /* The pid may have been reused between the reads: the start time tells. */
-        r = read_stat(proc_fd, pid, &state, &start2);
+        r = read_stat(proc_fd, pid, &state, NULL, &start2);
         if (r < 0)
                 return errno_is_gone(r) ? 0 : r;
         if (start2 != start || state_is_dead(state))
@@ -558,7 +568,7 @@ bool proc_alive(const proc_info *p) {
 
         if (!p || p->pid <= 0)
                 return false;
-        if (read_stat(AT_FDCWD, p->pid, &state, &start) < 0)
+        if (read_stat(AT_FDCWD, p->pid, &state, NULL, &start) < 0)
                 return false;
         return start == p->start_ticks && !state_is_dead(state);
 }

@@ -471,6 +471,44 @@ static void test_proc_find_other_uid(void **state) {
         kill_and_reap(pid);
 }
 
+/* A fork of a process with the command line (before its exec, or a helper it forks) carries the
+ * same argv: it is not the process the runtime started. Here the forks of this test binary are
+ * such children (the test itself started before `before`). */
+static void test_proc_find_skips_forks(void **state) {
+        char buf[8192];
+        char *argv[64];
+        size_t n = 0, size;
+        uint64_t before;
+        proc_info q;
+        pid_t pid;
+        int fds[2];
+
+        assert_true(cmdline_of(getpid(), buf, sizeof(buf), &size));
+        for (const char *p = buf; p < buf + size && n < ELEMENTSOF(argv); p += strlen(p) + 1)
+                argv[n++] = (char *) p;
+        before = boot_ticks_now();
+        while (boot_ticks_now() == before)
+                usleep(1000); /* the child must start in a later tick than we did */
+        assert_int_equal(pipe2(fds, O_CLOEXEC), 0);
+        pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+                char c;
+
+                (void) prctl(PR_SET_PDEATHSIG, SIGKILL);
+                close(fds[1]);
+                (void) read(fds[0], &c, 1); /* until the parent closes its end */
+                _exit(0);
+        }
+        q = (proc_info){ .pid = -1 };
+        assert_int_equal(proc_find(argv, n, geteuid(), boot_ticks_now(), &q), 0);
+        assert_int_equal(proc_find(argv, n, geteuid(), before, &q), 0);
+        assert_int_equal(q.pid, -1);
+        close(fds[1]);
+        close(fds[0]);
+        assert_int_equal(waitpid(pid, NULL, 0), pid);
+}
+
 /* ------------------------------------------------------------------------------------------ */
 /* $(VAR) expansion and the process of a container */
 
@@ -1024,6 +1062,7 @@ int main(void) {
                 cmocka_unit_test(test_proc_find_sleep),
                 cmocka_unit_test(test_proc_find_script),
                 cmocka_unit_test(test_proc_find_other_uid),
+                cmocka_unit_test(test_proc_find_skips_forks),
                 cmocka_unit_test(test_kube_expand),
                 cmocka_unit_test(test_container_process),
                 cmocka_unit_test(test_http_status),
