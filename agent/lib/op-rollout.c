@@ -76,18 +76,29 @@ static int session_start(session *s, const op_options *o, char **ret_error) {
         return 0;
 }
 
-/* Ends a run's journal. Only a run that finished, or whose failed step was restored, closes
- * it: after any other error (an interruption, a restore that did not come back, a write that
- * failed half-way) the journal stays open, so that resume and abort still know what to do. */
+/* Ends a run's journal. Once a run has begun, whatever stops it is a failed operation (the
+ * refusals came before): the journal is closed "failed" where rollout_finish() allows it, that
+ * is when every step is settled (restored, unwound, or abandoned with nothing live changed);
+ * otherwise it stays open for resume and abort, and the message says so. An interruption
+ * leaves it as it is. */
 static int conclude(session *s, int r, journal_phase done_phase, char **ret_error) {
-        /* rollout_finish itself refuses (-EBUSY) while a step is not settled. */
-        if (r == 0)
+        const char *why;
+        int k;
+
+        if (r == -EINTR)
+                return r;
+        if (r == 0) {
                 (void) rollout_finish(s->rollout, done_phase);
-        else if (r == -EIO)
-                (void) rollout_finish(s->rollout, JOURNAL_FAILED);
-        if (r < 0 && r != -EINTR)
-                return set_error(ret_error, r, "%s", s->rollout->error ?: strerror(-r));
-        return r;
+                return 0;
+        }
+        k = rollout_finish(s->rollout, JOURNAL_FAILED);
+        why = s->rollout->error ?: strerror(-r);
+        if (k == -EBUSY)
+                return set_error(ret_error, -EIO,
+                                 "%s. The rollout journal stays open: once the cause is fixed, run cplet resume to "
+                                 "finish the rollout or cplet abort to undo it",
+                                 why);
+        return set_error(ret_error, -EIO, "%s", why);
 }
 
 static json_t *target_to_json(const op_target *t) {
