@@ -12,15 +12,22 @@ int op_status(op_env *e, op_status_result *ret, char **ret_error) {
         _cleanup_(node_freep) node *n = NULL;
         _cleanup_free_ char *journal_error = NULL;
         _cleanup_(journal_freep) journal *j = NULL;
+        _cleanup_(store_freep) store *s = NULL;
         int r;
 
         /* Unusable manifests are shown, not refused: status tells the truth about the node. */
         r = node_load_full(e->root, e->plugins, NODE_LOAD_KEEP_BROKEN, &n, ret_error);
         if (r < 0)
                 return r;
-        /* An unreadable journal does not hide the node: status says both. */
-        if (op_unfinished_journal(e->root, &j, &journal_error) < 0 && !journal_error)
-                journal_error = strdup("the rollout journal cannot be read");
+        /* An unreadable journal does not hide the node: status says both. A state directory
+         * cplet may not use is no journal problem: every write says so itself. */
+        if (store_open(e->root, 0, false, &s, NULL) >= 0) {
+                r = journal_load(s, &j, &journal_error);
+                if (r < 0 && r != -ENOENT && !journal_error)
+                        journal_error = strdup("the rollout journal cannot be read");
+                if (j && !journal_in_progress(j))
+                        j = journal_free(j);
+        }
         *ret = (op_status_result){ .node = TAKE_PTR(n), .interrupted = j ? journal_to_json(j) : NULL,
                                    .journal_error = TAKE_PTR(journal_error) };
         return 0;

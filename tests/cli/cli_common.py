@@ -41,6 +41,18 @@ class BaseCase:
         return self.check(needle not in haystack, f"{msg}: {needle!r} unexpectedly in {haystack!r}")
 
 
+def copy_example(dest):
+    """Copies examples/node to dest with directories others cannot write, whatever the umask
+    of the checkout (cplet refuses a group- or world-writable manifest or state directory)."""
+    import shutil
+
+    shutil.copytree(os.path.join(EXAMPLES, "node"), dest, dirs_exist_ok=True, symlinks=True)
+    for dirpath, dirnames, _ in os.walk(dest):
+        for d in [dirpath] + [os.path.join(dirpath, n) for n in dirnames]:
+            if not os.path.islink(d):
+                os.chmod(d, os.stat(d).st_mode & ~0o022)
+
+
 def remove_roots(roots):
     """Removes test roots, making directories a test locked down (0000, 0555) removable first."""
     import shutil

@@ -27,6 +27,7 @@ import tempfile
 import traceback
 
 from cli_common import CPLET, EXAMPLES, MANIFEST_DIR, PLUGINS, shell_quote
+from cli_common import copy_example  # noqa: E402
 
 TEST_PLUGINS = os.environ.get("CPLET_TEST_PLUGIN_DIR", "")
 STATE = os.path.join("var", "lib", "cplet")
@@ -115,7 +116,7 @@ class Ctx:
     def __init__(self):
         self.root = tempfile.mkdtemp(prefix="cplet-bad-")
         os.chmod(self.root, 0o755)
-        shutil.copytree(os.path.join(EXAMPLES, "node"), self.root, dirs_exist_ok=True, symlinks=True)
+        copy_example(self.root)
         self.mounts = []
         self.procs = []
         self.plugin_dir = PLUGINS

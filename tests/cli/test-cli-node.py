@@ -13,6 +13,7 @@ import tempfile
 
 from cli_common import (COMPONENTS, CPLET, EXAMPLE_VERSION, EXAMPLES, MANIFEST_DIR, PLUGINS, TIMEOUT, BaseCase,
                         mpath, read, run_tap, shell_quote, tree_checksum, tree_diff, write)
+from cli_common import copy_example  # noqa: E402
 
 UPGRADE_NO_WAIT = ["upgrade", "--binary-version", "v1.35.0", "--no-wait"]
 DIGEST = "sha256:" + "0123456789abcdef" * 4
@@ -23,7 +24,7 @@ class Case(BaseCase):
     def new_root(self):
         root = tempfile.mkdtemp(prefix="cplet-cli-node-")
         self.roots.append(root)
-        shutil.copytree(os.path.join(EXAMPLES, "node"), root, dirs_exist_ok=True, symlinks=True)
+        copy_example(root)
         return root
 
     def cleanup(self):

@@ -18,6 +18,7 @@ import time
 
 from cli_common import (COMPONENTS, CPLET, EXAMPLES, MANIFEST_DIR, PLUGINS, TIMEOUT, BaseCase, mpath, read,
                         remove_roots, run_tap, tree_checksum, tree_diff, write)
+from cli_common import copy_example  # noqa: E402
 
 STATE = os.path.join("var", "lib", "cplet")
 UPGRADE = ["upgrade", "--binary-version", "v1.35.0"]
@@ -40,7 +41,7 @@ class Case(BaseCase):
     def new_root(self):
         root = os.path.realpath(tempfile.mkdtemp(prefix="cplet-refuse-"))
         self.roots.append(root)
-        shutil.copytree(os.path.join(EXAMPLES, "node"), root, dirs_exist_ok=True, symlinks=True)
+        copy_example(root)
         os.chmod(os.path.join(root, MANIFEST_DIR), 0o700)
         return root
 

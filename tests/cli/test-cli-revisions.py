@@ -36,6 +36,7 @@ import yaml
 from cli_common import (COMPONENTS, CPLET, EXAMPLE_VERSION, EXAMPLES, MANIFEST_DIR, PLUGINS,
                         TIMEOUT, BaseCase, add_flags, mpath, read, remove_roots, run_tap, set_version, shell_quote,
                         tree_checksum, tree_diff, write)
+from cli_common import copy_example  # noqa: E402
 
 
 STATE_DIR = os.path.join("var", "lib", "cplet")
@@ -67,7 +68,7 @@ class Case(BaseCase):
         self.roots.append(root)
         mdir = os.path.join(root, MANIFEST_DIR)
         if example:
-            shutil.copytree(os.path.join(EXAMPLES, "node"), root, dirs_exist_ok=True, symlinks=True)
+            copy_example(root)
         else:
             os.makedirs(mdir)
         os.chmod(mdir, 0o700)

@@ -24,6 +24,7 @@ import tempfile
 from cli_common import (COMPONENTS, CPLET, EXAMPLE_VERSION, EXAMPLES, FIXTURES, MANIFEST_DIR, PLUGINS,
                         TIMEOUT, BaseCase, add_flags, mpath, read, run_tap, set_version, shell_quote,
                         tree_checksum, tree_diff, write)
+from cli_common import copy_example  # noqa: E402
 
 
 STATUS_KEYS = [
@@ -62,7 +63,7 @@ class Case(BaseCase):
         self.roots.append(root)
         mdir = os.path.join(root, MANIFEST_DIR)
         if example:
-            shutil.copytree(os.path.join(EXAMPLES, "node"), root, dirs_exist_ok=True, symlinks=True)
+            copy_example(root)
         else:
             os.makedirs(mdir)
         return root

@@ -33,6 +33,7 @@ import shim  # noqa: E402
 from cli_common import (  # noqa: E402
     CPLET, COMPONENTS, EXAMPLES, MANIFEST_DIR, PLUGINS, TIMEOUT, BaseCase, run_tap, shell_quote,
 )
+from cli_common import copy_example  # noqa: E402
 
 REVISIONS = os.path.join("var", "lib", "cplet", "revisions")
 NEW = "v1.35.0"
@@ -47,7 +48,7 @@ class Case(BaseCase):
         root = os.path.realpath(tempfile.mkdtemp(prefix="cplet-dur-"))
         self.roots.append(root)
         os.chmod(root, 0o755)
-        shutil.copytree(os.path.join(EXAMPLES, "node"), root, dirs_exist_ok=True, symlinks=True)
+        copy_example(root)
         for dirpath, dirnames, filenames in os.walk(root):
             os.chmod(dirpath, 0o700 if dirpath != root else 0o755)
             for f in filenames:

@@ -41,7 +41,8 @@ root=$(mktemp -d /var/tmp/cplet-fresh.XXXXXX)
 trap 'rm -rf "$root"' EXIT
 tar -xf "$tarball" -C "$root"
 mkdir -p "$root/root/cplet"
-git archive HEAD | tar -x -C "$root/root/cplet"
+# As a clone would: the files get the umask's modes, not the archive's (0775 directories).
+git archive HEAD | tar -x --no-same-permissions -C "$root/root/cplet"
 # shared/ beside the project's root, as in CI (some docs and tests refer to it).
 [ -d ../shared ] && cp -a ../shared "$root/root/shared"
 
