@@ -28,6 +28,7 @@
 #include <cmocka.h>
 
 #include "test-process.h"
+#include "test-util.h"
 #include "gate.h"
 #include "macro.h"
 #include "plugin-loader.h"
@@ -36,21 +37,10 @@
 /* ------------------------------------------------------------------------------------------ */
 /* helpers */
 
-static uint64_t now_ms(void) {
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * 1000 + (uint64_t) ts.tv_nsec / 1000000;
-}
-
 static bool endswith(const char *s, const char *suffix) {
         size_t n = strlen(s), k = strlen(suffix);
 
         return n >= k && streq(s + n - k, suffix);
-}
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
-        return remove(path);
 }
 
 
@@ -107,29 +97,9 @@ static plugin_set *plugins;
 static unsigned serial; /* makes each case's command line and routes its own */
 
 static void server_start(void) {
-        char line[16] = {};
-        int pipefd[2];
-        struct pollfd pfd;
-        uint64_t deadline = now_ms() + 30000;
-        size_t got = 0;
         char *argv[] = { "python3", "-c", (char *) server_py, dir, NULL };
 
-        assert_int_equal(pipe2(pipefd, O_CLOEXEC), 0);
-        server_pid = spawn(argv, pipefd[1]);
-        close(pipefd[1]);
-        pfd = (struct pollfd){ .fd = pipefd[0], .events = POLLIN };
-        while (!memchr(line, '\n', got) && now_ms() < deadline && got < sizeof(line) - 1) {
-                ssize_t k;
-
-                if (poll(&pfd, 1, 1000) <= 0)
-                        continue;
-                k = read(pipefd[0], line + got, sizeof(line) - 1 - got);
-                if (k <= 0)
-                        break;
-                got += (size_t) k;
-        }
-        close(pipefd[0]);
-        server_port = (uint16_t) strtoul(line, NULL, 10);
+        server_port = spawn_server(argv, &server_pid);
 }
 
 static int group_setup(void **state) {
@@ -159,8 +129,7 @@ static int group_setup(void **state) {
 
 static int group_teardown(void **state) {
         kill_and_reap(server_pid);
-        if (dir)
-                nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+        rm_rf(dir);
         free(dir);
         plugins = plugin_set_free(plugins);
         return 0;
