@@ -56,11 +56,7 @@ static const char server_py[] =
         "d = sys.argv[1]\n"
         "lock = threading.Lock()\n"
         "cases = {}\n"
-        "class H(http.server.BaseHTTPRequestHandler):\n"
-        "    protocol_version = 'HTTP/1.1'\n"
-        "    disable_nagle_algorithm = True\n"
-        "    def log_message(self, *a):\n"
-        "        pass\n"
+        SERVER_PY_HANDLER
         "    def do_GET(self):\n"
         "        with lock:\n"
         "            if not hasattr(self, 'case'):\n"

@@ -397,16 +397,9 @@ static void test_special_file_refused(void **state) {
                 path = strdup_printf("%s/kube-scheduler.yaml", r.manifests);
                 if (streq(kinds[i], "FIFO"))
                         assert_int_equal(mkfifo(path, 0600), 0);
-                else if (streq(kinds[i], "socket")) {
-                        struct sockaddr_un sa = { .sun_family = AF_UNIX };
-                        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-                        assert_true(fd >= 0);
-                        assert_true(strlen(path) < sizeof(sa.sun_path));
-                        strcpy(sa.sun_path, path);
-                        assert_int_equal(bind(fd, (struct sockaddr *) &sa, sizeof(sa)), 0);
-                        close(fd);
-                } else if (mknod(path, S_IFCHR | 0600, makedev(1, 3)) < 0) {
+                else if (streq(kinds[i], "socket"))
+                        make_socket_file(path);
+                else if (mknod(path, S_IFCHR | 0600, makedev(1, 3)) < 0) {
                         root_remove(&r); /* not root: no device to test with */
                         continue;
                 }

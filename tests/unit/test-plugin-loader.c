@@ -276,16 +276,8 @@ static void test_special_module_refused(void **state) {
                         assert_int_equal(symlink(target, path), 0);
                 else if (streq(kinds[i], "fifo"))
                         assert_int_equal(mkfifo(path, 0644), 0);
-                else {
-                        struct sockaddr_un sa = { .sun_family = AF_UNIX };
-                        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-                        assert_true(fd >= 0);
-                        assert_true(strlen(path) < sizeof(sa.sun_path));
-                        strcpy(sa.sun_path, path);
-                        assert_int_equal(bind(fd, (struct sockaddr *) &sa, sizeof(sa)), 0);
-                        close(fd);
-                }
+                else
+                        make_socket_file(path);
                 assert_int_equal(plugin_set_load(dir, &s, &error), -EINVAL);
                 if (!strstr(error, path) || !strstr(error, "not a regular file"))
                         fail_msg("%s: error \"%s\" should name %s as not a regular file", kinds[i], error, path);

@@ -582,11 +582,7 @@ static void test_container_process(void **state) {
 
 static const char server_py[] =
         "import http.server, ssl, sys, time\n"
-        "class H(http.server.BaseHTTPRequestHandler):\n"
-        "    protocol_version = 'HTTP/1.1'\n"
-        "    disable_nagle_algorithm = True\n"
-        "    def log_message(self, *a):\n"
-        "        pass\n"
+        SERVER_PY_HANDLER
         "    def do_GET(self):\n"
         "        p = self.path\n"
         "        if p == '/hang':\n"

@@ -14,6 +14,15 @@
 #include <time.h>
 #include <unistd.h>
 
+/* The start of the request handler class of the Python test servers: HTTP/1.1 keep-alive, no
+ * Nagle delay, no log lines on stderr. */
+#define SERVER_PY_HANDLER                                                                          \
+        "class H(http.server.BaseHTTPRequestHandler):\n"                                          \
+        "    protocol_version = 'HTTP/1.1'\n"                                                     \
+        "    disable_nagle_algorithm = True\n"                                                    \
+        "    def log_message(self, *a):\n"                                                        \
+        "        pass\n"
+
 static inline uint64_t now_ms(void) {
         struct timespec ts;
 

@@ -7,7 +7,10 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "macro.h"
@@ -38,6 +41,18 @@ static inline int scratch_root(char *tmpl) {
                 return -1;
         }
         return fd;
+}
+
+/* Leaves a unix socket file at `path` (bound, then closed: the file stays). */
+static inline void make_socket_file(const char *path) {
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+        assert_true(fd >= 0);
+        assert_true(strlen(path) < sizeof(sa.sun_path));
+        strcpy(sa.sun_path, path);
+        assert_int_equal(bind(fd, (struct sockaddr *) &sa, sizeof(sa)), 0);
+        close(fd);
 }
 
 /* Fills `tests` from index `first` with one TAP case per row of the array `table`, named after
