@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <yaml.h>
 
+#include "buffer.h"
 #include "macro.h"
 #include "manifest.h"
 
@@ -819,28 +820,9 @@ int manifest_parse(const char *data, size_t size, const char *name, json_t **ret
 /* ---------------------------------------------------------------------------------------------
  * YAML output */
 
-typedef struct OutputBuffer {
-        char *data;
-        size_t size;
-        size_t allocated;
-} OutputBuffer;
-
-static int output_write(void *userdata, unsigned char *buffer, size_t size) {
-        OutputBuffer *b = userdata;
-
-        if (b->size + size + 1 > b->allocated) {
-                size_t n = (b->size + size + 1) * 2;
-                char *p = realloc(b->data, n);
-
-                if (!p)
-                        return 0;
-                b->data = p;
-                b->allocated = n;
-        }
-        memcpy(b->data + b->size, buffer, size);
-        b->size += size;
-        b->data[b->size] = 0;
-        return 1;
+/* libyaml's write handler: 1 on success, 0 on failure. */
+static int output_write(void *userdata, unsigned char *data, size_t size) {
+        return buffer_append(userdata, data, size) >= 0;
 }
 
 static void yaml_emitter_deletep(yaml_emitter_t **e) {
@@ -1053,7 +1035,7 @@ static int emit_node(yaml_emitter_t *e, const json_t *j, unsigned depth) {
 int manifest_render(const json_t *root, char **ret, size_t *ret_size) {
         _cleanup_(yaml_emitter_deletep) yaml_emitter_t *emitter = NULL;
         _cleanup_free_ char *data = NULL;
-        OutputBuffer b = {};
+        buffer b = {};
         yaml_emitter_t e;
         yaml_event_t event;
         int r;

@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "buffer.h"
 #include "cplet-build.h"
 #include "macro.h"
 #include "probe.h"
@@ -576,27 +577,11 @@ bool proc_alive(const proc_info *p) {
 /* ------------------------------------------------------------------------------------------ */
 /* What the kubelet runs for a container */
 
-typedef struct buffer {
-        char *data;
-        size_t size, allocated;
-} buffer;
-
-static int buffer_append(buffer *b, const char *s, size_t n) {
+/* Bounded: an expansion longer than EXPANDED_MAX is refused (E2BIG). */
+static int expanded_append(buffer *b, const char *s, size_t n) {
         if (n > EXPANDED_MAX - b->size)
                 return -E2BIG;
-        if (b->size + n + 1 > b->allocated) {
-                size_t a = MAX(b->allocated * 2, b->size + n + 1);
-                char *d = realloc(b->data, a);
-
-                if (!d)
-                        return -ENOMEM;
-                b->data = d;
-                b->allocated = a;
-        }
-        memcpy(b->data + b->size, s, n);
-        b->size += n;
-        b->data[b->size] = 0;
-        return 0;
+        return buffer_append(b, s, n);
 }
 
 int kube_expand(const char *input, json_t *vars, char **ret, char **ret_unknown) {
@@ -613,11 +598,11 @@ int kube_expand(const char *input, json_t *vars, char **ret, char **ret_unknown)
 
                 if (input[cursor] != '$' || cursor + 1 >= len)
                         continue;
-                r = buffer_append(&b, input + checkpoint, cursor - checkpoint);
+                r = expanded_append(&b, input + checkpoint, cursor - checkpoint);
                 if (r < 0)
                         break;
                 if (input[cursor + 1] == '$')
-                        r = buffer_append(&b, "$", 1);
+                        r = expanded_append(&b, "$", 1);
                 else if (input[cursor + 1] == '(' && (close = strchr(input + cursor + 2, ')'))) {
                         size_t n = (size_t) (close - (input + cursor + 2));
                         _cleanup_free_ char *name = strndup(input + cursor + 2, n);
@@ -636,19 +621,19 @@ int kube_expand(const char *input, json_t *vars, char **ret, char **ret_unknown)
                                 break;
                         }
                         if (v)
-                                r = buffer_append(&b, json_string_value(v), strlen(json_string_value(v)));
+                                r = expanded_append(&b, json_string_value(v), strlen(json_string_value(v)));
                         else
-                                r = buffer_append(&b, input + cursor, n + 3);
+                                r = expanded_append(&b, input + cursor, n + 3);
                         cursor += n + 2;
                         checkpoint = cursor + 1;
                         continue;
                 } else
-                        r = buffer_append(&b, input + cursor, 2);
+                        r = expanded_append(&b, input + cursor, 2);
                 cursor++;
                 checkpoint = cursor + 1;
         }
         if (r >= 0)
-                r = buffer_append(&b, input + checkpoint, len - checkpoint);
+                r = expanded_append(&b, input + checkpoint, len - checkpoint);
         data = b.data;
         if (r < 0)
                 return r;

@@ -504,6 +504,17 @@ def test_gone(srv):
           st == 200 and not any(e["type"] in ("ERROR", "_error") for e in evs), evs)
 
 
+def get_when_back(client, path):
+    """GET path once the server accepts connections again (20 tries, 0.2 s apart); None if it
+    never does."""
+    for _ in range(20):
+        try:
+            return client.get(path)
+        except OSError:
+            time.sleep(0.2)
+    return None
+
+
 def test_knobs(srv):
     admin, n1 = srv.admin(), srv.node("n1")
     admin.knobs(fail={"count": 2, "code": 503, "match": "/api/v1/nodes/n1"})
@@ -551,13 +562,7 @@ def test_knobs(srv):
     refused = port_refuses(srv.port)
     evs = collect(events, limit=3)
     time.sleep(1.6)
-    back = None
-    for _ in range(20):
-        try:
-            back = admin.get(NODE + "/n1")
-            break
-        except OSError:
-            time.sleep(0.2)
+    back = get_when_back(admin, NODE + "/n1")
     check("outage: connections refused, open watches cut",
           refused and evs and evs[-1]["type"] == "_error", (refused, evs))
     check("after the outage the server is back with the same state",
@@ -570,25 +575,15 @@ def test_knobs(srv):
     check("an outage of one listener leaves the others serving",
           port_refuses(srv.ports[1]) and admin.get(NODE + "/n1").status == 200, srv.ports)
     time.sleep(1.2)
-    ok = False
-    for _ in range(20):
-        try:
-            ok = a1.get(NODE + "/n1").status == 200
-            break
-        except OSError:
-            time.sleep(0.2)
+    back1 = get_when_back(a1, NODE + "/n1")
+    ok = back1 is not None and back1.status == 200
     check("the listener comes back", ok)
     admin.knobs(outage=None, listener=1)
     time.sleep(0.3)
     down = port_refuses(srv.ports[1])
     admin.knobs(outage_end=True, listener=1)
-    ok = False
-    for _ in range(20):
-        try:
-            ok = a1.get(NODE + "/n1").status == 200
-            break
-        except OSError:
-            time.sleep(0.2)
+    back1 = get_when_back(a1, NODE + "/n1")
+    ok = back1 is not None and back1.status == 200
     check("an indefinite outage of one listener, ended through another", down and ok)
     admin.knobs(git_version="v1.32.3", listener=1)
     v1 = a1.get("/version").json()

@@ -53,7 +53,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(HERE), "e2e"))
 import shim  # noqa: E402
 from e2e_util import (  # noqa: E402
     ANNOTATION, COMPONENTS, MANIFEST_DIR, STATE_DIR, SimNode, annotation, argv_of, container, cplet_cmd,
-    image_tag, journal, load_yaml, read_bytes, rdir, revision_numbers, shell_quote, strip_annotation,
+    image_tag, journal, load_yaml, read_bytes, rdir, revision_numbers, run_tap, shell_quote, strip_annotation,
 )
 from simnode import atomic_write  # noqa: E402
 
@@ -526,38 +526,13 @@ TESTS = [
 
 
 def main():
-    missing = [v for v in ("CPLET_BINARY", "CPLET_PLUGIN_BUILD_DIR", "CPLET_EXAMPLES_DIR", "CPLET_DURABLE_SHIM")
-               if not os.environ.get(v)]
-    print("1..%d" % len(TESTS), flush=True)
-    if missing:
-        for i, (name, _) in enumerate(TESTS, 1):
-            print("not ok %d - %s\n# environment variable(s) not set: %s" % (i, name, ", ".join(missing)))
-        return 1
-    failed = 0
     start = time.monotonic()
-    only = os.environ.get("CPLET_CRASH_SWEEP_ONLY")  # e.g. "1,3" while debugging
-    for i, (name, fn) in enumerate(TESTS, 1):
-        if only and str(i) not in only.split(","):
-            print("ok %d - %s # SKIP not selected" % (i, name))
-            continue
-        t = Case(name)
-        t0 = time.monotonic()
-        try:
-            fn(t)
-        except Exception:  # noqa: BLE001
-            t.failures.append("exception:\n" + traceback.format_exc())
-        if t.failures:
-            failed += 1
-            print("not ok %d - %s" % (i, name))
-            for f in t.failures:
-                for line in str(f).splitlines():
-                    print("# %s" % line)
-        else:
-            print("ok %d - %s" % (i, name))
-        print("# %.0fs" % (time.monotonic() - t0), flush=True)
+    failed = run_tap(TESTS, Case,
+                     required=("CPLET_BINARY", "CPLET_PLUGIN_BUILD_DIR", "CPLET_EXAMPLES_DIR", "CPLET_DURABLE_SHIM"),
+                     only_var="CPLET_CRASH_SWEEP_ONLY", elapsed="# %.0fs")
     print("# crash points swept: %d in %.0fs (%s)" % (TOTAL["points"], time.monotonic() - start, ", ".join(
         "%s %.0fs" % kv for kv in sorted(TIMES.items()))), flush=True)
-    return 1 if failed else 0
+    return failed
 
 
 class Case:

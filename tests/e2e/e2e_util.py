@@ -20,6 +20,7 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 
 import yaml
 
@@ -290,3 +291,45 @@ class CpletRun:
                 self.p.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 pass
+
+
+def run_tap(tests, case_cls, required=(), only_var="CPLET_E2E_ONLY", elapsed="# %.1fs"):
+    """Runs the (name, fn) cases, printing TAP: fn(case_cls(name)), then the case's cleanup()
+    if it has one; a case fails on an exception or on the failures it recorded. `required`:
+    environment variables without which every case fails. `only_var`: the environment
+    variable that lists the case numbers to run ("3,4"), while debugging. Returns the exit
+    code."""
+    missing = [v for v in required if not os.environ.get(v)]
+    only = os.environ.get(only_var)
+    print("1..%d" % len(tests), flush=True)
+    if missing:
+        for i, (name, _) in enumerate(tests, 1):
+            print("not ok %d - %s\n# environment variable(s) not set: %s" % (i, name, ", ".join(missing)))
+        return 1
+    failed = 0
+    for i, (name, fn) in enumerate(tests, 1):
+        if only and str(i) not in only.split(","):
+            print("ok %d - %s # SKIP not selected" % (i, name))
+            continue
+        t = case_cls(name)
+        start = time.monotonic()
+        try:
+            fn(t)
+        except Exception:  # noqa: BLE001
+            t.failures.append("exception:\n" + traceback.format_exc())
+        finally:
+            if hasattr(t, "cleanup"):
+                try:
+                    t.cleanup()
+                except Exception:  # noqa: BLE001
+                    t.failures.append("cleanup failed:\n" + traceback.format_exc())
+        if t.failures:
+            failed += 1
+            print("not ok %d - %s" % (i, name))
+            for f in t.failures:
+                for line in str(f).splitlines():
+                    print("# %s" % line)
+        else:
+            print("ok %d - %s" % (i, name))
+        print(elapsed % (time.monotonic() - start), flush=True)
+    return 1 if failed else 0

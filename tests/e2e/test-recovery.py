@@ -14,8 +14,6 @@ import json
 import os
 import signal
 import sys
-import time
-import traceback
 
 sys.dont_write_bytecode = True
 HERE = os.path.dirname(os.path.realpath(__file__))
@@ -27,7 +25,7 @@ _spec.loader.exec_module(tr)
 
 from e2e_util import (  # noqa: E402
     COMPONENTS, JOURNAL, MANIFEST_DIR, STATE_DIR, container, image_tag, journal, live_manifests, load_yaml,
-    mpath, rdir, read_bytes, revision_meta, revision_numbers, shell_quote, tree_checksum, tree_diff,
+    mpath, rdir, read_bytes, revision_meta, revision_numbers, run_tap, shell_quote, tree_checksum, tree_diff,
 )
 import yaml  # noqa: E402
 
@@ -369,35 +367,7 @@ TESTS = [
 
 
 def main():
-    only = os.environ.get("CPLET_E2E_ONLY")
-    print("1..%d" % len(TESTS), flush=True)
-    failed = 0
-    for i, (name, fn) in enumerate(TESTS, 1):
-        if only and str(i) not in only.split(","):
-            print("ok %d - %s # SKIP not selected" % (i, name))
-            continue
-        t = tr.Case(name)
-        start = time.monotonic()
-        try:
-            fn(t)
-        except Exception:
-            t.failures.append("exception:\n" + traceback.format_exc())
-        finally:
-            try:
-                t.cleanup()
-            except Exception:
-                t.failures.append("cleanup failed:\n" + traceback.format_exc())
-        if t.failures:
-            failed += 1
-            print("not ok %d - %s" % (i, name))
-            for f in t.failures:
-                for line in str(f).splitlines():
-                    print("# %s" % line)
-        else:
-            print("ok %d - %s" % (i, name))
-        print("# %.1fs" % (time.monotonic() - start))
-        sys.stdout.flush()
-    return 1 if failed else 0
+    return run_tap(TESTS, tr.Case)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import traceback
 
 import yaml
 
@@ -36,7 +35,7 @@ from e2e_util import (  # noqa: E402
     ANNOTATION, COMPONENTS, HEALTHZ, MANIFEST_DIR, CpletRun, SimNode,
     annotation, argv_of, container, cplet_cmd, flag_value, image_tag, journal, live_manifests, load_yaml, mpath,
     parse_json_lines, pid_alive, read_bytes, rdir, revision_meta, revision_numbers, shell_quote,
-    strip_annotation, tree_checksum, tree_diff,
+    run_tap, strip_annotation, tree_checksum, tree_diff,
 )
 
 OLD = "v1.34.2"
@@ -1115,42 +1114,8 @@ TESTS = [
 
 
 def main():
-    missing = [v for v in ("CPLET_BINARY", "CPLET_PLUGIN_BUILD_DIR", "CPLET_EXAMPLES_DIR", "CPLET_FIXTURES_DIR")
-               if not os.environ.get(v)]
-    only = os.environ.get("CPLET_E2E_ONLY")  # e.g. "3,4" to run some cases while debugging
-    print("1..%d" % len(TESTS), flush=True)
-    if missing:
-        for i, (name, _) in enumerate(TESTS, 1):
-            print("not ok %d - %s\n# environment variable(s) not set: %s" % (i, name, ", ".join(missing)))
-        return 1
-    failed = 0
-    for i, (name, fn) in enumerate(TESTS, 1):
-        if only and str(i) not in only.split(","):
-            print("ok %d - %s # SKIP not selected" % (i, name))
-            continue
-        t = Case(name)
-        start = time.monotonic()
-        try:
-            fn(t)
-        except Exception:
-            t.failures.append("exception:\n" + traceback.format_exc())
-        finally:
-            try:
-                t.cleanup()
-            except Exception:
-                t.failures.append("cleanup failed:\n" + traceback.format_exc())
-        el = time.monotonic() - start
-        if t.failures:
-            failed += 1
-            print("not ok %d - %s" % (i, name))
-            for f in t.failures:
-                for line in str(f).splitlines():
-                    print("# %s" % line)
-        else:
-            print("ok %d - %s" % (i, name))
-        print("# %.1fs" % el)
-        sys.stdout.flush()
-    return 1 if failed else 0
+    return run_tap(TESTS, Case,
+                   required=("CPLET_BINARY", "CPLET_PLUGIN_BUILD_DIR", "CPLET_EXAMPLES_DIR", "CPLET_FIXTURES_DIR"))
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@
 #include <cmocka.h>
 
 #include "test-process.h"
+#include "test-util.h"
 #include "gate.h"
 #include "macro.h"
 #include "plugin-loader.h"
@@ -36,21 +37,10 @@
 /* ------------------------------------------------------------------------------------------ */
 /* helpers */
 
-static uint64_t now_ms(void) {
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * 1000 + (uint64_t) ts.tv_nsec / 1000000;
-}
-
 static bool endswith(const char *s, const char *suffix) {
         size_t n = strlen(s), k = strlen(suffix);
 
         return n >= k && streq(s + n - k, suffix);
-}
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
-        return remove(path);
 }
 
 
@@ -66,11 +56,7 @@ static const char server_py[] =
         "d = sys.argv[1]\n"
         "lock = threading.Lock()\n"
         "cases = {}\n"
-        "class H(http.server.BaseHTTPRequestHandler):\n"
-        "    protocol_version = 'HTTP/1.1'\n"
-        "    disable_nagle_algorithm = True\n"
-        "    def log_message(self, *a):\n"
-        "        pass\n"
+        SERVER_PY_HANDLER
         "    def do_GET(self):\n"
         "        with lock:\n"
         "            if not hasattr(self, 'case'):\n"
@@ -107,29 +93,9 @@ static plugin_set *plugins;
 static unsigned serial; /* makes each case's command line and routes its own */
 
 static void server_start(void) {
-        char line[16] = {};
-        int pipefd[2];
-        struct pollfd pfd;
-        uint64_t deadline = now_ms() + 30000;
-        size_t got = 0;
         char *argv[] = { "python3", "-c", (char *) server_py, dir, NULL };
 
-        assert_int_equal(pipe2(pipefd, O_CLOEXEC), 0);
-        server_pid = spawn(argv, pipefd[1]);
-        close(pipefd[1]);
-        pfd = (struct pollfd){ .fd = pipefd[0], .events = POLLIN };
-        while (!memchr(line, '\n', got) && now_ms() < deadline && got < sizeof(line) - 1) {
-                ssize_t k;
-
-                if (poll(&pfd, 1, 1000) <= 0)
-                        continue;
-                k = read(pipefd[0], line + got, sizeof(line) - 1 - got);
-                if (k <= 0)
-                        break;
-                got += (size_t) k;
-        }
-        close(pipefd[0]);
-        server_port = (uint16_t) strtoul(line, NULL, 10);
+        server_port = spawn_server(argv, &server_pid);
 }
 
 static int group_setup(void **state) {
@@ -159,8 +125,7 @@ static int group_setup(void **state) {
 
 static int group_teardown(void **state) {
         kill_and_reap(server_pid);
-        if (dir)
-                nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+        rm_rf(dir);
         free(dir);
         plugins = plugin_set_free(plugins);
         return 0;
@@ -200,6 +165,10 @@ static unsigned requests(const char *path, int status) {
         "{\\\"major\\\": \\\"1\\\", \\\"minor\\\": \\\"35\\\", \\\"gitVersion\\\": \\\"v1.35.1\\\"," \
         " \\\"emulationMajor\\\": \\\"1\\\", \\\"emulationMinor\\\": \\\"34\\\"," \
         " \\\"minCompatibilityMajor\\\": \\\"1\\\", \\\"minCompatibilityMinor\\\": \\\"34\\\"}"
+/* The patch before it, emulating 1.34, without min-compatibility fields. */
+#define VERSION_1_35_0 \
+        "{\\\"major\\\": \\\"1\\\", \\\"minor\\\": \\\"35\\\", \\\"gitVersion\\\": \\\"v1.35.0\\\"," \
+        " \\\"emulationMajor\\\": \\\"1\\\", \\\"emulationMinor\\\": \\\"34\\\"}"
 #define OK_ROUTES "\"/livez\": [[200, \"ok\"]], \"/readyz\": [[200, \"ok\"]]"
 
 /* ------------------------------------------------------------------------------------------ */
@@ -531,20 +500,14 @@ static void test_patch_mismatch_is_asked_again(void **state) {
         _cleanup_(run_done) run t = { .stable_ms = 0, .timeout_ms = 10000 };
         _cleanup_(run_done) run stuck = { .stable_ms = 0, .timeout_ms = FAIL_TIMEOUT_MS };
 
-        set_routes(OK_ROUTES ", \"/version\": [[200, \"{\\\"major\\\": \\\"1\\\", \\\"minor\\\": \\\"35\\\","
-                   " \\\"gitVersion\\\": \\\"v1.35.0\\\", \\\"emulationMajor\\\": \\\"1\\\", \\\"emulationMinor\\\":"
-                   " \\\"34\\\"}\", 3], [200, \"" VERSION_1_35 "\"]]");
+        set_routes(OK_ROUTES ", \"/version\": [[200, \"" VERSION_1_35_0 "\", 3], [200, \"" VERSION_1_35 "\"]]");
         run_with_child(&t);
         assert_passed(&t);
         assert_int_equal(requests("/version", 200), 4);
 
-        set_routes(OK_ROUTES ", \"/version\": [[200, \"{\\\"major\\\": \\\"1\\\", \\\"minor\\\": \\\"35\\\","
-                   " \\\"gitVersion\\\": \\\"v1.35.0\\\", \\\"emulationMajor\\\": \\\"1\\\", \\\"emulationMinor\\\":"
-                   " \\\"34\\\"}\"]]");
+        set_routes(OK_ROUTES ", \"/version\": [[200, \"" VERSION_1_35_0 "\"]]");
         run_with_child(&stuck);
         assert_failed(&stuck, GATE_VERSIONS, "reports v1.35.0, expected v1.35.1");
-        gate_result_done(&t.result);
-        gate_result_done(&stuck.result);
 }
 
 /* A plugin that reads no versions: straight from the process to health. */
@@ -621,8 +584,6 @@ static void test_version_forbidden_then_answering_is_checked(void **state) {
                    " \\\"minor\\\": \\\"34\\\", \\\"gitVersion\\\": \\\"v1.34.2\\\"}\"]]");
         run_with_child(&wrong);
         assert_failed(&wrong, GATE_STABLE, "kube-apiserver reports binary 1.34 (v1.34.2), expected 1.35");
-        gate_result_done(&t.result);
-        gate_result_done(&wrong.result);
 }
 
 /* 5xx: not serving yet. Asked again until it answers, or the step times out saying so. */
@@ -641,8 +602,6 @@ static void test_version_server_error_is_retried(void **state) {
         assert_failed(&down, GATE_VERSIONS, "waiting for versions of kube-apiserver");
         assert_non_null(strstr(down.result.message, "/version: 500"));
         assert_int_equal(requests("/readyz", 0), 0);
-        gate_result_done(&t.result);
-        gate_result_done(&down.result);
 }
 
 /* Nothing listening yet: asked again, and the timeout names curl's reason as it is. */

@@ -16,6 +16,7 @@
 #include "journal.h"
 #include "macro.h"
 #include "rollout.h"
+#include "test-util.h"
 
 /* A journal as cplet writes it: a gated upgrade whose step 2 failed and was restored, killed
  * while the API server's unwind step waited. */
@@ -273,21 +274,14 @@ typedef struct fixture {
         store *store;
 } fixture;
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
-        return remove(path);
-}
-
 static int setup(void **state) {
         fixture *f = calloc(1, sizeof(*f));
 
         if (!f)
                 return -1;
         strcpy(f->root, "/tmp/cplet-test-journal-XXXXXX");
-        if (!mkdtemp(f->root))
-                return -1;
-        f->rootfd = open(f->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (f->rootfd < 0 || mkdirat(f->rootfd, "etc", 0755) < 0 || mkdirat(f->rootfd, "etc/kubernetes", 0755) < 0 ||
-            mkdirat(f->rootfd, STORE_MANIFEST_DIR, 0700) < 0 || store_open(f->root, 0, true, &f->store, NULL) < 0)
+        f->rootfd = scratch_root(f->root);
+        if (f->rootfd < 0 || store_open(f->root, 0, true, &f->store, NULL) < 0)
                 return -1;
         *state = f;
         return 0;
@@ -298,7 +292,7 @@ static int teardown(void **state) {
 
         store_free(f->store);
         close(f->rootfd);
-        (void) nftw(f->root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+        rm_rf(f->root);
         free(f);
         return 0;
 }

@@ -18,25 +18,8 @@
 
 #include "macro.h"
 #include "node.h"
-
-static plugin_set *plugins;
-
-static int setup(void **state) {
-        const char *dir = getenv("CPLET_PLUGIN_BUILD_DIR");
-
-        if (!dir || plugin_set_load(dir, &plugins, NULL) < 0)
-                return -1;
-        return 0;
-}
-
-static int teardown(void **state) {
-        plugins = plugin_set_free(plugins);
-        return 0;
-}
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
-        return remove(path);
-}
+#include "test-plugins.h"
+#include "test-util.h"
 
 /* A node root in /tmp with an empty manifest directory. */
 typedef struct root {
@@ -45,18 +28,17 @@ typedef struct root {
 } root;
 
 static void root_make(root *r) {
+        int fd;
+
         strcpy(r->path, "/tmp/cplet-test-node-XXXXXX");
-        assert_non_null(mkdtemp(r->path));
-        snprintf(r->manifests, sizeof(r->manifests), "%s/etc", r->path);
-        assert_int_equal(mkdir(r->manifests, 0755), 0);
-        strcat(r->manifests, "/kubernetes");
-        assert_int_equal(mkdir(r->manifests, 0755), 0);
-        strcat(r->manifests, "/manifests");
-        assert_int_equal(mkdir(r->manifests, 0700), 0);
+        fd = scratch_root(r->path);
+        assert_true(fd >= 0);
+        close(fd);
+        snprintf(r->manifests, sizeof(r->manifests), "%s/etc/kubernetes/manifests", r->path);
 }
 
 static void root_remove(root *r) {
-        nftw(r->path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+        rm_rf(r->path);
 }
 
 static void write_file(const root *r, const char *name, const char *content) {
@@ -415,16 +397,9 @@ static void test_special_file_refused(void **state) {
                 path = strdup_printf("%s/kube-scheduler.yaml", r.manifests);
                 if (streq(kinds[i], "FIFO"))
                         assert_int_equal(mkfifo(path, 0600), 0);
-                else if (streq(kinds[i], "socket")) {
-                        struct sockaddr_un sa = { .sun_family = AF_UNIX };
-                        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-                        assert_true(fd >= 0);
-                        assert_true(strlen(path) < sizeof(sa.sun_path));
-                        strcpy(sa.sun_path, path);
-                        assert_int_equal(bind(fd, (struct sockaddr *) &sa, sizeof(sa)), 0);
-                        close(fd);
-                } else if (mknod(path, S_IFCHR | 0600, makedev(1, 3)) < 0) {
+                else if (streq(kinds[i], "socket"))
+                        make_socket_file(path);
+                else if (mknod(path, S_IFCHR | 0600, makedev(1, 3)) < 0) {
                         root_remove(&r); /* not root: no device to test with */
                         continue;
                 }
@@ -460,13 +435,6 @@ int main(void) {
                 cmocka_unit_test(test_special_file_refused),
         };
 
-        for (size_t i = 0; i < ELEMENTSOF(unusables); i++)
-                tests[13 + i] = (struct CMUnitTest){
-                        .name = unusables[i].name,
-                        .test_func = test_unusable_manifest,
-                        .initial_state = (void *) &unusables[i],
-                };
-
-        cmocka_set_message_output(CM_OUTPUT_TAP);
-        return _cmocka_run_group_tests("test-node", tests, ELEMENTSOF(tests), setup, teardown);
+        ADD_TABLE_CASES(tests, 13, unusables, name, test_unusable_manifest);
+        return RUN_TAP_GROUP("test-node", tests, plugins_setup, plugins_teardown);
 }

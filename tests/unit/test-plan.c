@@ -14,6 +14,7 @@
 #include "manifest.h"
 #include "plan.h"
 #include "plugin-loader.h"
+#include "test-util.h"
 
 /* One component of a test node: binary tag, and the kube minor of --emulated-version and
  * --min-compatibility-version when given (0: absent). */
@@ -829,13 +830,6 @@ int main(void) {
         };
 
         /* One TAP case per table row, named after it. */
-        for (size_t i = 0; i < ELEMENTSOF(cases); i++)
-                tests[6 + i] = (struct CMUnitTest){
-                        .name = cases[i].name,
-                        .test_func = test_case,
-                        .initial_state = (void *) &cases[i],
-                };
-
-        cmocka_set_message_output(CM_OUTPUT_TAP);
-        return _cmocka_run_group_tests("test-plan", tests, ELEMENTSOF(tests), NULL, NULL);
+        ADD_TABLE_CASES(tests, 6, cases, name, test_case);
+        return RUN_TAP_GROUP("test-plan", tests, NULL, NULL);
 }

@@ -19,6 +19,7 @@
 
 #include "macro.h"
 #include "plugin-loader.h"
+#include "test-util.h"
 
 static const char *env(const char *name) {
         const char *v = getenv(name);
@@ -43,10 +44,6 @@ static void copy_file(const char *from, const char *dir, const char *name, mode_
         assert_int_equal(fchmod(fileno(out), mode), 0);
 }
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
-        return remove(path);
-}
-
 static char *make_dir_with_builtins(void) {
         char tmpl[] = "/tmp/cplet-test-plugins-XXXXXX";
         const char *builtin = env("CPLET_PLUGIN_BUILD_DIR");
@@ -62,7 +59,7 @@ static char *make_dir_with_builtins(void) {
 }
 
 static void remove_dir(char *dir) {
-        nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+        rm_rf(dir);
         free(dir);
 }
 
@@ -279,16 +276,8 @@ static void test_special_module_refused(void **state) {
                         assert_int_equal(symlink(target, path), 0);
                 else if (streq(kinds[i], "fifo"))
                         assert_int_equal(mkfifo(path, 0644), 0);
-                else {
-                        struct sockaddr_un sa = { .sun_family = AF_UNIX };
-                        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-                        assert_true(fd >= 0);
-                        assert_true(strlen(path) < sizeof(sa.sun_path));
-                        strcpy(sa.sun_path, path);
-                        assert_int_equal(bind(fd, (struct sockaddr *) &sa, sizeof(sa)), 0);
-                        close(fd);
-                }
+                else
+                        make_socket_file(path);
                 assert_int_equal(plugin_set_load(dir, &s, &error), -EINVAL);
                 if (!strstr(error, path) || !strstr(error, "not a regular file"))
                         fail_msg("%s: error \"%s\" should name %s as not a regular file", kinds[i], error, path);
@@ -359,13 +348,6 @@ int main(void) {
                 cmocka_unit_test(test_loads_the_checked_file),
         };
 
-        for (size_t i = 0; i < ELEMENTSOF(refusals); i++)
-                tests[10 + i] = (struct CMUnitTest){
-                        .name = refusals[i].module,
-                        .test_func = test_refused,
-                        .initial_state = (void *) &refusals[i],
-                };
-
-        cmocka_set_message_output(CM_OUTPUT_TAP);
-        return _cmocka_run_group_tests("test-plugin-loader", tests, ELEMENTSOF(tests), NULL, NULL);
+        ADD_TABLE_CASES(tests, 10, refusals, module, test_refused);
+        return RUN_TAP_GROUP("test-plugin-loader", tests, NULL, NULL);
 }

@@ -24,19 +24,13 @@
 #include <cmocka.h>
 
 #include "test-process.h"
+#include "test-util.h"
 #include "macro.h"
 #include "manifest.h"
 #include "probe.h"
 
 /* ------------------------------------------------------------------------------------------ */
 /* helpers */
-
-static uint64_t now_ms(void) {
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * 1000 + (uint64_t) ts.tv_nsec / 1000000;
-}
 
 static json_t *load_container(const char *fixture) {
         const char *dir = getenv("CPLET_FIXTURES_DIR");
@@ -68,15 +62,6 @@ static void assert_probe(const http_probe *p, const char *url) {
 
         assert_non_null(u);
         assert_string_equal(u, url);
-}
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
-        return remove(path);
-}
-
-static void remove_tree(const char *dir) {
-        if (dir)
-                nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 static char *make_temp_dir(void) {
@@ -349,7 +334,7 @@ static void test_proc_find_sleep(void **state) {
                 kill_and_reap(pid);
                 assert_false(proc_alive(&p));
         }
-        remove_tree(dir);
+        rm_rf(dir);
 }
 
 static bool cmdline_of(pid_t pid, char *buf, size_t size, size_t *ret_n) {
@@ -421,7 +406,7 @@ static void test_proc_find_script(void **state) {
         assert_int_equal(q.pid, -1);
 
         kill_and_reap(pid);
-        remove_tree(dir);
+        rm_rf(dir);
 }
 
 /* A process of another user with the component's exact command line is not the component: the
@@ -635,11 +620,7 @@ static void test_container_process(void **state) {
 
 static const char server_py[] =
         "import http.server, ssl, sys, time\n"
-        "class H(http.server.BaseHTTPRequestHandler):\n"
-        "    protocol_version = 'HTTP/1.1'\n"
-        "    disable_nagle_algorithm = True\n"
-        "    def log_message(self, *a):\n"
-        "        pass\n"
+        SERVER_PY_HANDLER
         "    def do_GET(self):\n"
         "        p = self.path\n"
         "        if p == '/hang':\n"
@@ -674,34 +655,13 @@ static server https_server, http_server;
 
 /* Starts the server on `port` (0: any) and waits for it to listen. */
 static server server_start(const char *mode, uint16_t port) {
-        char port_s[8], line[16] = {};
-        int pipefd[2];
-        struct pollfd pfd;
-        uint64_t deadline = now_ms() + 30000;
-        size_t got = 0;
+        char port_s[8];
         server s;
 
         snprintf(port_s, sizeof(port_s), "%u", (unsigned) port);
         char *argv[] = { "python3", "-c", (char *) server_py, cert_dir, port_s, (char *) mode, NULL };
 
-        assert_int_equal(pipe2(pipefd, O_CLOEXEC), 0);
-        s.pid = spawn(argv, pipefd[1]);
-        close(pipefd[1]);
-        pfd = (struct pollfd){ .fd = pipefd[0], .events = POLLIN };
-        while (!memchr(line, '\n', got)) {
-                ssize_t k;
-
-                if (now_ms() > deadline || got >= sizeof(line) - 1)
-                        break;
-                if (poll(&pfd, 1, 1000) <= 0)
-                        continue;
-                k = read(pipefd[0], line + got, sizeof(line) - 1 - got);
-                if (k <= 0)
-                        break;
-                got += (size_t) k;
-        }
-        close(pipefd[0]);
-        s.port = (uint16_t) strtoul(line, NULL, 10);
+        s.port = spawn_server(argv, &s.pid);
         if (s.port == 0) {
                 kill_and_reap(s.pid);
                 fail_msg("the %s test server did not start", mode);
@@ -732,7 +692,7 @@ static int group_setup(void **state) {
 static int group_teardown(void **state) {
         kill_and_reap(https_server.pid);
         kill_and_reap(http_server.pid);
-        remove_tree(cert_dir);
+        rm_rf(cert_dir);
         free(cert_dir);
         return 0;
 }

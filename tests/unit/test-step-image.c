@@ -14,26 +14,13 @@
 #include "macro.h"
 #include "manifest.h"
 #include "plan.h"
+#include "test-plugins.h"
+#include "test-util.h"
 
 #define DIGEST "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 #define NEW_DIGEST "sha256:fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210"
 
 static const char *const names[] = { "kube-apiserver", "kube-controller-manager", "kube-scheduler" };
-static plugin_set *plugins;
-
-static int setup(void **state) {
-        const char *dir = getenv("CPLET_PLUGIN_BUILD_DIR");
-
-        if (!dir || plugin_set_load(dir, &plugins, NULL) < 0)
-                return -1;
-        return 0;
-}
-
-static int teardown(void **state) {
-        plugins = plugin_set_free(plugins);
-        return 0;
-}
-
 /* A node of three components whose manifests carry `images[i]` and `flags`. */
 typedef struct test_node {
         component comps[3];
@@ -282,6 +269,5 @@ int main(void) {
                 cmocka_unit_test(test_bad_image_refused),
         };
 
-        cmocka_set_message_output(CM_OUTPUT_TAP);
-        return _cmocka_run_group_tests("test-step-image", tests, ELEMENTSOF(tests), setup, teardown);
+        return RUN_TAP_GROUP("test-step-image", tests, plugins_setup, plugins_teardown);
 }

@@ -28,6 +28,7 @@
 #include "macro.h"
 #include "manifest.h"
 #include "store.h"
+#include "test-util.h"
 
 #define COMPONENT "kube-apiserver"
 #define LIVE "kube-apiserver.yaml"
@@ -81,25 +82,18 @@ typedef struct fixture {
         int rootfd;
 } fixture;
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
-        return remove(path);
-}
-
 static int setup(void **state) {
         fixture *f = calloc(1, sizeof(*f));
 
         if (!f)
                 return -1;
         strcpy(f->root, "/tmp/cplet-test-store-XXXXXX");
-        if (!mkdtemp(f->root)) {
+        f->rootfd = scratch_root(f->root);
+        if (f->rootfd < 0) {
                 free(f);
                 return -1;
         }
-        f->rootfd = open(f->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (f->rootfd < 0 || mkdirat(f->rootfd, "etc", 0755) < 0 ||
-            mkdirat(f->rootfd, "etc/kubernetes", 0755) < 0 ||
-            mkdirat(f->rootfd, STORE_MANIFEST_DIR, 0700) < 0 ||
-            fchmodat(f->rootfd, STORE_MANIFEST_DIR, 0700, 0) < 0)
+        if (fchmodat(f->rootfd, STORE_MANIFEST_DIR, 0700, 0) < 0)
                 return -1;
         *state = f;
         return 0;
@@ -112,7 +106,7 @@ static int teardown(void **state) {
                 return 0;
         if (f->rootfd >= 0)
                 close(f->rootfd);
-        (void) nftw(f->root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+        rm_rf(f->root);
         free(f);
         return 0;
 }
