@@ -408,7 +408,7 @@ def test_never_ready_rollback(t):
     node = t.node(OLD, knobs=NEVER_READY_KCM)
     originals = live_manifests(node.root)
     t0 = wall()
-    out, err = t.expect(node, ["upgrade", "--binary-version", NEW, "--stable-for", "0s", "--step-timeout", "2s",
+    out, err = t.expect(node, ["upgrade", "--binary-version", NEW, "--stable-for", "0s", "--step-timeout", "5s",
                                "--json"], 1, "upgrade with a never-ready controller-manager")
     evs = check_finished(t, out, "failed", "upgrade")
     t.contains(err, KCM, "stderr names the component")
@@ -454,7 +454,7 @@ def test_never_ready_stop(t):
     node = t.node(OLD, knobs=NEVER_READY_KCM)
     originals = live_manifests(node.root)
     t0 = wall()
-    out, err = t.expect(node, ["upgrade", "--binary-version", NEW, "--stable-for", "0s", "--step-timeout", "2s",
+    out, err = t.expect(node, ["upgrade", "--binary-version", NEW, "--stable-for", "0s", "--step-timeout", "5s",
                                "--on-failure", "stop", "--json"], 1, "upgrade --on-failure stop")
     evs = check_finished(t, out, "failed", "upgrade")
     t.contains(err, KCM, "stderr names the component")
@@ -724,10 +724,10 @@ def test_kill_between_failure_and_restore(t):
         node = t.node(OLD, knobs=NEVER_READY_KCM)
         originals = live_manifests(node.root)
         r = interrupt(t, node, lambda e, evs: e.get("event") == "failed", signal.SIGKILL, what,
-                      args=["upgrade", "--binary-version", NEW, "--stable-for", "0s", "--step-timeout", "1s", "--json"])
+                      args=["upgrade", "--binary-version", NEW, "--stable-for", "0s", "--step-timeout", "4s", "--json"])
         j = journal(node.root) or {}
         state = [(s.get("component"), s.get("kind"), s.get("state")) for s in j.get("steps", [])]
-        rc, out, err, el = t.run(node, [action, "--stable-for", "0s", "--step-timeout", "2s"])
+        rc, out, err, el = t.run(node, [action, "--stable-for", "0s", "--step-timeout", "5s"])
         diag = "(journal at the kill: %s %r; %s exit %r, stderr %r)" % (j.get("phase"), state, action, rc, err.strip())
         # rollback policy: the failed step restored, the API server's step unwound
         t.eq(rc, 0 if action == "abort" else 1, "%s: exit code %s" % (what, diag))
@@ -900,7 +900,7 @@ def test_gated_flags_and_revision_rollback(t):
     t.check_healthy(node, "after flags set --v=4")
 
     before = read_bytes(mpath(node.root, SCHEDULER))
-    out, err = t.expect(node, ["--stable-for", "0s", "--step-timeout", "1s", "flags", "set", SCHEDULER,
+    out, err = t.expect(node, ["--stable-for", "0s", "--step-timeout", "6s", "flags", "set", SCHEDULER,
                                "--secure-port=1", "--json"], 1, "flags set --secure-port=1 (breaks the probes)")
     check_finished(t, out, "failed", "flags")
     t.contains(err, "timed out", "stderr of the failed flag change")
@@ -978,7 +978,7 @@ def test_retention_keeps_what_an_unwind_needs(t):
         f.write("apiVersion: cplet.io/v1alpha1\nkind: CpletConfiguration\nrevisionsToKeep: 2\n")
     # --force: the unwind may go back past the API server's emulation raise (implied
     # min-compatibility 1.34, the high-water mark), down to every first revision.
-    out, err = t.expect(node, ["upgrade", "--binary-version", NEW, "--stable-for", "0s", "--step-timeout", "3s",
+    out, err = t.expect(node, ["upgrade", "--binary-version", NEW, "--stable-for", "0s", "--step-timeout", "5s",
                                "--force", "--json"], 1, "upgrade failing at the last step with revisionsToKeep 2")
     check_finished(t, out, "failed", "upgrade")
     t.check("no such revision" not in err, "the unwind found every revision it needed: %r" % err)
