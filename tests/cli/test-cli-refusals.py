@@ -13,6 +13,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 
@@ -37,6 +38,7 @@ class Case(BaseCase):
     def __init__(self, name):
         super().__init__(name)
         self.mounts = []
+        self.procs = []
 
     def new_root(self):
         root = os.path.realpath(tempfile.mkdtemp(prefix="cplet-refuse-"))
@@ -54,6 +56,9 @@ class Case(BaseCase):
         return True
 
     def cleanup(self):
+        for p in self.procs:
+            p.kill()
+            p.wait()
         for m in reversed(self.mounts):
             subprocess.run(["umount", "-l", m], capture_output=True)
         remove_roots(self.roots)
@@ -189,6 +194,43 @@ def test_corrupt_journal_refuses_writes(t):
     t.check(before == owners(root), "status changed the tree")
 
 
+def hold_lock(t, root):
+    """Another cplet at work: a process holding the lock exclusively, its pid and command in
+    the file, as store_lock leaves them. Killed when the case ends."""
+    lock = os.path.join(root, "run", "cplet", "lock")
+    os.makedirs(os.path.dirname(lock), mode=0o700, exist_ok=True)
+    code = ("import fcntl,os,sys,time\n"
+            "fd=os.open(sys.argv[1],os.O_RDWR|os.O_CREAT,0o600)\n"
+            "fcntl.flock(fd,fcntl.LOCK_EX)\n"
+            "os.ftruncate(fd,0)\n"
+            "os.write(fd,(str(os.getpid())+' cplet upgrade --binary-version v1.35.0\\n').encode())\n"
+            "print('held',flush=True)\ntime.sleep(120)\n")
+    p = subprocess.Popen([sys.executable, "-c", code, lock], stdout=subprocess.PIPE)
+    t.procs.append(p)
+    p.stdout.readline()
+    return p
+
+
+WRITES = [UPGRADE + ["--binary-version", "v1.35.1", "--no-wait"],
+          UPGRADE + ["--binary-version", "v1.35.1"],
+          ["flags", "set", "kube-scheduler", "--v=3", "--no-wait"],
+          ["flags", "set", "kube-scheduler", "--v=3"],
+          ["rollback", "--component", "kube-scheduler", "--to-revision", "1", "--no-wait", "--force"]]
+
+
+def test_unfinished_rollout_refuses_writes(t):
+    """An interrupted rollout refuses every other write before the lock is taken (the lock
+    file keeps the interrupted command's pid); while a cplet holds the lock the refusal says a
+    cplet is at work, not that a rollout needs resuming."""
+    root = t.new_root()
+    interrupted_rollout(t, root)
+    for args in WRITES:
+        t.refused(root, args, "did not finish")
+    holder = hold_lock(t, root)
+    for args in WRITES:
+        t.refused(root, args, f"pid {holder.pid}")
+
+
 def test_resume_refusing_hand_edit(t):
     root = t.new_root()
     interrupted_rollout(t, root)
@@ -250,6 +292,8 @@ TESTS = [
     ("a symlinked revisions dir is refused before the lock", test_symlinked_revisions_dir),
     ("a corrupt revision .json is refused before the lock", test_corrupt_revision_metadata),
     ("a corrupt journal refuses every write, status says so", test_corrupt_journal_refuses_writes),
+    ("an unfinished rollout refuses writes before the lock; a held lock is named",
+     test_unfinished_rollout_refuses_writes),
     ("resume/abort refuse a hand edit since the interruption before the lock", test_resume_refusing_hand_edit),
     ("a read-only state dir is refused before the lock", test_read_only_state_dir),
     ("a full state dir is refused before the lock", test_full_state_dir),

@@ -792,6 +792,38 @@ def test_high_water_external_edit(t):
     t.eq(high_water(root), "1.34", "mark after recording the hand edit (external edit) before the forced write")
 
 
+def replace_flag(root, component, old, new):
+    p = mpath(root, component + ".yaml")
+    text = read(p)
+    assert f"    - {old}\n" in text, f"no {old} in {p}"
+    write(p, text.replace(f"    - {old}\n", f"    - {new}\n", 1))
+
+
+def test_single_write_moves_one_minor(t):
+    """A single write (rollback --to-revision) moves the emulated version like a plan step: one
+    minor at a time, never below the min-compatibility version in force, even with --force
+    (which only lifts the high-water mark)."""
+    root = t.new_root()
+    c = "kube-scheduler"
+    set_version(root, TARGET)
+    add_flags(root, "kube-apiserver", ["--min-compatibility-version=1.33"])
+    t.expect_ok(root, ["--no-wait", "flags", "set", c, "--v=4"], "flags set (adopts: revision 1 emulates 1.35)")
+    add_flags(root, c, ["--emulated-version=1.33"])  # by hand: two minors down
+    t.expect_refused(root, ["rollback", "--component", c, "--to-revision", "1", "--no-wait", "--force"],
+                     "rollback from emulating 1.33 straight to 1.35",
+                     ["kube-scheduler would move from emulating 1.33 to 1.35", "one minor at a time"])
+
+    root = t.new_root()
+    set_version(root, TARGET)
+    add_flags(root, c, ["--emulated-version=1.34"])
+    t.expect_ok(root, ["--no-wait", "flags", "set", c, "--v=4"], "flags set (adopts: revision 1 emulates 1.34)")
+    # By hand: emulating 1.35 with min-compatibility 1.35; storage may already need 1.35.
+    replace_flag(root, c, "--emulated-version=1.34", "--min-compatibility-version=1.35")
+    t.expect_refused(root, ["rollback", "--component", c, "--to-revision", "1", "--no-wait", "--force"],
+                     "rollback to emulating 1.34 below min-compatibility 1.35 in force",
+                     ["kube-scheduler would emulate 1.34, below the min-compatibility version 1.35 in force"])
+
+
 def test_high_water_corrupt(t):
     """Defect 17: a corrupt mark refuses (exit 2, naming the file), it never passes."""
     for text in ("{not json", '{"minCompatibilityVersion": 135}', '{"minCompatibilityVersion": "one"}', "[]", ""):
@@ -1131,6 +1163,8 @@ TESTS = [
     ("high-water mark: an adopted explicit min-compatibility blocks the binary rollback", test_high_water_adopted_explicit),
     ("high-water mark: single writes (flags) refused below it without --force", test_high_water_flags),
     ("high-water mark: a recorded hand edit counts", test_high_water_external_edit),
+    ("a single write moves emulation one minor, never below the min-compatibility in force",
+     test_single_write_moves_one_minor),
     ("high-water mark: a corrupt file refuses every write and plan", test_high_water_corrupt),
     ("high-water mark: a deleted file is rebuilt from the revisions", test_high_water_deleted),
     ("flags set / unset and their refusals", test_flags),

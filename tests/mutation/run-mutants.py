@@ -15,6 +15,7 @@ that does not compile is reported as "broken" and not counted.
 
 Usage:
   tests/mutation/run-mutants.py [--only N[,N...]] [--jobs J] [--suites unit,cli,sim,e2e]
+                                [--tests test-recovery,test-durability,...]
                                 [--list] [--keep] [--timeout-multiplier M]
 
 Prints one line per mutation, then the kill ratio and every survivor. Exit status 0 when
@@ -68,10 +69,10 @@ mutant("agent/lib/plan.c", "for (kminor m = kminor_add(lowest, 1);", "for (kmino
 mutant("agent/lib/plan.c",
        "if (!binary_at_target(b, w) && kversion_cmp(&w->binary, &b->target->binary) > 0) {", "if (false) {",
        "binary downgrades in rank order (API server first) instead of reverse")
-mutant("agent/lib/plan.c", "if (kminor_cmp(w->emulated, new_binary) > 0)", "if (false)",
-       "a binary step to a binary older than the emulated version")
-mutant("agent/lib/plan.c", "if (!kminor_eq(e, w->emulated) || !kminor_eq(m, w->min_compat)) {", "if (false) {",
-       "a binary that implies other versions than planned (1.31/1.32) accepted")
+# Gone: "a binary step to a binary older than the emulated version" and "a binary that implies
+# other versions than planned" survived every suite because neither refusal could happen (the
+# emulation is lowered to the target first, which is at most the target binary; the flags are
+# written whenever the versions differ from the binary's defaults). Both are asserts now.
 mutant("agent/lib/plan.c",
        "if (s.min_compat_set && !(w->in->min_compat_since.major && kminor_cmp(b, w->in->min_compat_since) >= 0))",
        "if (false)",
@@ -111,7 +112,8 @@ mutant("agent/lib/store.c", "if (streq(l->items[i].sha256, sha))", "if (true)",
        "external edit not detected: any live manifest taken for the newest revision")
 mutant("agent/lib/store.c", "if (n > 0 && streq(end, \".yaml\") && !revision_list_find(l, (unsigned) n))",
        "if (false)", "an interrupted write (N.yaml without N.json) is left behind")
-mutant("agent/lib/fs-util.c", "(void) fsync(dirfd);", "(void) 0;",
+mutant("agent/lib/fs-util.c", "if (fsync(dirfd) < 0)\n                return -errno;\n        return 0;",
+       "if (false)\n                return -errno;\n        return 0;",
        "the directory fsync after a rename removed (the rename may not be durable)")
 mutant("agent/lib/fs-util.c", "if (r >= 0 && fsync(fd) < 0)", "if (false)",
        "a file renamed into place before its data is durable")
@@ -143,31 +145,35 @@ mutant("agent/lib/store.c",
        "        r = store_high_water_raise(s, info->min_compat_version, ret_error);",
        "storage may use encodings older releases cannot read. */\n        r = 0;",
        "a new revision does not raise the mark")
-mutant("agent/cli/cmd-rollback.c", "if (!c->force) {", "if (false) {",
+mutant("agent/lib/op-write.c", "if (r >= 0 && !force)\n                r = check_high_water(",
+       "if (false)\n                r = check_high_water(",
        "high-water mark not enforced for rollback --to-revision and flags")
-mutant("agent/cli/cmd-rollback.c", "if (kminor_cmp(next.min_compat, hw) < 0) {", "if (false) {",
+mutant("agent/lib/op-write.c", "if (kminor_cmp(next->min_compat, hw) >= 0)", "if (true)",
        "single write below the high-water mark accepted")
-mutant("agent/cli/cmd-rollback.c",
-       "if (next.emulated.major != co->emulated.major || diff > 1 || diff < -1) {", "if (false) {",
+mutant("agent/lib/op-write.c", "if (co->versions_known && kminor_cmp(co->min_compat, hw) > 0)", "if (false)",
+       "single write below the min-compatibility in force (above the recorded mark) accepted")
+mutant("agent/lib/op-write.c",
+       "if (next->emulated.major != co->emulated.major || diff > 1 || diff < -1)", "if (false)",
        "a single write moves emulation by more than one minor")
-mutant("agent/cli/cmd-rollback.c", "if (kminor_cmp(next.emulated, co->min_compat) < 0) {", "if (false) {",
+mutant("agent/lib/op-write.c", "if (kminor_cmp(next->emulated, co->min_compat) < 0)", "if (false)",
        "a single write emulates below the min-compatibility in force")
 
 # Node reading (agent/lib/node.c)
-mutant("agent/lib/node.c", "                if (other)\n", "                if (false)\n",
+mutant("agent/lib/node.c", "        if (other)\n", "        if (false)\n",
        "a component defined twice (a .bak the kubelet runs) accepted")
 
 # Rollout: journal transitions, unwind, external edits on resume/abort (agent/lib/rollout.c)
-mutant("agent/lib/rollout.c", "stop = streq(kind, \"min-compatibility\");", "stop = false;",
+mutant("agent/lib/rollout.c", "stop = st->kind == JOURNAL_KIND_MIN_COMPAT;", "stop = false;",
        "an unwind goes back past an explicit min-compatibility raise")
-mutant("agent/lib/rollout.c", "k = below_high_water(r, i, from, &stop);", "k = 0;",
+mutant("agent/lib/rollout.c", "k = below_high_water(r, i, st->from, &stop);", "k = 0;",
        "an unwind goes back below the high-water mark (an implied raise)")
-mutant("agent/lib/rollout.c", "if (touched && r->live[i] != want)", "if (false)",
+mutant("agent/lib/rollout.c", "if (r->live[i] != want)", "if (false)",
        "resume/abort discard a hand edit made after the interruption")
-mutant("agent/lib/rollout.c", ".not_before_ticks = ticks,", ".not_before_ticks = 0,",
+mutant("agent/lib/rollout.c", ".not_before_ticks = not_before,", ".not_before_ticks = 0,",
        "the gate accepts a process started before the swap")
-mutant("agent/lib/rollout.c", "json_object_set_new(step, \"state\", json_string(\"swapping\"));",
-       "json_object_set_new(step, \"state\", json_string(\"writing\"));",
+mutant("agent/lib/rollout.c", "return st->swap_ticks;", "return 0;",
+       "resume's gate accepts a process started before the interrupted swap")
+mutant("agent/lib/rollout.c", "st->state = JOURNAL_STEP_SWAPPING;", "st->state = JOURNAL_STEP_WRITING;",
        "the journal says 'writing' after the revision exists and the swap may happen")
 
 # Gate decisions (agent/lib/gate.c) and process detection (agent/lib/probe.c)
@@ -175,16 +181,40 @@ mutant("agent/lib/gate.c", "if (status < 200 || status > 299) {", "if (status < 
        "an unhealthy (5xx) probe counted as healthy")
 mutant("agent/lib/gate.c", "if (now - g->stable_since >= g->spec->stable_usec) {", "if (true) {",
        "--stable-for not held: the first 2xx passes the gate")
-mutant("agent/lib/gate.c", "if (v.binary.major != b.major || v.binary.minor != b.minor) {", "if (false) {",
+mutant("agent/lib/gate.c", "if (v->binary.major != b.major || v->binary.minor != b.minor) {", "if (false) {",
        "/version reporting another binary accepted")
-mutant("agent/lib/gate.c", "if (kminor_cmp(b, KMINOR(1, 33)) >= 0) {", "if (false) {",
+mutant("agent/lib/gate.c", "if (kminor_cmp(b, KMINOR(1, 33)) < 0)\n                return VERSIONS_MATCH;",
+       "if (true)\n                return VERSIONS_MATCH;",
        "/version's emulated and min-compatibility versions not checked")
 mutant("agent/lib/probe.c",
        "if (state_is_dead(state) || start < not_before_ticks || (found && start < best.start_ticks))",
        "if (state_is_dead(state) || (found && start < best.start_ticks))",
        "a process started before the swap taken for the new one")
-mutant("agent/lib/probe.c", "if (!cmdline_matches(cmdline, cmdline + size, argv, n))", "if (false)",
+mutant("agent/lib/probe.c", "if (!cmdline_equal(cmdline, cmdline + size, argv, n))", "if (false)",
        "any process taken for the component, whatever its command line")
+mutant("agent/lib/probe.c", "if (real != uid || effective != uid)", "if (false)",
+       "a process of another user with the component's command line taken for it")
+
+# The operation layer's preflight (agent/lib/op-env.c)
+mutant("agent/lib/op-env.c", "if (r == 0)\n                return 0;\n        return set_error(ret_error, -EINVAL,\n",
+       "if (true)\n                return 0;\n        return set_error(ret_error, -EINVAL,\n",
+       "an unfinished rollout's journal not refused: a write overtakes it")
+mutant("agent/lib/op-env.c", "if (r >= 0 && !recovery)\n                r = refuse_if_unfinished(e->root, ret_error);",
+       "if (false)\n                r = refuse_if_unfinished(e->root, ret_error);",
+       "an unfinished journal refused only after the lock is taken (the refusal touches the disk)")
+mutant("agent/lib/op-env.c", "if (store_lock_holder(root, &holder) <= 0)", "if (true)",
+       "a held lock found only when taking it: the refusal does not say who holds it")
+
+# Journal validation (agent/lib/journal.c)
+mutant("agent/lib/journal.c", "if (st->undoes > i || ", "if (",
+       "a step that undoes a later (or nonexistent) step accepted: out-of-range index")
+mutant("agent/lib/journal.c", "(j->unwind_stopped_at > j->n_steps ||", "(false ||",
+       "unwindStoppedAt past the last step accepted: out-of-range index")
+
+# Compare-and-swap at the rename (agent/lib/store.c)
+mutant("agent/lib/store.c", "if (rev->parent > 0) {\n                r = check_live_is(",
+       "if (false) {\n                r = check_live_is(",
+       "store_swap ignores a live file changed since the revision was prepared")
 
 # --------------------------------------------------------------------------------------
 
@@ -253,6 +283,7 @@ class Scratch:
             cmd += ["--maxfail", str(maxfail)]  # one failing test kills the mutant
         for s in self.args.suites:
             cmd += ["--suite", s]
+        cmd += self.args.tests  # named tests on top of (or instead of) whole suites
         if self.args.timeout_multiplier:
             cmd += ["--timeout-multiplier", str(self.args.timeout_multiplier)]
         rc, out = self.run(cmd, timeout=self.args.mutant_timeout)
@@ -310,6 +341,9 @@ def main():
     ap.add_argument("--only", help="comma-separated mutation numbers (see --list)")
     ap.add_argument("--jobs", type=int, default=1, help="scratch copies built and tested in parallel")
     ap.add_argument("--suites", default="unit,cli", help="meson test suites (unit,cli,sim,e2e)")
+    ap.add_argument("--tests", default="",
+                    help="comma-separated test names run in addition to the suites (e.g. test-recovery, "
+                         "test-durability: one test of a long suite); --suites '' runs only these")
     ap.add_argument("--timeout-multiplier", type=float, default=4,
                     help="meson test --timeout-multiplier (the machine may be loaded)")
     ap.add_argument("--mutant-timeout", type=float, default=3600, help="seconds per mutation's test run")
@@ -317,6 +351,7 @@ def main():
     ap.add_argument("--keep", action="store_true", help="keep the scratch copies")
     args = ap.parse_args()
     args.suites = [s for s in args.suites.split(",") if s]
+    args.tests = [t for t in args.tests.split(",") if t]
 
     chosen = list(range(1, len(M) + 1))
     if args.only:
@@ -334,7 +369,7 @@ def main():
         return 0
 
     jobs = max(1, min(args.jobs, len(chosen)))
-    say(f"mutation check: {len(chosen)} mutations, suites {','.join(args.suites)}, {jobs} scratch cop"
+    say(f"mutation check: {len(chosen)} mutations, suites {','.join(args.suites)} tests {','.join(args.tests)}, {jobs} scratch cop"
         f"{'y' if jobs == 1 else 'ies'} of {SOURCE}")
     scratches = [Scratch(i, args) for i in range(jobs)]
     try:
@@ -383,7 +418,8 @@ def main():
     other = [n for n in chosen if n not in counted]
     say("")
     ratio = 100.0 * len(killed) / len(counted) if counted else 0.0
-    say(f"kill ratio: {len(killed)}/{len(counted)} ({ratio:.0f}%), suites {','.join(args.suites)}")
+    say(f"kill ratio: {len(killed)}/{len(counted)} ({ratio:.0f}%), suites {','.join(args.suites)}"
+        f" tests {','.join(args.tests)}")
     for n in survived:
         m = M[n - 1]
         say(f"  survivor {n}: {m['file']}: {m['original'].strip()!r} -> {m['replacement'].strip()!r}: {m['why']}")
