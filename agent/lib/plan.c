@@ -1,5 +1,4 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-#include <assert.h>
 #include <errno.h>
 #include <string.h>
 
@@ -112,10 +111,15 @@ static int check_component(const working *w, char **ret_error) {
         r = compat_validate(&s, &e, &m, ret_error);
         if (r < 0)
                 return r;
-        /* The flags are written whenever the versions differ from what the binary implies
-         * (emulated_flag_needed, min_compat_flag_needed), and a binary without them is refused
-         * above: what it runs with is what the plan says. */
-        assert(kminor_eq(e, w->emulated) && kminor_eq(m, w->min_compat));
+        /* A binary without the flags (1.31 accepts only 1.31 ...) may imply other versions. */
+        if (!kminor_eq(e, w->emulated) || !kminor_eq(m, w->min_compat)) {
+                char a[KMINOR_STRING_MAX], z[KMINOR_STRING_MAX];
+
+                kminor_format(w->emulated, a);
+                kminor_format(w->min_compat, z);
+                return set_error(ret_error, -EINVAL, "%s %s cannot run with emulated %s / min-compatibility %s",
+                                 w->in->name, bs, a, z);
+        }
         return 0;
 }
 
@@ -265,9 +269,10 @@ static int binary_step(builder *b, size_t i) {
         kversion_format(&b->target->binary, v);
         kminor_format(w->emulated, e);
 
-        /* phase_lower_emulation ran first, down to the target's emulated version, which
-         * check_target_versions holds to at most the target binary. */
-        assert(kminor_cmp(w->emulated, new_binary) <= 0);
+        if (kminor_cmp(w->emulated, new_binary) > 0)
+                return set_error(b->error, -EINVAL,
+                                 "binary %s cannot run %s while it emulates %s: lower the emulated version to %u.%u first",
+                                 v, w->in->name, e, new_binary.major, new_binary.minor);
 
         if (kminor_cmp(new_binary, KMINOR_EMULATED_FLAG_SINCE) >= 0 && kminor_cmp(w->emulated, floor) < 0) {
                 /* A binary from before compatibility versions cannot pin anything: moving from
