@@ -381,9 +381,11 @@ static int check_step_links(parser *p, const journal *j) {
                                        st->component);
         }
         p->where[0] = 0;
+        /* An unwind stops at a min-compatibility raise, or at any plan step whose previous
+         * revision runs below the min-compatibility high-water mark. */
         if (j->unwind_stopped_at > 0 && (j->unwind_stopped_at > j->n_steps ||
-                                         j->steps[j->unwind_stopped_at - 1]->kind != JOURNAL_KIND_MIN_COMPAT))
-                return invalid(p, "unwindStoppedAt", "%zu is not the index of a min-compatibility step",
+                                         !journal_kind_is_plan(j->steps[j->unwind_stopped_at - 1]->kind)))
+                return invalid(p, "unwindStoppedAt", "%zu is not the index of a plan step",
                                j->unwind_stopped_at);
         return 0;
 }

@@ -169,7 +169,7 @@ static void test_refuses(void **state) {
                 { "steps.3.undoes", "0", "undoes: 0 is out of range" },
                 { "steps.2.state", "\"unwound\"", "a restore step is never unwound" },
                 { "unwindStoppedAt", "9", "unwindStoppedAt: 9 is not the index" },
-                { "unwindStoppedAt", "1", "is not the index of a min-compatibility step" },
+                { "unwindStoppedAt", "3", "is not the index of a plan step" },
                 { "options.onFailure", "\"maybe\"", "options.onFailure: unknown value" },
                 { "options.stepTimeoutUsec", "0", "options.stepTimeoutUsec" },
                 { "options", NULL, "options: expected an object" },
