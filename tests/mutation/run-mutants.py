@@ -187,12 +187,12 @@ mutant("agent/lib/gate.c", "if (kminor_cmp(b, KMINOR(1, 33)) < 0)\n             
        "if (true)\n                return VERSIONS_MATCH;",
        "/version's emulated and min-compatibility versions not checked")
 mutant("agent/lib/probe.c",
-       "if (state_is_dead(state) || start < not_before_ticks || (found && start < best.start_ticks))",
-       "if (state_is_dead(state) || (found && start < best.start_ticks))",
+       "if (r >= 0 && (state_is_dead(state) || start < q->not_before_ticks || start < min_start))",
+       "if (r >= 0 && (state_is_dead(state) || start < min_start))",
        "a process started before the swap taken for the new one")
-mutant("agent/lib/probe.c", "if (!cmdline_equal(cmdline, cmdline + size, argv, n))", "if (false)",
+mutant("agent/lib/probe.c", "return cmdline_equal(q->cmdline, q->cmdline + size, q->argv, q->n);", "return 1;",
        "any process taken for the component, whatever its command line")
-mutant("agent/lib/probe.c", "if (real != uid || effective != uid)", "if (false)",
+mutant("agent/lib/probe.c", "return r < 0 ? r : real == uid && effective == uid;", "return r < 0 ? r : 1;",
        "a process of another user with the component's command line taken for it")
 
 # The operation layer's preflight (agent/lib/op-env.c)
