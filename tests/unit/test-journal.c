@@ -169,6 +169,7 @@ static void test_refuses(void **state) {
                 { "steps.3.undoes", "0", "undoes: 0 is out of range" },
                 { "steps.2.state", "\"unwound\"", "a restore step is never unwound" },
                 { "unwindStoppedAt", "9", "unwindStoppedAt: 9 is not the index" },
+                { "unwindStoppedAt", "100000000", "unwindStoppedAt: 100000000 is not the index" },
                 { "unwindStoppedAt", "3", "is not the index of a plan step" },
                 { "options.onFailure", "\"maybe\"", "options.onFailure: unknown value" },
                 { "options.stepTimeoutUsec", "0", "options.stepTimeoutUsec" },
@@ -204,6 +205,34 @@ static void test_refuses(void **state) {
                                  cases[i].value ?: "(removed)", r, err ?: "(no message)", cases[i].needle);
                 assert_null(j);
         }
+}
+
+/* A restore or unwind names the step it undoes; a later step cannot be undone yet, even one
+ * of the same component that would otherwise fit (here the restore at 2 names step 3). */
+static void test_refuses_undoing_a_later_step(void **state) {
+        static const char later[] =
+                "{\"planId\": \"plan-1a2b3c4d\", \"command\": \"upgrade\", \"started\": \"2026-12-01T21:05:17Z\","
+                " \"target\": {\"binaryVersion\": \"v1.35.0\", \"emulatedVersion\": null,"
+                "  \"minCompatibilityVersion\": null, \"imageRepository\": null},"
+                " \"options\": {\"stableForUsec\": 0, \"stepTimeoutUsec\": 10000000, \"onFailure\": \"rollback\"},"
+                " \"phase\": \"unwinding\", \"message\": null, \"steps\": ["
+                "  {\"component\": \"kube-controller-manager\", \"manifest\": \"kube-controller-manager.yaml\","
+                "   \"kind\": \"binary\", \"from\": 1, \"to\": 2, \"state\": \"done\", \"binaryVersion\": \"v1.35.0\","
+                "   \"emulatedVersion\": \"1.34\", \"minCompatibilityVersion\": \"1.33\", \"message\": null},"
+                "  {\"component\": \"kube-controller-manager\", \"manifest\": \"kube-controller-manager.yaml\","
+                "   \"kind\": \"restore\", \"from\": 2, \"to\": 3, \"state\": \"done\", \"binaryVersion\": \"v1.34.2\","
+                "   \"emulatedVersion\": \"1.34\", \"minCompatibilityVersion\": \"1.33\", \"message\": null,"
+                "   \"undoes\": 3},"
+                "  {\"component\": \"kube-controller-manager\", \"manifest\": \"kube-controller-manager.yaml\","
+                "   \"kind\": \"binary\", \"from\": 3, \"to\": 4, \"state\": \"done\", \"binaryVersion\": \"v1.35.0\","
+                "   \"emulatedVersion\": \"1.34\", \"minCompatibilityVersion\": \"1.33\", \"message\": null}"
+                " ]}";
+        _cleanup_(journal_freep) journal *j = NULL;
+        _cleanup_free_ char *error = NULL;
+
+        assert_int_equal(parse(later, &j, &error), -EINVAL);
+        assert_null(j);
+        assert_non_null(strstr(error, "undoes: 3 is not an earlier plan step"));
 }
 
 static void test_refuses_what_is_not_a_journal(void **state) {
@@ -394,6 +423,7 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_parses_what_cplet_writes),
                 cmocka_unit_test(test_refuses),
+                cmocka_unit_test(test_refuses_undoing_a_later_step),
                 cmocka_unit_test(test_refuses_what_is_not_a_journal),
                 cmocka_unit_test(test_may_close),
                 cmocka_unit_test_setup_teardown(test_load_checks_the_store, setup, teardown),
