@@ -478,6 +478,19 @@ int store_sync_live(store *s, const char *component, const char *file, const rev
         return store_sync_live_recorded(s, component, file, info, ret_live, NULL, ret_error);
 }
 
+/* Every revision written or adopted raises the min-compatibility high-water mark first, before
+ * it can run (storage written under it may need it, whoever wrote it); then the component's
+ * revisions as they stand. */
+static int begin_revision(store *s, const char *component, const revision_info *info, revision_list *ret,
+                          char **ret_error) {
+        int r;
+
+        if (!s->writable)
+                return -EROFS;
+        r = store_high_water_raise(s, info->min_compat_version, ret_error);
+        return r < 0 ? r : store_list(s, component, ret, ret_error);
+}
+
 int store_sync_live_recorded(store *s, const char *component, const char *file, const revision_info *info,
                              unsigned *ret_live, bool *ret_recorded, char **ret_error) {
         _cleanup_(revision_list_done) revision_list l = {};
@@ -487,13 +500,7 @@ int store_sync_live_recorded(store *s, const char *component, const char *file, 
         unsigned n;
         int r;
 
-        if (!s->writable)
-                return -EROFS;
-        /* What runs counts, whoever wrote it: storage written under it may need it. */
-        r = store_high_water_raise(s, info->min_compat_version, ret_error);
-        if (r < 0)
-                return r;
-        r = store_list(s, component, &l, ret_error);
+        r = begin_revision(s, component, info, &l, ret_error);
         if (r < 0)
                 return r;
         remove_orphans(s, component, &l);
@@ -586,14 +593,7 @@ int store_prepare(store *s, const char *component, const char *file, json_t *pod
         unsigned n;
         int r;
 
-        if (!s->writable)
-                return -EROFS;
-        /* Before the revision can go live: from the moment the component may run with it,
-         * storage may use encodings older releases cannot read. */
-        r = store_high_water_raise(s, info->min_compat_version, ret_error);
-        if (r < 0)
-                return r;
-        r = store_list(s, component, &l, ret_error);
+        r = begin_revision(s, component, info, &l, ret_error);
         if (r < 0)
                 return r;
         n = next_number(&l);
