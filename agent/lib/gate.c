@@ -71,11 +71,10 @@ static void gate_finish(gate *g, bool ok, const char *fmt, ...) {
         g->result->phase = ok ? GATE_DONE : g->phase;
         if (fmt) {
                 va_list ap;
-                char *m = NULL;
+                char *m;
 
                 va_start(ap, fmt);
-                if (vasprintf(&m, fmt, ap) < 0)
-                        m = NULL;
+                m = strdup_vprintf(fmt, ap);
                 va_end(ap);
                 free(g->result->message);
                 g->result->message = m;

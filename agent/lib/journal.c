@@ -175,8 +175,7 @@ static int invalid(parser *p, const char *field, const char *fmt, ...) {
         va_list ap;
 
         va_start(ap, fmt);
-        if (vasprintf(&why, fmt, ap) < 0)
-                why = NULL;
+        why = strdup_vprintf(fmt, ap);
         va_end(ap);
         if (!*field && *p->where) /* the object itself: "steps[2]", not "steps[2]." */
                 return set_error(p->ret_error, -EINVAL, "%s: %.*s: %s", p->display, (int) strlen(p->where) - 1,

@@ -5,6 +5,7 @@
  * (src/fundamental/cleanup-fundamental.h). */
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
@@ -77,6 +78,7 @@ int set_error(char **ret_error, int r, const char *fmt, ...) _printf_(3, 4);
 
 /* Formats into a newly allocated string; NULL on OOM. */
 char *strdup_printf(const char *fmt, ...) _printf_(1, 2);
+char *strdup_vprintf(const char *fmt, va_list ap) _printf_(1, 0);
 
 /* True when s starts with prefix; returns the rest or NULL. */
 const char *startswith(const char *s, const char *prefix);

@@ -113,8 +113,7 @@ void op_warn(op_env *e, const char *fmt, ...) {
         if (!e->warn)
                 return;
         va_start(ap, fmt);
-        if (vasprintf(&m, fmt, ap) < 0)
-                m = NULL;
+        m = strdup_vprintf(fmt, ap);
         va_end(ap);
         if (m)
                 e->warn(m, e->warn_userdata);

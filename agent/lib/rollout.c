@@ -99,11 +99,10 @@ static int save(rollout *r) {
 static void set_error_msg(rollout *r, const char *fmt, ...) _printf_(2, 3);
 static void set_error_msg(rollout *r, const char *fmt, ...) {
         va_list ap;
-        char *m = NULL;
+        char *m;
 
         va_start(ap, fmt);
-        if (vasprintf(&m, fmt, ap) < 0)
-                m = NULL;
+        m = strdup_vprintf(fmt, ap);
         va_end(ap);
         free(r->error);
         r->error = m;

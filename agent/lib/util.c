@@ -8,11 +8,11 @@
 int set_error(char **ret_error, int r, const char *fmt, ...) {
         if (ret_error) {
                 va_list ap;
-                char *s = NULL;
+                char *s;
 
+                /* Formatted before the old message is freed: it may be one of the arguments. */
                 va_start(ap, fmt);
-                if (vasprintf(&s, fmt, ap) < 0)
-                        s = NULL;
+                s = strdup_vprintf(fmt, ap);
                 va_end(ap);
                 free(*ret_error);
                 *ret_error = s;
@@ -20,13 +20,18 @@ int set_error(char **ret_error, int r, const char *fmt, ...) {
         return r;
 }
 
+char *strdup_vprintf(const char *fmt, va_list ap) {
+        char *s;
+
+        return vasprintf(&s, fmt, ap) < 0 ? NULL : s;
+}
+
 char *strdup_printf(const char *fmt, ...) {
         va_list ap;
         char *s;
 
         va_start(ap, fmt);
-        if (vasprintf(&s, fmt, ap) < 0)
-                s = NULL;
+        s = strdup_vprintf(fmt, ap);
         va_end(ap);
         return s;
 }
