@@ -30,26 +30,13 @@ static const char *const known_fields[] = {
         "components", "imageRepository", "onFailure", "stableFor", "stepTimeout",
 };
 
-/* A value as a message may quote it: JSON, cut short, so a hostile value cannot flood a log
- * or the status annotation. */
-static char *quote(json_t *v) {
-        _cleanup_free_ char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY | JSON_ENSURE_ASCII);
-
-        if (!s)
-                return strdup("?");
-        if (strlen(s) > 64)
-                return strdup_printf("%.60s...", s);
-        return TAKE_PTR(s);
-}
-
-/* A message of another parser (jansson's, the library's version and duration parsers), which may
- * quote the value in full and as it is: printable ASCII, the rest as \xNN, cut short. */
-static char *printable(const char *s) {
-        char *out = malloc(4 * MESSAGE_MAX + 4), *o = out;
+/* Text as a message may show it: printable ASCII, the rest as \xNN, cut after `max` bytes. */
+static char *printable(const char *s, size_t max) {
+        char *out = malloc(4 * max + 4), *o = out;
 
         if (!out)
                 return NULL;
-        for (; *s && o - out < MESSAGE_MAX; s++)
+        for (; *s && (size_t) (o - out) < max; s++)
                 if ((unsigned char) *s >= 0x20 && (unsigned char) *s < 0x7f)
                         *o++ = *s;
                 else
@@ -58,14 +45,24 @@ static char *printable(const char *s) {
         return out;
 }
 
+/* A value as a message may quote it: JSON, cut short, so a hostile value cannot flood a log
+ * or the status annotation (and without DEL, which JSON leaves as it is). */
+static char *quote(json_t *v) {
+        _cleanup_free_ char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY | JSON_ENSURE_ASCII);
+
+        return s ? printable(s, 60) : strdup("?");
+}
+
+/* A message of another parser (jansson's, the library's version and duration parsers), which may
+ * quote the value in full and as it is. */
 static int refused(char **ret_error, int r, const char *why) {
-        _cleanup_free_ char *p = printable(why);
+        _cleanup_free_ char *p = printable(why, MESSAGE_MAX);
 
         return set_error(ret_error, r, "target: %s", p ?: "?");
 }
 
 static int invalid(char **ret_error, const char *field, json_t *v, const char *why) {
-        _cleanup_free_ char *q = v ? quote(v) : NULL, *p = printable(why);
+        _cleanup_free_ char *q = v ? quote(v) : NULL, *p = printable(why, MESSAGE_MAX);
 
         if (q)
                 return set_error(ret_error, -EINVAL, "target: %s %s: %s", field, q, p ?: "?");

@@ -150,6 +150,9 @@ static void test_refusals_are_short_and_printable(void **state) {
                 /* Refused by jansson, whose message quotes the raw bytes near the error. */
                 "{\"id\":\"\x1b[2J\"}",
                 "{\"id\":\"a\",\"generation\":1,\"binaryVersion\":\"v1.35.0\",\"\xff\xfe\":1}",
+                /* Quoted by this file as JSON, which leaves DEL (0x7f) as it is. */
+                "{\"id\":\"a\x7f\",\"generation\":1,\"binaryVersion\":\"v1.35.0\"}",
+                "{\"id\":\"a\",\"generation\":1,\"binaryVersion\":\"v1.35.0\",\"x\x7f\":1}",
         };
 
         for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
