@@ -42,42 +42,47 @@ watch_decoder *watch_decoder_free(watch_decoder *d) {
         return NULL;
 }
 
-/* Bytes as a message may quote them: in double quotes, printable ASCII as is, the rest escaped,
- * cut short. */
-static char *quote_bytes(const char *p, size_t n) {
+/* Text as a message may show it: printable ASCII as is (quotes and backslashes escaped when
+ * `raw`), the rest as \xNN, cut after QUOTE_MAX bytes. */
+static char *printable(const char *p, size_t n, bool raw) {
         buffer b = {};
-        int r = buffer_append(&b, "\"", 1);
+        int r = raw ? buffer_append(&b, "\"", 1) : 0;
 
         for (size_t i = 0; r >= 0 && i < MIN(n, (size_t) QUOTE_MAX); i++) {
                 unsigned char c = (unsigned char) p[i];
                 char esc[5];
 
-                if (c == '"' || c == '\\')
+                if (raw && (c == '"' || c == '\\'))
                         r = buffer_append(&b, (char[]){ '\\', (char) c }, 2);
                 else if (c >= 0x20 && c < 0x7f)
                         r = buffer_append(&b, &c, 1);
                 else
                         r = buffer_append(&b, esc, (size_t) snprintf(esc, sizeof(esc), "\\x%02x", c));
         }
-        if (r >= 0)
-                r = n > QUOTE_MAX ? buffer_append(&b, "\"...", 4) : buffer_append(&b, "\"", 1);
+        if (r >= 0 && n > QUOTE_MAX)
+                r = buffer_append(&b, "...", 3);
+        if (r >= 0 && raw)
+                r = buffer_append(&b, "\"", 1);
         if (r < 0) {
                 free(b.data);
                 return NULL;
         }
-        return b.data;
+        return b.data ?: strdup("");
 }
 
-/* A JSON value as a message may quote it: compact, ASCII, cut short. */
+/* Bytes of the stream as a message may quote them: in double quotes, cut short. */
+static char *quote_bytes(const char *p, size_t n) {
+        return printable(p, n, true);
+}
+
+/* A JSON value as a message may quote it: compact, ASCII (and no DEL, which JSON leaves as it
+ * is), cut short. */
 static char *quote_json(json_t *v) {
-        _cleanup_free_ char *s =
-                v ? json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY | JSON_ENSURE_ASCII) : NULL;
+        _cleanup_free_ char *s = v ? json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY | JSON_ENSURE_ASCII) : NULL;
 
         if (!s)
                 return strdup(v ? "?" : "(none)");
-        if (strlen(s) > QUOTE_MAX)
-                return strdup_printf("%.*s...", QUOTE_MAX, s);
-        return TAKE_PTR(s);
+        return printable(s, strlen(s), false);
 }
 
 /* Remembers the first error: the stream cannot be trusted past it (an event may be lost, and the

@@ -225,6 +225,8 @@ static void test_malformed_events(void **state) {
                 { "{\"type\":\"added\",\"object\":{}}\n", { "event type \"added\"" } },
                 { "{\"type\":\"ADDED\\u0000\",\"object\":{}}\n", { "event type \"ADDED\\u0000\"" } },
                 { "{\"type\":7,\"object\":{}}\n", { "event type 7" } },
+                /* JSON leaves DEL as it is; a message does not. */
+                { "{\"type\":\"A\x7f\",\"object\":{}}\n", { "event type \"A\\x7f\"" } },
                 { "{\"type\":\"ADDED\",\"object\":\"cp-1\"}\n", { "ADDED event: object \"cp-1\": expected a JSON object" } },
                 { "{\"type\":\"DELETED\",\"object\":[]}\n", { "DELETED event: object []" } },
                 { "{\"type\":\"ERROR\"}\n", { "ERROR event: object (none)" } },
@@ -245,6 +247,9 @@ static void test_malformed_events(void **state) {
                         if (!strstr(error, cases[i].says[j]))
                                 fail_msg("case %zu: \"%s\" does not say \"%s\"", i, error, cases[i].says[j]);
                 assert_true(strlen(error) < 300);
+                for (const char *p = error; *p; p++)
+                        if ((unsigned char) *p < 0x20 || (unsigned char) *p >= 0x7f)
+                                fail_msg("case %zu: byte 0x%02x in \"%s\"", i, (unsigned char) *p, error);
         }
 }
 
