@@ -71,22 +71,44 @@ static int resolve_path(const kubeconfig *k, const char *p, char **ret) {
         return *ret ? 0 : -ENOMEM;
 }
 
-static int base64_decode(const char *in, unsigned char **ret, size_t *ret_size) {
-        size_t len = strlen(in), pad = 0;
-        _cleanup_free_ unsigned char *out = NULL;
-        int n;
+static int base64_value(char c) {
+        static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        const char *p = c ? strchr(alphabet, c) : NULL;
 
-        if (len == 0 || len % 4 != 0 || len > INT_MAX)
-                return -EINVAL;
-        out = malloc(len / 4 * 3 + 1);
+        return p ? (int) (p - alphabet) : -1;
+}
+
+/* Base64 as clientcmd decodes -data (Go's base64.StdEncoding): padded, '=' only at the end, and
+ * line breaks ignored (a value wrapped by base64(1) in a YAML literal block); anything else is
+ * refused. */
+static int base64_decode(const char *in, unsigned char **ret, size_t *ret_size) {
+        _cleanup_free_ unsigned char *out = malloc(strlen(in) / 4 * 3 + 3);
+        uint32_t quantum = 0;
+        size_t n = 0, chars = 0, pad = 0;
+
         if (!out)
                 return -ENOMEM;
-        n = EVP_DecodeBlock(out, (const unsigned char *) in, (int) len);
-        if (n < 0)
+        for (const char *p = in; *p; p++) {
+                int v = base64_value(*p);
+
+                if (*p == '\r' || *p == '\n')
+                        continue;
+                if (*p == '=' && chars % 4 >= 2 && pad < 2)
+                        pad++;
+                else if (v < 0 || pad > 0)
+                        return -EINVAL;
+                quantum = quantum << 6 | (uint32_t) (v < 0 ? 0 : v);
+                if (++chars % 4 == 0) {
+                        out[n++] = (unsigned char) (quantum >> 16);
+                        out[n++] = (unsigned char) (quantum >> 8);
+                        out[n++] = (unsigned char) quantum;
+                        quantum = 0;
+                }
+        }
+        /* "xx=" without its last '=' ends short of a quantum. */
+        if (chars == 0 || chars % 4 != 0)
                 return -EINVAL;
-        /* EVP_DecodeBlock counts the padding as zero bytes. */
-        pad = (in[len - 1] == '=') + (in[len - 2] == '=');
-        *ret_size = (size_t) n - pad;
+        *ret_size = n - pad;
         out[*ret_size] = 0;
         *ret = TAKE_PTR(out);
         return 0;
