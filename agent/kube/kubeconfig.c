@@ -141,17 +141,23 @@ static int pem_field(const kubeconfig *k, json_t *obj, const char *what, const c
 }
 
 static int load_cluster(kubeconfig *k, json_t *cluster, char **ret_error) {
-        const char *server, *tls_name;
+        const char *server, *host, *tls_name;
+        size_t end;
         json_t *skip;
         int r;
 
         r = optional_string(k, cluster, "cluster", "server", &server, ret_error);
         if (r < 0)
                 return r;
-        if (!server || !startswith(server, "https://") || strlen(server) > 2048 || strpbrk(server, " \t\r\n"))
+        /* A host after the scheme; every trailing slash goes, as request paths are appended. */
+        host = server ? startswith(server, "https://") : NULL;
+        if (!host || !*host || *host == '/' || strlen(server) > 2048 || strpbrk(server, " \t\r\n"))
                 return set_error(ret_error, -EINVAL, "%s: cluster.server \"%s\": expected an https:// URL", k->path,
                                  server ?: "");
-        k->server = strndup(server, strlen(server) - (server[strlen(server) - 1] == '/'));
+        end = strlen(server);
+        while (server[end - 1] == '/')
+                end--;
+        k->server = strndup(server, end);
         r = optional_string(k, cluster, "cluster", "tls-server-name", &tls_name, ret_error);
         if (r < 0)
                 return r;

@@ -198,6 +198,19 @@ static void test_wrapped_base64_and_bad_padding(void **state) {
         }
 }
 
+/* Request paths are appended to the server ("/api/v1/..."): every trailing slash goes. */
+static void test_server_trailing_slashes(void **state) {
+        _cleanup_(kubeconfig_freep) kubeconfig *k = NULL;
+        _cleanup_free_ char *path = path_of("admin.conf"), *error = NULL;
+
+        put("admin.conf", "kind: Config\n"
+                          "clusters: [{name: c, cluster: {server: 'https://h:6443/k8s/clusters/c-1//', "
+                          "insecure-skip-tls-verify: true}}]\n"
+                          "contexts: [{name: x, context: {cluster: c}}]\ncurrent-context: x\n");
+        assert_int_equal(kubeconfig_load(path, NULL, &k, &error), 0);
+        assert_string_equal(k->server, "https://h:6443/k8s/clusters/c-1");
+}
+
 static void test_node_name_needs_a_node_certificate(void **state) {
         _cleanup_(kubeconfig_freep) kubeconfig *k = NULL;
         _cleanup_free_ char *pem = certificate_pem("kubernetes-admin"), *text = NULL, *path = path_of("admin.conf"),
@@ -222,6 +235,13 @@ static void test_refusals(void **state) {
         } cases[] = {
                 { "kind: Config\nclusters: [{name: c, cluster: {server: 'http://127.0.0.1:8080', "
                   "certificate-authority: ca}}]\ncontexts: [{name: x, context: {cluster: c}}]\ncurrent-context: x\n",
+                  "expected an https:// URL" },
+                /* No host: "https://" became "https:/" (one trailing slash cut). */
+                { "kind: Config\nclusters: [{name: c, cluster: {server: 'https://', certificate-authority: ca}}]\n"
+                  "contexts: [{name: x, context: {cluster: c}}]\ncurrent-context: x\n",
+                  "expected an https:// URL" },
+                { "kind: Config\nclusters: [{name: c, cluster: {server: 'https:///api', certificate-authority: ca}}]\n"
+                  "contexts: [{name: x, context: {cluster: c}}]\ncurrent-context: x\n",
                   "expected an https:// URL" },
                 { "kind: Config\nclusters: [{name: c, cluster: {server: 'https://h:6443'}}]\n"
                   "contexts: [{name: x, context: {cluster: c}}]\ncurrent-context: x\n",
@@ -285,6 +305,7 @@ int main(void) {
                 cmocka_unit_test(test_named_context_and_missing_user),
                 cmocka_unit_test(test_inline_data_and_token),
                 cmocka_unit_test(test_wrapped_base64_and_bad_padding),
+                cmocka_unit_test(test_server_trailing_slashes),
                 cmocka_unit_test(test_node_name_needs_a_node_certificate),
                 cmocka_unit_test(test_refusals),
                 cmocka_unit_test(test_missing_file),
