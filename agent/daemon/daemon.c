@@ -60,6 +60,7 @@ typedef struct agent {
         bool stopping, reload, running, manifests_changed;
         uint64_t watchdog_usec;
         sd_event_source *watchdog;
+        http_pem version_cert, version_key; /* the kubeconfig's client certificate, for /version */
 } agent;
 
 /* ---- status */
@@ -330,14 +331,16 @@ static void conclude(agent *d, int r, const op_result *res, const char *error, b
         }
 }
 
-static op_options rollout_call_options(agent *d, const rollout_options *ro) {
+static op_options call_options(agent *d) {
+        bool cert = d->version_cert.file || d->version_cert.data;
+
         return (op_options){
-                .rollout = *ro,
-                .rollout_given = true,
                 .event = d->event,
                 .interrupted = &d->interrupted,
                 .progress = on_progress,
                 .userdata = d,
+                .version_cert = cert ? &d->version_cert : NULL,
+                .version_key = cert ? &d->version_key : NULL,
         };
 }
 
@@ -389,7 +392,9 @@ static void run_target(agent *d, target *t) {
         set_phase(d, STATUS_PENDING, m);
 
         d->running = true;
-        o = rollout_call_options(d, &ro);
+        o = call_options(d);
+        o.rollout = ro;
+        o.rollout_given = true;
         free(error);
         error = NULL;
         r = op_upgrade(d->env, &ot, &o, &res, &error);
@@ -442,12 +447,7 @@ static void handle_target(agent *d) {
 static void resume_interrupted(agent *d) {
         _cleanup_(op_result_done) op_result res = {};
         _cleanup_free_ char *error = NULL;
-        op_options o = {
-                .event = d->event,
-                .interrupted = &d->interrupted,
-                .progress = on_progress,
-                .userdata = d,
-        };
+        op_options o = call_options(d);
         int r;
 
         set_string(&d->id, d->last.id);
@@ -672,6 +672,10 @@ static int daemon_setup(agent *d, char **ret_error) {
         r = pick_node_name(d, ret_error);
         if (r < 0)
                 return r;
+        d->version_cert = (http_pem){ d->kubeconfig->client_cert.file, d->kubeconfig->client_cert.data,
+                                      d->kubeconfig->client_cert.size };
+        d->version_key = (http_pem){ d->kubeconfig->client_key.file, d->kubeconfig->client_key.data,
+                                     d->kubeconfig->client_key.size };
         r = store_open(d->options->root, 0, false, &s, ret_error);
         if (r < 0)
                 return r;

@@ -73,6 +73,8 @@ static int session_start(session *s, const op_options *o, char **ret_error) {
         s->rollout->progress = o->progress;
         s->rollout->userdata = o->userdata;
         s->rollout->interrupted = o->interrupted;
+        s->rollout->version_cert = o->version_cert;
+        s->rollout->version_key = o->version_key;
         return 0;
 }
 

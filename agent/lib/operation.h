@@ -78,6 +78,9 @@ typedef struct op_options {
         const volatile bool *interrupted;
         rollout_progress_fn progress; /* may be NULL */
         void *userdata;
+        /* The client certificate and key a gate presents to /version (the daemon's kubeconfig
+         * identity; anonymous access may be disabled). NULL: anonymous. */
+        const http_pem *version_cert, *version_key;
 } op_options;
 
 /* One manifest change, as --dry-run shows it. */
