@@ -268,6 +268,37 @@ static char **allowed_repositories(agent *d, const node *n) {
         return l;
 }
 
+/* Parses a target annotation against what this node runs and allows. */
+static int read_target(agent *d, const char *text, target **ret, char **ret_error) {
+        _cleanup_(op_status_result_done) op_status_result sr = {};
+        _cleanup_strv_free_ char **repositories = NULL, **components = NULL;
+        target_limits limits;
+        int r;
+
+        r = op_status(d->env, &sr, ret_error);
+        if (r < 0)
+                return r;
+        components = calloc(d->env->plugins->n + 1, sizeof(char *));
+        repositories = allowed_repositories(d, sr.node);
+        if (!components || !repositories)
+                return -ENOMEM;
+        for (size_t i = 0; i < d->env->plugins->n; i++)
+                if (!(components[i] = strdup(d->env->plugins->items[i].name)))
+                        return -ENOMEM;
+        limits = (target_limits){ .known_components = (const char *const *) components,
+                                  .allowed_repositories = (const char *const *) repositories };
+        return target_parse(text, strlen(text), &limits, ret, ret_error);
+}
+
+static op_target op_target_of(const target *t) {
+        return (op_target){
+                .binary_version = t->binary_version,
+                .emulated_version = t->emulated_version,
+                .min_compat_version = t->min_compat_version,
+                .image_repository = t->image_repository,
+        };
+}
+
 /* What a refused target's status names: its id and generation when they can be read at all. */
 static void refuse(agent *d, const char *text, const char *id, uint64_t generation, const char *why) {
         json_auto_t *j = NULL;
@@ -349,12 +380,7 @@ static void run_target(agent *d, target *t) {
         _cleanup_(op_result_done) op_result res = {};
         _cleanup_(store_freep) store *s = NULL;
         _cleanup_free_ char *error = NULL, *m = NULL;
-        op_target ot = {
-                .binary_version = t->binary_version,
-                .emulated_version = t->emulated_version,
-                .min_compat_version = t->min_compat_version,
-                .image_repository = t->image_repository,
-        };
+        op_target ot = op_target_of(t);
         rollout_options ro;
         op_options o;
         int r;
@@ -402,36 +428,20 @@ static void run_target(agent *d, target *t) {
 }
 
 static void handle_target(agent *d) {
-        _cleanup_(op_status_result_done) op_status_result sr = {};
         _cleanup_(target_freep) target *t = NULL;
-        _cleanup_strv_free_ char **repositories = NULL, **components = NULL;
         _cleanup_free_ char *error = NULL;
         const char *text = d->target_text;
-        target_limits limits;
         int r;
 
         d->target_changed = false;
         if (!text || (d->refused_text && streq(d->refused_text, text)))
                 return;
 
-        r = op_status(d->env, &sr, &error);
-        if (r < 0) {
-                refuse(d, text, NULL, 0, error);
-                return;
-        }
-        components = calloc(d->env->plugins->n + 1, sizeof(char *));
-        repositories = allowed_repositories(d, sr.node);
-        if (!components || !repositories) {
+        r = read_target(d, text, &t, &error);
+        if (r == -ENOMEM) {
                 log_error("Out of memory reading a target");
                 return;
         }
-        for (size_t i = 0; i < d->env->plugins->n; i++)
-                if (!(components[i] = strdup(d->env->plugins->items[i].name)))
-                        return;
-        limits = (target_limits){ .known_components = (const char *const *) components,
-                                  .allowed_repositories = (const char *const *) repositories };
-
-        r = target_parse(text, strlen(text), &limits, &t, &error);
         if (r < 0) {
                 refuse(d, text, NULL, 0, error);
                 return;
@@ -463,6 +473,30 @@ static void resume_interrupted(agent *d) {
 
 /* ---- the Node */
 
+/* The agent stopped (killed) while this target ran, and no rollout is unfinished: the journal
+ * ended, or the first step was never written. Which, the node says: at the target, the target
+ * succeeded; otherwise it did not, and only a new generation runs it again. */
+static void settle_unreported(agent *d, json_t *annotations) {
+        _cleanup_(op_plan_result_done) op_plan_result pr = {};
+        _cleanup_(target_freep) target *t = NULL;
+        const char *text = json_string_value(json_object_get(annotations, TARGET_ANNOTATION));
+        op_target ot;
+
+        if (text && read_target(d, text, &t, NULL) >= 0 && streq(t->id, d->last.id) &&
+            t->generation == d->last.generation) {
+                ot = op_target_of(t);
+                if (op_plan(d->env, &ot, false, &pr, NULL) >= 0 && pr.plan->n_steps == 0) {
+                        d->phase = STATUS_SUCCEEDED;
+                        set_string(&d->message, "the node is at the target (the agent stopped before it could say so)");
+                        return;
+                }
+        }
+        d->phase = STATUS_FAILED;
+        set_string(&d->message, "the agent stopped while this target ran and found no unfinished rollout at its "
+                                "start: the node is as the components show, not at the target; a new generation "
+                                "runs the target again");
+}
+
 /* Our previous status, when it speaks of the target last handled: its phase and message carry
  * over a restart (a Succeeded target stays Succeeded). */
 static void adopt_previous_status(agent *d, json_t *annotations) {
@@ -474,16 +508,23 @@ static void adopt_previous_status(agent *d, json_t *annotations) {
                 return;
         id = json_string_value(json_object_get(j, "id"));
         phase = json_string_value(json_object_get(j, "phase"));
-        if (!id || !streq(id, d->last.id) || json_integer_value(json_object_get(j, "generation")) != (json_int_t) d->last.generation ||
-            !phase)
+        if (!id || !streq(id, d->last.id) || !phase ||
+            json_integer_value(json_object_get(j, "generation")) != (json_int_t) d->last.generation)
                 return;
-        for (status_phase p = 0; p < _STATUS_PHASE_MAX; p++)
-                if (streq(phase, status_phase_to_string(p)) && p != STATUS_PROGRESSING && p != STATUS_PENDING) {
+        set_string(&d->id, id);
+        d->generation = d->last.generation;
+        for (status_phase p = 0; p < _STATUS_PHASE_MAX; p++) {
+                if (!streq(phase, status_phase_to_string(p)))
+                        continue;
+                if (p == STATUS_PENDING || p == STATUS_PROGRESSING || p == STATUS_INTERRUPTED) {
+                        settle_unreported(d, annotations);
+                        log_notice("The last target %s generation %llu: %s", id,
+                                   (unsigned long long) d->generation, d->message);
+                } else {
                         d->phase = p;
-                        set_string(&d->id, id);
-                        d->generation = d->last.generation;
                         set_string(&d->message, json_string_value(json_object_get(j, "message")));
                 }
+        }
 }
 
 static void on_node_changed(json_t *object, void *userdata) {
