@@ -31,6 +31,7 @@ enum {
         OPT_ON_FAILURE,
         OPT_QUIET,
         OPT_FORCE,
+        OPT_COMPONENTS,
 };
 
 /* Bits for the command options a command accepts. */
@@ -41,6 +42,7 @@ enum {
         TAKES_REVISION = 1 << 3,  /* --to-revision */
         TAKES_GATE = 1 << 4,      /* --stable-for, --step-timeout, --on-failure, --quiet */
         TAKES_FORCE = 1 << 5,     /* --force */
+        TAKES_COMPONENTS = 1 << 6, /* --components */
 };
 
 typedef struct command {
@@ -67,11 +69,11 @@ static const command commands[] = {
         {
                 .name = "plan",
                 .run = cmd_plan,
-                .takes = TAKES_TARGET,
+                .takes = TAKES_TARGET | TAKES_COMPONENTS,
                 .summary = "show the ordered steps that would move the node to a target version",
                 .help = "Usage: cplet plan --binary-version V [--emulated-version E]\n"
                         "                  [--min-compatibility-version M] [--image-repository R]\n"
-                        "                  [--image C=REF]... [--json]\n"
+                        "                  [--image C=REF]... [--components C[,C...]] [--json]\n"
                         "\n"
                         "Prints the ordered steps from the node's current state to the target and changes\n"
                         "nothing. Binaries change first (API server, controller-manager, scheduler), each\n"
@@ -86,6 +88,13 @@ static const command commands[] = {
                         "                                 R/kube-apiserver:V (default: each manifest's own)\n"
                         "  --image C=REF                  the exact image of C's binary step, required when\n"
                         "                                 C's image is pinned by digest: REPO:V@sha256:...\n"
+                        "  --components C[,C...]          move only these components (a controller moves one\n"
+                        "                                 component on every node before the next); the\n"
+                        "                                 others keep their manifests and must stay valid\n"
+                        "                                 with every step, or the plan is refused naming the\n"
+                        "                                 one that would have to move first. The target\n"
+                        "                                 means the same: give --emulated-version to keep it\n"
+                        "                                 pinned while only the binary moves\n"
                         "\n"
                         "Exit status: 0 a plan (possibly empty), 2 invalid input or a plan refused by the\n"
                         "safety rules (the reason is printed).\n",
@@ -93,11 +102,12 @@ static const command commands[] = {
         {
                 .name = "upgrade",
                 .run = cmd_upgrade,
-                .takes = TAKES_TARGET | TAKES_WRITE | TAKES_GATE | TAKES_FORCE,
+                .takes = TAKES_TARGET | TAKES_WRITE | TAKES_GATE | TAKES_FORCE | TAKES_COMPONENTS,
                 .summary = "execute the plan, step by step, each gated by process, versions and health",
                 .help = "Usage: cplet upgrade --binary-version V [--emulated-version E]\n"
                         "                     [--min-compatibility-version M] [--image-repository R]\n"
-                        "                     [--image C=REF]... [--stable-for D] [--step-timeout D]\n"
+                        "                     [--image C=REF]... [--components C[,C...]]\n"
+                        "                     [--stable-for D] [--step-timeout D]\n"
                         "                     [--on-failure rollback|stop]\n"
                         "                     [--no-wait] [--dry-run] [--force] [--json|--quiet]\n"
                         "\n"
@@ -111,6 +121,7 @@ static const command commands[] = {
                         "Every transition is journaled: after a crash, cplet resume or cplet abort.\n"
                         "\n"
                         "  --image C=REF       the exact image of C's binary step (see cplet plan --help)\n"
+                        "  --components C,...  move only these components (see cplet plan --help)\n"
                         "  --stable-for D      how long health must hold (default 10s; durations: 0s, 30s, 5m, 1m30s)\n"
                         "  --step-timeout D    give up on a step after D (default 5m)\n"
                         "  --on-failure P      rollback (default) or stop\n"
@@ -275,7 +286,8 @@ static int split_flags_command(int argc, char *argv[], char ***ret_argv, int *re
         static const char *const with_value[] = { "--root", "--config", "--plugin-dir", "--binary-version",
                                                   "--emulated-version", "--min-compatibility-version",
                                                   "--image-repository", "--image", "--component", "--to-revision",
-                                                  "--stable-for", "--step-timeout", "--on-failure" };
+                                                  "--stable-for", "--step-timeout", "--on-failure",
+                                                  "--components" };
         static const char *const gate_with_value[] = { "--stable-for", "--step-timeout", "--on-failure" };
         static const char *const own_booleans[] = { "--no-wait", "--dry-run", "--json", "--quiet", "--help", "-h" };
         char **out = calloc(argc + 1, sizeof(char *));
@@ -356,6 +368,7 @@ static const struct option long_options[] = {
         { "on-failure", required_argument, NULL, OPT_ON_FAILURE },
         { "quiet", no_argument, NULL, OPT_QUIET },
         { "force", no_argument, NULL, OPT_FORCE },
+        { "components", required_argument, NULL, OPT_COMPONENTS },
         {},
 };
 
@@ -365,7 +378,7 @@ typedef struct parsed {
         char *plugin_dir; /* absolute */
         bool help, version;
         /* The last option given of each TAKES_* group, to say which one does not apply. */
-        char used[6][40];
+        char used[7][40];
 } parsed;
 
 static void parsed_done(parsed *p) {
@@ -395,6 +408,8 @@ static int option_group(int opt) {
                 return 4;
         case OPT_FORCE:
                 return 5;
+        case OPT_COMPONENTS:
+                return 6;
         default:
                 return -1;
         }
@@ -476,6 +491,8 @@ static int take_option(int opt, const char *arg, cli *c, parsed *p) {
         case OPT_FORCE:
                 c->force = true;
                 return EXIT_OK;
+        case OPT_COMPONENTS:
+                return cli_add_components_option(c, arg);
         default:
                 return EXIT_INVALID;
         }
