@@ -296,6 +296,7 @@ static op_target op_target_of(const target *t) {
                 .emulated_version = t->emulated_version,
                 .min_compat_version = t->min_compat_version,
                 .image_repository = t->image_repository,
+                .components = (const char *const *) t->components,
         };
 }
 
