@@ -455,10 +455,11 @@ static void handle_target(agent *d) {
 }
 
 /* At start: an interrupted rollout (its journal) is resumed, with the options it was started with. */
-static void resume_interrupted(agent *d) {
+static void resume_interrupted(agent *d, json_t *unfinished) {
         _cleanup_(op_result_done) op_result res = {};
         _cleanup_free_ char *error = NULL;
         op_options o = call_options(d);
+        const char *on_failure;
         int r;
 
         set_string(&d->id, d->last.id);
@@ -467,9 +468,9 @@ static void resume_interrupted(agent *d) {
         d->running = true;
         set_phase(d, STATUS_PROGRESSING, "resuming the interrupted rollout");
         r = op_resume(d->env, &o, &res, &error);
-        /* The journal's own policy decides what a failure unwinds; a failed resume that left no
-         * open journal behind was rolled back. */
-        conclude(d, r, &res, error, true);
+        /* The journal's own policy decides what a failure unwinds. */
+        on_failure = json_string_value(json_object_get(json_object_get(unfinished, "options"), "onFailure"));
+        conclude(d, r, &res, error, !on_failure || !streq(on_failure, "stop"));
 }
 
 /* ---- the Node */
@@ -697,7 +698,7 @@ static int load_kubeconfig(agent *d, char **ret_error) {
         return kubeconfig_load(path, d->options->context, &d->kubeconfig, ret_error);
 }
 
-static int daemon_setup(agent *d, char **ret_error) {
+static int daemon_setup(agent *d, json_t **ret_journal, char **ret_error) {
         _cleanup_(op_status_result_done) op_status_result sr = {};
         _cleanup_(store_freep) store *s = NULL;
         _cleanup_free_ char *error = NULL;
@@ -744,7 +745,8 @@ static int daemon_setup(agent *d, char **ret_error) {
         r = add_sources(d);
         if (r < 0)
                 return set_error(ret_error, r, "cannot set up the event loop: %s", strerror(-r));
-        return sr.interrupted ? 1 : 0;
+        *ret_journal = json_incref(sr.interrupted);
+        return 0;
 }
 
 static void reload_config(agent *d) {
@@ -799,25 +801,24 @@ static void daemon_done(agent *d) {
 
 int daemon_run(const daemon_options *o, char **ret_error) {
         _cleanup_(daemon_done) agent d = { .options = o, .phase = STATUS_IDLE };
-        bool interrupted_rollout;
+        json_auto_t *unfinished = NULL;
         int r;
 
         log_open();
         r = sd_event_default(&d.event);
         if (r < 0)
                 return set_error(ret_error, r, "cannot create the event loop: %s", strerror(-r));
-        r = daemon_setup(&d, ret_error);
+        r = daemon_setup(&d, &unfinished, ret_error);
         if (r < 0)
                 return r;
-        interrupted_rollout = r > 0;
 
         (void) sd_notify(false, "READY=1\nSTATUS=Idle");
         log_info("cplet %s watching Node %s on %s", CPLET_VERSION, d.node_name, d.kubeconfig->server);
         r = node_watch_new(d.event, d.kube, d.node_name, on_node_changed, on_node_trouble, &d, &d.watch);
         if (r < 0)
                 return set_error(ret_error, r, "cannot watch the Node: %s", strerror(-r));
-        if (interrupted_rollout)
-                resume_interrupted(&d);
+        if (unfinished)
+                resume_interrupted(&d, unfinished);
 
         /* A rollout runs from here, not from an event handler: its gates run this same loop
          * (sd_event_run is not re-entrant), so the watch, the reports, the signals and the
