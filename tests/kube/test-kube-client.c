@@ -665,7 +665,7 @@ static void concat(const char *out, const char *a, const char *b) {
 static void test_rotated_certificate(void **state) {
         _cleanup_free_ char *server = server_url(), *ca = fake_ca(), *user = NULL, *link = path_of("current.pem"),
                             *tmp = path_of("current.pem.new"), *a = path_of("a.pem"), *b = path_of("b.pem"),
-                            *ca_crt = NULL, *a_key = NULL, *b_crt = NULL, *b_key = NULL, *a_crt = NULL,
+                            *a_key = NULL, *b_crt = NULL, *b_key = NULL, *a_crt = NULL,
                             *who = NULL;
         _cleanup_(result_done) result r = {};
         _cleanup_(kube_client_freep) kube_client *c = NULL;
