@@ -41,8 +41,10 @@ typedef struct agent {
         /* The target annotation as last seen on the Node (NULL: none), and whether it changed
          * since it was last handled. */
         char *target_text;
+        size_t target_size; /* the annotation may hold a NUL (the watch lets \u0000 through) */
         bool target_changed;
         char *refused_text; /* the last target refused: not evaluated again until it changes */
+        size_t refused_size;
         bool node_seen;     /* the Node was read once */
         handled last;       /* the last target run (ROOT/var/lib/cplet/daemon.json) */
 
@@ -72,6 +74,28 @@ static void set_string(char **p, const char *s) {
                 return; /* out of memory: keep the old text rather than none */
         free(*p);
         *p = c;
+}
+
+/* Text that may hold NUL bytes. */
+static void set_bytes(char **p, size_t *size, const char *s, size_t n) {
+        char *c = NULL;
+
+        if (s) {
+                c = malloc(n + 1);
+                if (!c)
+                        return;
+                memcpy(c, s, n);
+                c[n] = 0;
+        }
+        free(*p);
+        *p = c;
+        *size = s ? n : 0;
+}
+
+static bool bytes_equal(const char *a, size_t na, const char *b, size_t nb) {
+        if (!a || !b)
+                return a == b;
+        return na == nb && memcmp(a, b, na) == 0;
 }
 
 static void clear_step(agent *d) {
@@ -269,7 +293,7 @@ static char **allowed_repositories(agent *d, const node *n) {
 }
 
 /* Parses a target annotation against what this node runs and allows. */
-static int read_target(agent *d, const char *text, target **ret, char **ret_error) {
+static int read_target(agent *d, const char *text, size_t size, target **ret, char **ret_error) {
         _cleanup_(op_status_result_done) op_status_result sr = {};
         _cleanup_strv_free_ char **repositories = NULL, **components = NULL;
         target_limits limits;
@@ -287,7 +311,7 @@ static int read_target(agent *d, const char *text, target **ret, char **ret_erro
                         return -ENOMEM;
         limits = (target_limits){ .known_components = (const char *const *) components,
                                   .allowed_repositories = (const char *const *) repositories };
-        return target_parse(text, strlen(text), &limits, ret, ret_error);
+        return target_parse(text, size, &limits, ret, ret_error);
 }
 
 static op_target op_target_of(const target *t) {
@@ -301,10 +325,11 @@ static op_target op_target_of(const target *t) {
 }
 
 /* What a refused target's status names: its id and generation when they can be read at all. */
-static void refuse(agent *d, const char *text, const char *id, uint64_t generation, const char *why) {
+static void refuse(agent *d, const char *text, size_t size, const char *id, uint64_t generation,
+                   const char *why) {
         json_auto_t *j = NULL;
 
-        if (!id && text && (j = json_loads(text, 0, NULL))) {
+        if (!id && text && (j = json_loadb(text, size, 0, NULL))) {
                 const char *s = json_string_value(json_object_get(j, "id"));
                 json_int_t g = json_integer_value(json_object_get(j, "generation"));
 
@@ -317,7 +342,7 @@ static void refuse(agent *d, const char *text, const char *id, uint64_t generati
         set_string(&d->id, id);
         d->generation = generation;
         set_string(&d->plan_id, NULL);
-        set_string(&d->refused_text, text);
+        set_bytes(&d->refused_text, &d->refused_size, text, size);
         reporter_event(d->reporter, "Warning", "TargetRefused", why);
         set_phase(d, STATUS_REFUSED, why);
 }
@@ -391,13 +416,13 @@ static void run_target(agent *d, target *t) {
         set_string(&d->id, t->id);
         d->generation = t->generation;
         set_string(&d->plan_id, NULL);
-        set_string(&d->refused_text, NULL);
+        set_bytes(&d->refused_text, &d->refused_size, NULL, 0);
 
         r = rollout_options_of(t, &ro, &error);
         if (r >= 0)
                 r = op_plan(d->env, &ot, false, &pr, &error);
         if (r < 0) {
-                refuse(d, NULL, t->id, t->generation, error ?: strerror(-r));
+                refuse(d, NULL, 0, t->id, t->generation, error ?: strerror(-r));
                 return;
         }
 
@@ -432,19 +457,20 @@ static void handle_target(agent *d) {
         _cleanup_(target_freep) target *t = NULL;
         _cleanup_free_ char *error = NULL;
         const char *text = d->target_text;
+        size_t size = d->target_size;
         int r;
 
         d->target_changed = false;
-        if (!text || (d->refused_text && streq(d->refused_text, text)))
+        if (!text || bytes_equal(d->refused_text, d->refused_size, text, size))
                 return;
 
-        r = read_target(d, text, &t, &error);
+        r = read_target(d, text, size, &t, &error);
         if (r == -ENOMEM) {
                 log_error("Out of memory reading a target");
                 return;
         }
         if (r < 0) {
-                refuse(d, text, NULL, 0, error);
+                refuse(d, text, size, NULL, 0, error);
                 return;
         }
         if (!handled_should_run(&d->last, t))
@@ -481,10 +507,11 @@ static void resume_interrupted(agent *d, json_t *unfinished) {
 static void settle_unreported(agent *d, json_t *annotations) {
         _cleanup_(op_plan_result_done) op_plan_result pr = {};
         _cleanup_(target_freep) target *t = NULL;
-        const char *text = json_string_value(json_object_get(annotations, TARGET_ANNOTATION));
+        json_t *value = json_object_get(annotations, TARGET_ANNOTATION);
         op_target ot;
 
-        if (text && read_target(d, text, &t, NULL) >= 0 && streq(t->id, d->last.id) &&
+        if (json_is_string(value) &&
+            read_target(d, json_string_value(value), json_string_length(value), &t, NULL) >= 0 && streq(t->id, d->last.id) &&
             t->generation == d->last.generation) {
                 ot = op_target_of(t);
                 if (op_plan(d->env, &ot, false, &pr, NULL) >= 0 && pr.plan->n_steps == 0) {
@@ -533,7 +560,9 @@ static void on_node_changed(json_t *object, void *userdata) {
         agent *d = userdata;
         json_t *metadata = json_object_get(object, "metadata");
         json_t *annotations = json_object_get(metadata, "annotations");
-        const char *text = json_string_value(json_object_get(annotations, TARGET_ANNOTATION));
+        json_t *value = json_object_get(annotations, TARGET_ANNOTATION);
+        const char *text = json_string_value(value);
+        size_t size = json_string_length(value);
         bool first = !d->node_seen;
 
         (void) reporter_set_node_uid(d->reporter, json_string_value(json_object_get(metadata, "uid")));
@@ -544,8 +573,8 @@ static void on_node_changed(json_t *object, void *userdata) {
                         adopt_previous_status(d, annotations);
                 publish_status(d);
         }
-        if ((text == NULL) != (d->target_text == NULL) || (text && !streq(text, d->target_text))) {
-                set_string(&d->target_text, text);
+        if (!bytes_equal(text, size, d->target_text, d->target_size)) {
+                set_bytes(&d->target_text, &d->target_size, text, size);
                 d->target_changed = true;
         }
 }
@@ -765,7 +794,7 @@ static void reload_config(agent *d) {
                 d->env->warn = warn_to_log;
                 log_info("Configuration reloaded");
                 /* A target refused by the old allow-list may pass now. */
-                set_string(&d->refused_text, NULL);
+                set_bytes(&d->refused_text, &d->refused_size, NULL, 0);
                 d->target_changed = true;
         }
         (void) sd_notify(false, "READY=1");
