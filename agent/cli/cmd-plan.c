@@ -103,11 +103,12 @@ int cmd_plan(cli *c) {
                 return cli_fail(-ENOMEM, NULL);
         if (p->n_steps == 0) {
                 if (c->n_components > 0)
-                        printf("Nothing to do: %s already run%s binary %s, emulated %s, min-compatibility %s.\n",
+                        printf("Nothing to do: %s already run%s binary %s, emulated %s, "
+                               "min-compatibility %s.\n",
                                moving + strlen(", moving "), c->n_components == 1 ? "s" : "", v, e, m);
                 else
-                        printf("Nothing to do: the node already runs binary %s, emulated %s, min-compatibility "
-                               "%s.\n",
+                        printf("Nothing to do: the node already runs binary %s, emulated %s, "
+                               "min-compatibility %s.\n",
                                v, e, m);
                 return EXIT_OK;
         }

@@ -41,13 +41,13 @@ enum {
 /* Bits for the command options a command accepts. */
 enum {
         TAKES_TARGET = 1 << 0,
-        TAKES_WRITE = 1 << 1,     /* --no-wait, --dry-run */
-        TAKES_COMPONENT = 1 << 2, /* --component */
-        TAKES_REVISION = 1 << 3,  /* --to-revision */
-        TAKES_GATE = 1 << 4,      /* --stable-for, --step-timeout, --on-failure, --quiet */
-        TAKES_FORCE = 1 << 5,     /* --force */
-        TAKES_API = 1 << 7,       /* --kubeconfig, --context, --node-name, --insecure-skip-tls-verify */
+        TAKES_WRITE = 1 << 1,      /* --no-wait, --dry-run */
+        TAKES_COMPONENT = 1 << 2,  /* --component */
+        TAKES_REVISION = 1 << 3,   /* --to-revision */
+        TAKES_GATE = 1 << 4,       /* --stable-for, --step-timeout, --on-failure, --quiet */
+        TAKES_FORCE = 1 << 5,      /* --force */
         TAKES_COMPONENTS = 1 << 6, /* --components */
+        TAKES_API = 1 << 7,        /* --kubeconfig, --context, --node-name, --insecure-skip-tls-verify */
 };
 
 typedef struct command {

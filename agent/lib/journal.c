@@ -449,7 +449,8 @@ static int parse_components(parser *p, json_t *components, journal_target *ret) 
 
         if (!components || json_is_null(components))
                 return 0;
-        if (!json_is_array(components) || json_array_size(components) == 0 || json_array_size(components) > 16)
+        if (!json_is_array(components) || json_array_size(components) == 0 ||
+            json_array_size(components) > 16)
                 return invalid(p, "components", "expected a list of 1 to 16 component names");
         ret->components = calloc(json_array_size(components) + 1, sizeof(char *));
         if (!ret->components)
@@ -458,8 +459,8 @@ static int parse_components(parser *p, json_t *components, journal_target *ret) 
                 const char *name = json_string_value(v);
 
                 if (!name || !plugin_name_valid(name))
-                        return invalid(p, "components", "item %zu is not a component name ([a-z0-9-], at most 63)",
-                                       i);
+                        return invalid(p, "components",
+                                       "item %zu is not a component name ([a-z0-9-], at most 63)", i);
                 for (size_t k = 0; k < i; k++)
                         if (streq(ret->components[k], name))
                                 return invalid(p, "components", "%s named twice", name);
@@ -651,7 +652,8 @@ json_t *journal_to_json(const journal *j) {
         if (j->target.components) {
                 json_t *components = json_array();
 
-                if (!components || json_object_set_new(json_object_get(o, "target"), "components", components) < 0)
+                if (!components ||
+                    json_object_set_new(json_object_get(o, "target"), "components", components) < 0)
                         return NULL;
                 for (char **c = j->target.components; *c; c++)
                         if (json_array_append_new(components, json_string(*c)) < 0)

@@ -162,12 +162,13 @@ static char *skew_reason(const working *w, size_t i, skew_breach k) {
         case SKEW_EMULATES_BELOW:
                 kminor_format(o->emulated, x);
                 kminor_format(ref->min_compat, y);
-                return strdup_printf("%s would emulate %s, below %s's min-compatibility version %s", o->in->name, x,
-                                     ref->in->name, y);
+                return strdup_printf("%s would emulate %s, below %s's min-compatibility version %s",
+                                     o->in->name, x, ref->in->name, y);
         case SKEW_BINARY_NEWER:
                 kminor_format(binary_minor(o), x);
                 kminor_format(binary_minor(ref), y);
-                return strdup_printf("%s binary %s would be newer than %s's %s", o->in->name, x, ref->in->name, y);
+                return strdup_printf("%s binary %s would be newer than %s's %s", o->in->name, x,
+                                     ref->in->name, y);
         case SKEW_OK:
                 break;
         }
