@@ -157,14 +157,10 @@ mutant("agent/lib/store.c",
 mutant("agent/lib/store.c", "r = high_water_rebuild(s, &m, ret_error);", "r = 0, m = KMINOR(0, 0);",
        "a deleted high-water file silently taken as no mark")
 mutant("agent/lib/store.c",
-       "/* What runs counts, whoever wrote it: storage written under it may need it. */\n"
-       "        r = store_high_water_raise(s, info->min_compat_version, ret_error);",
-       "r = 0;", "adoption does not record the min-compatibility in force")
-mutant("agent/lib/store.c",
-       "storage may use encodings older releases cannot read. */\n"
-       "        r = store_high_water_raise(s, info->min_compat_version, ret_error);",
-       "storage may use encodings older releases cannot read. */\n        r = 0;",
-       "a new revision does not raise the mark")
+       "        r = store_high_water_raise(s, info->min_compat_version, ret_error);\n"
+       "        return r < 0 ? r : store_list(s, component, ret, ret_error);",
+       "        r = 0;\n        return r < 0 ? r : store_list(s, component, ret, ret_error);",
+       "neither an adopted nor a new revision raises the mark (begin_revision)")
 mutant("agent/lib/op-write.c", "if (r >= 0 && !force)\n                r = check_high_water(",
        "if (false)\n                r = check_high_water(",
        "high-water mark not enforced for rollback --to-revision and flags")
