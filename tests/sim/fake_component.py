@@ -13,6 +13,10 @@ Run through the wrappers in tests/sim/bin/ (their basename is the component name
     exit 1);
   * HTTPS on --secure-port / --bind-address with the cert in $CPLET_SIM_CERT_DIR;
     /livez /readyz /healthz (controller-manager: /healthz only), apiserver /version;
+  * kube-apiserver authentication as its flags say (see AUTHENTICATION below):
+    --client-ca-file (x509 client certificates: user = CN, groups = O), --anonymous-auth,
+    --authentication-config (AuthenticationConfiguration's `anonymous`: enabled, conditions);
+    a request no authenticator accepts gets the real 401 Status;
   * knobs from the JSON file $CPLET_SIM_KNOBS, read at start:
       {"default": {...},                       # every component
        "kube-apiserver": {...,                 # this component
@@ -170,8 +174,10 @@ BOOL_FLAGS = set("""
 """.split())
 # --version is a tristate: alone it prints the version, or --version=raw / =false.
 OPTIONAL_VALUE_FLAGS = {"version"}
-VALUE_FLAGS = {"emulated-version", "min-compatibility-version", "secure-port", "bind-address"}
-SLICE_FLAGS = {"emulated-version", "min-compatibility-version"}
+VALUE_FLAGS = {"emulated-version", "min-compatibility-version", "secure-port", "bind-address",
+               "client-ca-file", "authentication-config", "feature-gates"}
+# --feature-gates is a map flag: repeated flags and comma-separated pairs accumulate.
+SLICE_FLAGS = {"emulated-version", "min-compatibility-version", "feature-gates"}
 # klog's -v is the one shorthand (a one-letter Go flag); -h is cobra's help.
 SHORTHANDS = {"v": "v", "h": "help"}
 
@@ -419,6 +425,152 @@ def aggregate(errors):
 
 
 # --------------------------------------------------------------------------------------
+# AUTHENTICATION (kube-apiserver only; the controller-manager's and scheduler's delegated
+# authentication is not modelled: their --client-ca-file is accepted and ignored)
+#
+# As pkg/kubeapiserver/options/authentication.go (ToAuthenticationConfig) and
+# pkg/kubeapiserver/authenticator/config.go set it up:
+#   * --client-ca-file: the x509 authenticator; a client certificate signed by that CA is the
+#     user CN in the groups O (+ system:authenticated). The TLS server asks for a client
+#     certificate (never requires one) only when the flag is given.
+#   * anonymous: from the --authentication-config file's `anonymous` field when it has one,
+#     else --anonymous-auth (default true). Both at once: the server exits at start. With
+#     `conditions`, anonymous is accepted only on those exact paths.
+#   * no authenticator accepts the request: 401 with the Unauthorized Status.
+# Authorization: system:public-info-viewer lets every user (authenticated or anonymous) GET
+# /healthz /livez /readyz /version; anything else this fake does not serve is 403.
+#
+# Not like the real server: a client certificate from another CA fails the TLS handshake
+# (Python's ssl cannot ask for a certificate without verifying it); the real one answers 401.
+# Tokens (Authorization: Bearer) are not authenticated (no token authenticator is modelled).
+# Binaries before 1.31 are not modelled for `anonymous` (the fake honours it there too). The
+# texts of a configuration file that is not YAML or of an unknown apiVersion are close to the
+# real ones, not byte-equal; the others are the real texts (checked against the sources: the
+# conflict, "enabled should be set to true when conditions are defined", the feature gate).
+# --------------------------------------------------------------------------------------
+
+PUBLIC_INFO_PATHS = ("/healthz", "/livez", "/readyz", "/version", "/version/")
+AUTHN_API_VERSIONS = {  # apiserver.config.k8s.io version -> first binary minor serving it
+    "apiserver.config.k8s.io/v1alpha1": 29,
+    "apiserver.config.k8s.io/v1beta1": 30,
+    "apiserver.config.k8s.io/v1": 34,
+}
+UNAUTHORIZED_BODY = json.dumps({"kind": "Status", "apiVersion": "v1", "metadata": {},
+                                "status": "Failure", "message": "Unauthorized",
+                                "reason": "Unauthorized", "code": 401},
+                               separators=(",", ":")) + "\n"
+
+
+class Authn:
+    """What the flags configured: client_ca (path or None), anonymous (bool) and
+    anonymous_paths (None: every path)."""
+
+    def __init__(self, client_ca=None, anonymous=True, anonymous_paths=None):
+        self.client_ca, self.anonymous, self.anonymous_paths = client_ca, anonymous, anonymous_paths
+
+    def user(self, peer_cert, path):
+        """(name, groups) of the request, or None (401)."""
+        if peer_cert:
+            cn, orgs = None, []
+            for rdn in peer_cert.get("subject", ()):
+                for k, v in rdn:
+                    if k == "commonName":
+                        cn = v
+                    elif k == "organizationName":
+                        orgs.append(v)
+            if cn:
+                return cn, orgs + ["system:authenticated"]
+        if self.anonymous and (self.anonymous_paths is None or path in self.anonymous_paths):
+            return "system:anonymous", ["system:unauthenticated"]
+        return None
+
+
+def _go_conditions(conds):
+    """%#v of []apiserver.AnonymousAuthCondition, as field.Invalid prints the bad value."""
+    return "[]apiserver.AnonymousAuthCondition{%s}" % ", ".join(
+        'apiserver.AnonymousAuthCondition{Path:%s}' % json.dumps(str(c.get("path", "")))
+        for c in conds)
+
+
+def feature_enabled(flags, gate, default):
+    value = default
+    for pair in flags.get("feature-gates", []):
+        k, _, v = pair.partition("=")
+        if k.strip() == gate:
+            value = v.strip().lower() == "true"
+    return value
+
+
+def load_authentication_config(path, binary):
+    """The file's `anonymous` field (dict) or None. Raises Fatal with the server's text."""
+    prefix = "failed to load authentication configuration from file %s: " % json.dumps(path)
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise Fatal(prefix + "open %s: %s" % (path, (e.strerror or str(e)).lower()))
+    import yaml  # only here: most starts have no configuration file
+    try:
+        doc = yaml.safe_load(data)
+    except yaml.YAMLError as e:
+        raise Fatal(prefix + "error converting YAML to JSON: %s" % str(e).replace("\n", " "))
+    if not isinstance(doc, dict):
+        raise Fatal(prefix + "Object 'Kind' is missing in '%s'" % data.decode(errors="replace").strip())
+    api_version, kind = doc.get("apiVersion"), doc.get("kind")
+    since = AUTHN_API_VERSIONS.get(api_version)
+    if kind != "AuthenticationConfiguration" or since is None or binary.mm() < (1, since):
+        raise Fatal(prefix + 'no kind "%s" is registered for version "%s" in scheme '
+                    '"pkg/runtime/scheme.go:110"' % (kind, api_version))
+    anonymous = doc.get("anonymous")
+    if anonymous is not None and not isinstance(anonymous, dict):
+        raise Fatal(prefix + "json: cannot unmarshal %s into Go struct field "
+                    "AuthenticationConfiguration.anonymous of type v1beta1.AnonymousAuthConfig"
+                    % type(anonymous).__name__)
+    return anonymous
+
+
+def configure_authentication(component, binary, flags):
+    """Authn for this process, or raises Fatal with the error the real server exits with."""
+    if component != "kube-apiserver":
+        return Authn()
+    client_ca = (flags.get("client-ca-file") or [""])[-1] or None
+    if client_ca:
+        try:
+            with open(client_ca, "rb") as f:
+                pem = f.read()
+        except OSError as e:
+            raise Fatal("open %s: %s" % (client_ca, (e.strerror or str(e)).lower()))
+        if not pem.strip():
+            raise Fatal('missing content for CA bundle "client-ca-bundle::%s"' % client_ca)
+        if b"-----BEGIN CERTIFICATE-----" not in pem:
+            raise Fatal('unable to load "client-ca-bundle::%s": data does not contain any valid '
+                        "RSA or ECDSA certificates" % client_ca)
+    flag_set = "anonymous-auth" in flags
+    anonymous_flag = flags.get("anonymous-auth", [True])[-1]
+    config_path = (flags.get("authentication-config") or [""])[-1]
+    file_anonymous = load_authentication_config(config_path, binary) if config_path else None
+    if file_anonymous is None:
+        return Authn(client_ca, anonymous_flag)
+    if flag_set:
+        raise Fatal("anonymous: Forbidden: --anonymous-auth flag cannot be set when anonymous "
+                    "field is configured in authentication configuration file")
+    errors = []
+    # AnonymousAuthConfigurableEndpoints: alpha (off) in 1.31, beta (on) from 1.32
+    if not feature_enabled(flags, "AnonymousAuthConfigurableEndpoints", binary.mm() >= (1, 32)):
+        errors.append("anonymous: Forbidden: anonymous is not supported when "
+                      "AnonymousAuthConfigurableEndpoints feature gate is disabled")
+    enabled = file_anonymous.get("enabled") is True
+    conds = [c for c in (file_anonymous.get("conditions") or []) if isinstance(c, dict)]
+    if not enabled and conds:
+        errors.append("anonymous.conditions: Invalid value: %s: enabled should be set to true "
+                      "when conditions are defined" % _go_conditions(conds))
+    if errors:
+        raise Fatal("invalid authentication configuration: " + aggregate(errors))
+    paths = {str(c.get("path", "")) for c in conds} if conds else None
+    return Authn(client_ca, enabled, paths)
+
+
+# --------------------------------------------------------------------------------------
 # Knobs
 # --------------------------------------------------------------------------------------
 
@@ -513,13 +665,14 @@ HEALTH_CHECKS = {
     "kube-controller-manager": ["leaderElection"],
     "kube-scheduler": ["ping", "log", "sched-handler-sync", "leaderElection"],
 }
-STATUS_TEXT = {200: "OK", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
+STATUS_TEXT = {200: "OK", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
                500: "Internal Server Error", 400: "Bad Request"}
 
 
 class Component:
-    def __init__(self, name, binary, git_version, emulated, min_compat, knobs):
+    def __init__(self, name, binary, git_version, emulated, min_compat, knobs, authn=None):
         self.name = name
+        self.authn = authn or Authn()
         self.binary = binary
         self.git_version = git_version
         self.emulated = emulated
@@ -565,9 +718,16 @@ class Component:
         })
         return json.dumps(info, indent=2) + "\n"
 
-    def respond(self, method, target):
+    def respond(self, method, target, peer_cert=None):
         path, _, query = target.partition("?")
         verbose = "verbose" in query.split("&") or any(q.startswith("verbose=") for q in query.split("&"))
+        user = "system:anonymous"
+        if self.name == "kube-apiserver":
+            # authentication comes before everything else, health included
+            who = self.authn.user(peer_cert, path)
+            if who is None:
+                return 401, "application/json", UNAUTHORIZED_BODY
+            user = who[0]
         if method not in ("GET", "HEAD"):
             return 405, "text/plain; charset=utf-8", "method not allowed\n"
         h = self.health(path, verbose)
@@ -578,7 +738,7 @@ class Component:
                 return 200, "application/json", self.version_body()
             body = json.dumps({"kind": "Status", "apiVersion": "v1", "metadata": {},
                                "status": "Failure",
-                               "message": 'forbidden: User "system:anonymous" cannot get path "%s"' % path,
+                               "message": 'forbidden: User "%s" cannot get path "%s"' % (user, path),
                                "reason": "Forbidden", "details": {}, "code": 403}, indent=2) + "\n"
             return 403, "application/json", body
         return 404, "text/plain; charset=utf-8", "404 page not found\n"
@@ -602,7 +762,7 @@ def handle_connection(comp, ctx, conn):
             method = "GET"
         else:
             method = parts[0]
-            code, ctype, body = comp.respond(method, parts[1])
+            code, ctype, body = comp.respond(method, parts[1], tls.getpeercert())
         raw = body.encode()
         head = ("HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n"
                 "X-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\n"
@@ -695,6 +855,12 @@ def main(component=None, argv=None):
         die(knobs.get("exitMessage") or "simulated failure at emulated version %d.%d" % emulated.mm(),
             int(knobs.get("exitCode") or 1))
 
+    # The server's configuration is built after logging starts: its errors are klog lines.
+    try:
+        comp.authn = configure_authentication(component, binary, flags)
+    except Fatal as e:
+        die(str(e))
+
     import ssl
     cert_dir = os.environ.get("CPLET_SIM_CERT_DIR") or default_cert_dir()
     try:
@@ -704,6 +870,13 @@ def main(component=None, argv=None):
         ctx.num_tickets = 0  # no session tickets: one less write after the handshake
     except Exception as e:  # noqa: BLE001
         die("unable to load server certificate: %s" % e)
+    if comp.authn.client_ca:
+        # Ask for a client certificate, never require one (Go's tls.RequestClientCert).
+        try:
+            ctx.load_verify_locations(comp.authn.client_ca)
+        except Exception as e:  # noqa: BLE001
+            die('unable to load client CA file "%s": %s' % (comp.authn.client_ca, e))
+        ctx.verify_mode = ssl.CERT_OPTIONAL
 
     try:
         family = socket.AF_INET6 if ":" in bind else socket.AF_INET

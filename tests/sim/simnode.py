@@ -138,8 +138,17 @@ def _flag_name(line):
     return m.group(1) if m else None
 
 
-def render_manifest(component, template, version, port):
-    """kubeadm template text -> simulated manifest text (kubeadm formatting kept)."""
+# Flags the simulated node sets in the kubeadm templates (value None: the flag is dropped).
+# The template's --client-ca-file=/etc/kubernetes/pki/ca.crt is a path no test machine has, and
+# the fake kube-apiserver, like the real one, exits when it cannot read it: a node has a client CA
+# only when a test gives one (SimNode(flags={"kube-apiserver": {"client-ca-file": PATH}})).
+DEFAULT_FLAGS = {"kube-apiserver": {"client-ca-file": None}}
+
+
+def render_manifest(component, template, version, port, flags=None):
+    """kubeadm template text -> simulated manifest text (kubeadm formatting kept).
+    flags: {name: value or None} set (in kubeadm's sorted position) or dropped, over
+    DEFAULT_FLAGS."""
     lines = template.splitlines(keepends=True)
     out = []
     for line in lines:
@@ -163,16 +172,29 @@ def render_manifest(component, template, version, port):
         idx = [i for i, l in enumerate(out) if _flag_name(l)]
         if any(_flag_name(out[i]) == flag for i in idx):
             continue
-        indent = re.match(r"^(\s*)-", out[idx[0]]).group(1)
-        pos = idx[-1] + 1
-        for i in idx:
-            if _flag_name(out[i]) > flag:
-                pos = i
-                break
-        out.insert(pos, "%s- --%s=%s\n" % (indent, flag, value))
+        _insert_flag(out, idx, flag, value)
+    wanted = dict(DEFAULT_FLAGS.get(component, {}))
+    wanted.update(flags or {})
+    for flag, value in sorted(wanted.items()):
+        idx = [i for i, l in enumerate(out) if _flag_name(l)]
+        have = [i for i in idx if _flag_name(out[i]) == flag]
+        for i in reversed(have):
+            del out[i]
+        if value is not None:
+            _insert_flag(out, [i for i, l in enumerate(out) if _flag_name(l)], flag, value)
     text = "".join(out)
     _check_rendered(component, text, version, port)
     return text
+
+
+def _insert_flag(out, idx, flag, value):
+    indent = re.match(r"^(\s*)-", out[idx[0]]).group(1)
+    pos = idx[-1] + 1
+    for i in idx:
+        if _flag_name(out[i]) > flag:
+            pos = i
+            break
+    out.insert(pos, "%s- --%s=%s\n" % (indent, flag, value))
 
 
 def _check_rendered(component, text, version, port):
@@ -268,9 +290,11 @@ def https_get(port, path, timeout=2.0, host="127.0.0.1"):
 class SimNode:
     def __init__(self, root, version=None, knobs=None, base_port=None, backoff=0.5,
                  backoff_max=10.0, grace=2.0, bin_dir=None, components=COMPONENTS,
-                 tie_to_parent=True):
+                 tie_to_parent=True, flags=None):
         """version: a tag for all three, or {component: tag}. knobs: dict or a file path.
-        tie_to_parent: the kubelet stops everything when this process goes away."""
+        tie_to_parent: the kubelet stops everything when this process goes away.
+        flags: {component: {flag: value or None}} set in (or dropped from) the first manifests,
+        e.g. {"kube-apiserver": {"client-ca-file": CA, "authentication-config": FILE}}."""
         self.root = os.path.realpath(root)
         self.info_path = os.path.join(self.root, "sim", "node.json")
         saved = {}
@@ -291,6 +315,7 @@ class SimNode:
         self.bin_dir = os.path.realpath(bin_dir or BIN_DIR)
         self.components = tuple(components)
         self.tie_to_parent = tie_to_parent
+        self.flags = {c: dict(f) for c, f in (flags or {}).items()}
         self.manifest_dir = os.path.join(self.root, MANIFEST_SUBDIR)
         self.sim_dir = os.path.join(self.root, "sim")
         self.log_dir = os.path.join(self.sim_dir, "logs")
@@ -346,7 +371,8 @@ class SimNode:
                 with open(os.path.join(template_dir(), comp + ".yaml")) as f:
                     tmpl = f.read()
                 atomic_write(self.manifest_path(comp),
-                             render_manifest(comp, tmpl, self.versions[comp], self.ports[comp]))
+                             render_manifest(comp, tmpl, self.versions[comp], self.ports[comp],
+                                             self.flags.get(comp)))
             sys.path.insert(0, HERE)
             from fake_component import ensure_cert
             ensure_cert(self.cert_dir)
