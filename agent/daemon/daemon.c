@@ -227,8 +227,8 @@ static void on_progress(const rollout_event *ev, void *userdata) {
         }
         if (streq(ev->event, "done")) {
                 set_health(d, ev->component, true);
-                log_full(LOG_INFO, &f, "Step %zu: %s %s healthy at revision %u%s%s", ev->step, ev->component, ev->kind,
-                         ev->revision, ev->detail ? " (" : "", ev->detail ? ev->detail : "");
+                log_full(LOG_INFO, &f, "Step %zu: %s %s healthy at revision %u%s%s%s", ev->step, ev->component,
+                         ev->kind, ev->revision, ev->detail ? " (" : "", ev->detail ?: "", ev->detail ? ")" : "");
                 set_string(&d->waiting_for, NULL);
                 publish_status(d);
                 return;
