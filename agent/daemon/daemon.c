@@ -98,6 +98,10 @@ static bool bytes_equal(const char *a, size_t na, const char *b, size_t nb) {
         return na == nb && memcmp(a, b, na) == 0;
 }
 
+static bool streq_ptr(const char *a, const char *b) {
+        return (!a && !b) || (a && b && streq(a, b));
+}
+
 static void clear_step(agent *d) {
         d->step_index = d->step_total = 0;
         set_string(&d->step_component, NULL);
@@ -615,7 +619,8 @@ static int on_reload_signal(sd_event_source *s, const struct signalfd_siginfo *s
         agent *d = userdata;
 
         d->reload = true;
-        (void) sd_notify(false, "RELOADING=1");
+        /* MONOTONIC_USEC: what systemd (Type=notify-reload) matches the reload by. */
+        (void) sd_notifyf(false, "RELOADING=1\nMONOTONIC_USEC=%llu", (unsigned long long) now_usec());
         return 0;
 }
 
@@ -778,20 +783,24 @@ static int daemon_setup(agent *d, json_t **ret_journal, char **ret_error) {
         return 0;
 }
 
+/* SIGHUP: the configuration is read again and replaces the old one, unless it is invalid (then
+ * the old one stays). The plugins stay loaded: code is not swapped under a running agent (a new
+ * pluginDir takes a restart). */
 static void reload_config(agent *d) {
+        _cleanup_(config_done) config fresh = {};
         _cleanup_free_ char *error = NULL;
-        op_env *fresh = NULL;
         int r;
 
         d->reload = false;
-        r = op_env_new(d->options->root, d->options->config_path, d->options->plugin_dir, d->options->holder, &fresh,
-                       &error);
+        r = config_load(d->options->root, d->options->config_path, &fresh, &error);
         if (r < 0)
                 log_error("Reloading the configuration failed, keeping the old one: %s", error ?: strerror(-r));
         else {
-                op_env_free(d->env);
-                d->env = fresh;
-                d->env->warn = warn_to_log;
+                if (!streq_ptr(fresh.plugin_dir, d->env->config.plugin_dir))
+                        log_warning("pluginDir changed: the plugins are loaded again only at the next start");
+                config_done(&d->env->config);
+                d->env->config = fresh;
+                fresh = (config){};
                 log_info("Configuration reloaded");
                 /* A target refused by the old allow-list may pass now. */
                 set_bytes(&d->refused_text, &d->refused_size, NULL, 0);

@@ -98,20 +98,29 @@ static bool is_our_node(const node_watch *w, json_t *object) {
 
 static void on_list(const kube_response *r, void *userdata) {
         node_watch *w = userdata;
+        json_t *items = json_object_get(r->body, "items");
+        json_t *node = json_array_get(items, 0);
 
         w->listing = false;
-        if (r->status != 200 || !is_our_node(w, r->body) || remember_version(w, r->body) < 0) {
+        if (r->status != 200 || json_array_size(items) != 1 || !is_our_node(w, node) ||
+            remember_version(w, r->body) < 0) {
                 schedule_retry(w, r->status == 200 ? 0 : r->status,
-                               r->status == 200 ? "the API server answered with something that is not this Node" : r->error);
+                               r->status != 200            ? r->error
+                               : json_array_size(items) == 0 ? "no Node of this name"
+                                                             : "the API server answered with something that is not this Node");
                 return;
         }
         w->connected = true;
-        w->changed(r->body, w->userdata);
+        w->changed(node, w->userdata);
         start_watch(w);
 }
 
+/* A list (of the one Node the field selector names), not a GET: the list's resourceVersion is
+ * the server's current one, where a watch can start; the Node's own may be older than the
+ * server's window (after a 410 it would be answered by another 410). The node authorizer allows
+ * a node to list itself with exactly this selector. */
 static void start_list(node_watch *w) {
-        _cleanup_free_ char *path = strdup_printf("/api/v1/nodes/%s", w->name);
+        _cleanup_free_ char *path = strdup_printf("/api/v1/nodes?fieldSelector=metadata.name%%3D%s", w->name);
         int r;
 
         free(w->resource_version);
@@ -135,8 +144,14 @@ static void on_watch_event(const char *type, json_t *object, void *userdata) {
                 }
                 return;
         }
+        if (streq(type, "BOOKMARK")) {
+                /* Only metadata.resourceVersion, no name: where the next watch resumes, so that it
+                 * stays inside the server's window while the Node itself does not change. */
+                (void) remember_version(w, object);
+                return;
+        }
         if (!is_our_node(w, object) || remember_version(w, object) < 0)
-                return; /* a bookmark carries only metadata.resourceVersion: remembered above */
+                return;
         if (streq(type, "ADDED") || streq(type, "MODIFIED"))
                 w->changed(object, w->userdata);
 }

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #pragma once
 
-/* Keeps the daemon's view of its own Node current: GET it, then watch it
+/* Keeps the daemon's view of its own Node current: list it (field selector), then watch it
  * (fieldSelector=metadata.name=NODE, bookmarks on, a randomised timeoutSeconds, resumed from
  * the last resourceVersion), list again on 410 Gone, back off exponentially with jitter on
  * errors. Nothing runs while the watch is open and quiet: no polling. */
