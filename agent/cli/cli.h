@@ -36,6 +36,10 @@ typedef struct cli {
         const char *on_failure;
         const char *component;
         const char *to_revision;
+        const char *kubeconfig;
+        const char *context;
+        const char *node_name;
+        bool insecure_skip_tls_verify;
 
         op_target target;
         plan_image images[CLI_IMAGES_MAX]; /* --image COMPONENT=REF; component points into image_names */
@@ -71,3 +75,4 @@ int cmd_history(cli *c);
 int cmd_diff(cli *c);
 int cmd_resume(cli *c);
 int cmd_abort(cli *c);
+int cmd_daemon(cli *c);

@@ -31,6 +31,10 @@ enum {
         OPT_ON_FAILURE,
         OPT_QUIET,
         OPT_FORCE,
+        OPT_KUBECONFIG,
+        OPT_CONTEXT,
+        OPT_NODE_NAME,
+        OPT_INSECURE_SKIP_TLS_VERIFY,
 };
 
 /* Bits for the command options a command accepts. */
@@ -41,6 +45,7 @@ enum {
         TAKES_REVISION = 1 << 3,  /* --to-revision */
         TAKES_GATE = 1 << 4,      /* --stable-for, --step-timeout, --on-failure, --quiet */
         TAKES_FORCE = 1 << 5,     /* --force */
+        TAKES_API = 1 << 6,       /* --kubeconfig, --context, --node-name, --insecure-skip-tls-verify */
 };
 
 typedef struct command {
@@ -184,6 +189,26 @@ static const command commands[] = {
                         "the state before the plan.\n",
         },
         {
+                .name = "daemon",
+                .run = cmd_daemon,
+                .takes = TAKES_API,
+                .summary = "run as the node agent: take targets from the Node object, report status",
+                .help = "Usage: cplet daemon [--kubeconfig FILE] [--context NAME] [--node-name NAME]\n"
+                        "                    [--insecure-skip-tls-verify]\n"
+                        "\n"
+                        "Watches this node's Node object and runs each new cplet.io/target annotation as a\n"
+                        "gated upgrade, reporting progress in the cplet.io/status annotation and in Events\n"
+                        "(docs/protocol.md). Runs until SIGTERM; a rollout it interrupts is resumed at the\n"
+                        "next start. SIGHUP reloads the configuration. For systemd: Type=notify.\n"
+                        "\n"
+                        "  --kubeconfig FILE  credentials (default: kubeconfig in the configuration, else\n"
+                        "                     ROOT/etc/kubernetes/kubelet.conf, the kubelet's own)\n"
+                        "  --context NAME     the kubeconfig context (default: its current-context)\n"
+                        "  --node-name NAME   the Node (default: nodeName in the configuration, else the\n"
+                        "                     client certificate's system:node:NAME, else the host name)\n"
+                        "  --insecure-skip-tls-verify  do not verify the API server's certificate\n",
+        },
+        {
                 .name = "history",
                 .run = cmd_history,
                 .takes = TAKES_COMPONENT,
@@ -275,7 +300,8 @@ static int split_flags_command(int argc, char *argv[], char ***ret_argv, int *re
         static const char *const with_value[] = { "--root", "--config", "--plugin-dir", "--binary-version",
                                                   "--emulated-version", "--min-compatibility-version",
                                                   "--image-repository", "--image", "--component", "--to-revision",
-                                                  "--stable-for", "--step-timeout", "--on-failure" };
+                                                  "--stable-for", "--step-timeout", "--on-failure",
+                                                  "--kubeconfig", "--context", "--node-name" };
         static const char *const gate_with_value[] = { "--stable-for", "--step-timeout", "--on-failure" };
         static const char *const own_booleans[] = { "--no-wait", "--dry-run", "--json", "--quiet", "--help", "-h" };
         char **out = calloc(argc + 1, sizeof(char *));
@@ -356,6 +382,10 @@ static const struct option long_options[] = {
         { "on-failure", required_argument, NULL, OPT_ON_FAILURE },
         { "quiet", no_argument, NULL, OPT_QUIET },
         { "force", no_argument, NULL, OPT_FORCE },
+        { "kubeconfig", required_argument, NULL, OPT_KUBECONFIG },
+        { "context", required_argument, NULL, OPT_CONTEXT },
+        { "node-name", required_argument, NULL, OPT_NODE_NAME },
+        { "insecure-skip-tls-verify", no_argument, NULL, OPT_INSECURE_SKIP_TLS_VERIFY },
         {},
 };
 
@@ -365,7 +395,7 @@ typedef struct parsed {
         char *plugin_dir; /* absolute */
         bool help, version;
         /* The last option given of each TAKES_* group, to say which one does not apply. */
-        char used[6][40];
+        char used[7][40];
 } parsed;
 
 static void parsed_done(parsed *p) {
@@ -395,6 +425,11 @@ static int option_group(int opt) {
                 return 4;
         case OPT_FORCE:
                 return 5;
+        case OPT_KUBECONFIG:
+        case OPT_CONTEXT:
+        case OPT_NODE_NAME:
+        case OPT_INSECURE_SKIP_TLS_VERIFY:
+                return 6;
         default:
                 return -1;
         }
@@ -475,6 +510,18 @@ static int take_option(int opt, const char *arg, cli *c, parsed *p) {
                 return EXIT_OK;
         case OPT_FORCE:
                 c->force = true;
+                return EXIT_OK;
+        case OPT_KUBECONFIG:
+                c->kubeconfig = arg;
+                return EXIT_OK;
+        case OPT_CONTEXT:
+                c->context = arg;
+                return EXIT_OK;
+        case OPT_NODE_NAME:
+                c->node_name = arg;
+                return EXIT_OK;
+        case OPT_INSECURE_SKIP_TLS_VERIFY:
+                c->insecure_skip_tls_verify = true;
                 return EXIT_OK;
         default:
                 return EXIT_INVALID;

@@ -22,29 +22,51 @@ target *target_free(target *t) {
         return NULL;
 }
 
+/* How much of another parser's message a refusal keeps. */
+#define MESSAGE_MAX 120
+
 static const char *const known_fields[] = {
         "id",         "generation", "binaryVersion", "emulatedVersion", "minCompatibilityVersion",
         "components", "imageRepository", "onFailure", "stableFor", "stepTimeout",
 };
 
+/* Text as a message may show it: printable ASCII, the rest as \xNN, cut after `max` bytes. */
+static char *printable(const char *s, size_t max) {
+        char *out = malloc(4 * max + 4), *o = out;
+
+        if (!out)
+                return NULL;
+        for (; *s && (size_t) (o - out) < max; s++)
+                if ((unsigned char) *s >= 0x20 && (unsigned char) *s < 0x7f)
+                        *o++ = *s;
+                else
+                        o += sprintf(o, "\\x%02x", (unsigned char) *s);
+        strcpy(o, *s ? "..." : "");
+        return out;
+}
+
 /* A value as a message may quote it: JSON, cut short, so a hostile value cannot flood a log
- * or the status annotation. */
+ * or the status annotation (and without DEL, which JSON leaves as it is). */
 static char *quote(json_t *v) {
         _cleanup_free_ char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY | JSON_ENSURE_ASCII);
 
-        if (!s)
-                return strdup("?");
-        if (strlen(s) > 64)
-                return strdup_printf("%.60s...", s);
-        return TAKE_PTR(s);
+        return s ? printable(s, 60) : strdup("?");
+}
+
+/* A message of another parser (jansson's, the library's version and duration parsers), which may
+ * quote the value in full and as it is. */
+static int refused(char **ret_error, int r, const char *why) {
+        _cleanup_free_ char *p = printable(why, MESSAGE_MAX);
+
+        return set_error(ret_error, r, "target: %s", p ?: "?");
 }
 
 static int invalid(char **ret_error, const char *field, json_t *v, const char *why) {
-        _cleanup_free_ char *q = v ? quote(v) : NULL;
+        _cleanup_free_ char *q = v ? quote(v) : NULL, *p = printable(why, MESSAGE_MAX);
 
         if (q)
-                return set_error(ret_error, -EINVAL, "target: %s %s: %s", field, q, why);
-        return set_error(ret_error, -EINVAL, "target: %s: %s", field, why);
+                return set_error(ret_error, -EINVAL, "target: %s %s: %s", field, q, p ?: "?");
+        return set_error(ret_error, -EINVAL, "target: %s: %s", field, p ?: "?");
 }
 
 static int check_fields(json_t *doc, char **ret_error) {
@@ -151,7 +173,7 @@ static int parse_policy(json_t *doc, target *t, char **ret_error) {
                 return r;
         r = op_parse_rollout_options(t->stable_for, t->step_timeout, on_failure, &unused, &error);
         if (r < 0)
-                return set_error(ret_error, r, "target: %s", error);
+                return refused(ret_error, r, error);
         t->on_failure_stop = on_failure && streq(on_failure, "stop");
         return 0;
 }
@@ -182,7 +204,7 @@ static int parse_versions(json_t *doc, const target_limits *limits, target *t, c
                           .min_compat_version = t->min_compat_version, .image_repository = t->image_repository };
         r = op_parse_target(&ot, &unused, &error);
         if (r < 0)
-                return set_error(ret_error, r, "target: %s", error);
+                return refused(ret_error, r, error);
         if (t->image_repository && !listed(limits->allowed_repositories, t->image_repository))
                 return invalid(ret_error, "imageRepository", json_object_get(doc, "imageRepository"),
                                "not on this node's allow-list (imageRepositories in the configuration)");
@@ -199,9 +221,12 @@ int target_parse(const char *text, size_t size, const target_limits *limits, tar
                 return set_error(ret_error, -E2BIG, "target: %zu bytes, more than the %d allowed", size,
                                  TARGET_SIZE_MAX);
         doc = json_loadb(text, size, JSON_REJECT_DUPLICATES, &e);
-        if (!doc)
-                return set_error(ret_error, -EINVAL, "target: not JSON (line %d, column %d: %s)", e.line, e.column,
-                                 e.text);
+        if (!doc) {
+                _cleanup_free_ char *why = strdup_printf("not JSON (line %d, column %d: %s)", e.line, e.column,
+                                                         e.text);
+
+                return refused(ret_error, -EINVAL, why ?: "not JSON");
+        }
         if (!json_is_object(doc))
                 return invalid(ret_error, "value", doc, "expected a JSON object");
         t = calloc(1, sizeof(target));

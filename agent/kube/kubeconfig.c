@@ -71,22 +71,44 @@ static int resolve_path(const kubeconfig *k, const char *p, char **ret) {
         return *ret ? 0 : -ENOMEM;
 }
 
-static int base64_decode(const char *in, unsigned char **ret, size_t *ret_size) {
-        size_t len = strlen(in), pad = 0;
-        _cleanup_free_ unsigned char *out = NULL;
-        int n;
+static int base64_value(char c) {
+        static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        const char *p = c ? strchr(alphabet, c) : NULL;
 
-        if (len == 0 || len % 4 != 0 || len > INT_MAX)
-                return -EINVAL;
-        out = malloc(len / 4 * 3 + 1);
+        return p ? (int) (p - alphabet) : -1;
+}
+
+/* Base64 as clientcmd decodes -data (Go's base64.StdEncoding): padded, '=' only at the end, and
+ * line breaks ignored (a value wrapped by base64(1) in a YAML literal block); anything else is
+ * refused. */
+static int base64_decode(const char *in, unsigned char **ret, size_t *ret_size) {
+        _cleanup_free_ unsigned char *out = malloc(strlen(in) / 4 * 3 + 3);
+        uint32_t quantum = 0;
+        size_t n = 0, chars = 0, pad = 0;
+
         if (!out)
                 return -ENOMEM;
-        n = EVP_DecodeBlock(out, (const unsigned char *) in, (int) len);
-        if (n < 0)
+        for (const char *p = in; *p; p++) {
+                int v = base64_value(*p);
+
+                if (*p == '\r' || *p == '\n')
+                        continue;
+                if (*p == '=' && chars % 4 >= 2 && pad < 2)
+                        pad++;
+                else if (v < 0 || pad > 0)
+                        return -EINVAL;
+                quantum = quantum << 6 | (uint32_t) (v < 0 ? 0 : v);
+                if (++chars % 4 == 0) {
+                        out[n++] = (unsigned char) (quantum >> 16);
+                        out[n++] = (unsigned char) (quantum >> 8);
+                        out[n++] = (unsigned char) quantum;
+                        quantum = 0;
+                }
+        }
+        /* "xx=" without its last '=' ends short of a quantum. */
+        if (chars == 0 || chars % 4 != 0)
                 return -EINVAL;
-        /* EVP_DecodeBlock counts the padding as zero bytes. */
-        pad = (in[len - 1] == '=') + (in[len - 2] == '=');
-        *ret_size = (size_t) n - pad;
+        *ret_size = n - pad;
         out[*ret_size] = 0;
         *ret = TAKE_PTR(out);
         return 0;
@@ -119,17 +141,23 @@ static int pem_field(const kubeconfig *k, json_t *obj, const char *what, const c
 }
 
 static int load_cluster(kubeconfig *k, json_t *cluster, char **ret_error) {
-        const char *server, *tls_name;
+        const char *server, *host, *tls_name;
+        size_t end;
         json_t *skip;
         int r;
 
         r = optional_string(k, cluster, "cluster", "server", &server, ret_error);
         if (r < 0)
                 return r;
-        if (!server || !startswith(server, "https://") || strlen(server) > 2048 || strpbrk(server, " \t\r\n"))
+        /* A host after the scheme; every trailing slash goes, as request paths are appended. */
+        host = server ? startswith(server, "https://") : NULL;
+        if (!host || !*host || *host == '/' || strlen(server) > 2048 || strpbrk(server, " \t\r\n"))
                 return set_error(ret_error, -EINVAL, "%s: cluster.server \"%s\": expected an https:// URL", k->path,
                                  server ?: "");
-        k->server = strndup(server, strlen(server) - (server[strlen(server) - 1] == '/'));
+        end = strlen(server);
+        while (server[end - 1] == '/')
+                end--;
+        k->server = strndup(server, end);
         r = optional_string(k, cluster, "cluster", "tls-server-name", &tls_name, ret_error);
         if (r < 0)
                 return r;

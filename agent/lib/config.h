@@ -13,6 +13,12 @@
 typedef struct config {
         char *plugin_dir; /* NULL: the built-in default */
         unsigned keep_revisions; /* 0: the default (20) */
+        /* The daemon's (docs/protocol.md): registry prefixes a target's imageRepository may name
+         * (NULL: only those the manifests already use), the kubeconfig it talks to the API
+         * server with and the node name (NULL: the defaults, see cplet daemon --help). */
+        char **image_repositories;
+        char *kubeconfig;
+        char *node_name;
 } config;
 
 /* Loads the configuration. When `explicit_path` is NULL the default path under `root` is

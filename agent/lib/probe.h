@@ -11,10 +11,8 @@
 #include <sys/types.h>
 #include <systemd/sd-event.h>
 
+#include "http.h"
 #include "plugin-loader.h"
-
-/* Bodies larger than this are an error (a health or /version answer is tiny). */
-#define HTTP_BODY_MAX (64 * 1024)
 
 /* One httpGet probe with everything resolved. */
 typedef struct http_probe {
@@ -78,32 +76,3 @@ int container_process(json_t *pod, json_t *container, char ***ret_argv, size_t *
 
 /* True while that process (same pid, same start time) runs and is not a zombie. */
 bool proc_alive(const proc_info *p);
-
-/* An asynchronous HTTP GET client on an sd-event loop (libcurl multi: sockets and the timeout
- * are sd-event sources; nothing polls). TLS certificates are not verified, as the kubelet does
- * not verify them for probes. */
-typedef struct http_client http_client;
-
-/* status: the HTTP status, 0 on a transport error (then `error` says why, in curl's words, e.g.
- * "Failed to connect to 127.0.0.1 port 6443 after 0 ms: Couldn't connect to server", "Operation
- * timed out after ...", or "response larger than 65536 bytes"). body is NUL-terminated, size
- * excludes the NUL; only valid during the call. */
-typedef void (*http_done_fn)(long status, const char *body, size_t size, const char *error, void *userdata);
-
-int http_client_new(sd_event *e, http_client **ret);
-/* Cancels the requests in flight without calling their done callbacks. */
-http_client *http_client_free(http_client *c);
-static inline void http_client_freep(http_client **c) {
-        http_client_free(*c);
-}
-/* Starts a GET. done is called exactly once from the event loop (never from inside this call),
- * unless the client is freed first. timeout_ms (> 0, else -EINVAL) bounds the whole request.
- * No redirects are followed, no proxy is used, connections are kept and reused. A done callback
- * may start new requests, and may free the client: requests still in flight then never call
- * back. */
-int http_client_get(http_client *c, const char *url, uint64_t timeout_ms, http_done_fn done, void *userdata);
-/* Cancels every request started with that userdata, without calling done (a waiter that
- * returns must not be called back later). Returns how many. */
-size_t http_client_cancel(http_client *c, void *userdata);
-/* Number of requests in flight. */
-size_t http_client_pending(const http_client *c);

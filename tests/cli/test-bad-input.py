@@ -233,6 +233,20 @@ def add_row(rid, kind, title, setup, args, code, needles):
 # The rows. Keep docs/bad-input.md in step (the last case checks it lists every row).
 
 API = "kube-apiserver.yaml"
+# A kubeconfig that loads (the server is never reached: the rows using it are refused first).
+KUBECONFIG_TOKEN = """apiVersion: v1
+kind: Config
+clusters:
+- name: c
+  cluster: {server: "https://127.0.0.1:1", insecure-skip-tls-verify: true}
+users:
+- name: u
+  user: {token: abc}
+contexts:
+- name: x
+  context: {cluster: c, user: u}
+current-context: x
+"""
 SCHED = "kube-scheduler.yaml"
 
 # ---- manifest files: syntax, structure, size, encoding
@@ -649,6 +663,24 @@ add_row("config-plugin-dir-relative", "corrupt config", "a relative pluginDir",
         ["config.yaml", "pluginDir"])
 add_row("config-not-yaml", "corrupt config", "a configuration that is not YAML",
         config("kind: CpletConfiguration\n  pluginDir: [\n"), ["status"], 2, ["config.yaml"])
+add_row("config-image-repositories-not-list", "corrupt config", "imageRepositories that is not a list",
+        config("apiVersion: cplet.io/v1alpha1\nkind: CpletConfiguration\nimageRepositories: registry.k8s.io\n"),
+        ["status"], 2, ["config.yaml", "imageRepositories"])
+add_row("config-image-repository-url", "corrupt config", "an imageRepositories entry with a scheme",
+        config("apiVersion: cplet.io/v1alpha1\nkind: CpletConfiguration\n"
+               "imageRepositories: [\"https://evil.example.com\"]\n"),
+        ["status"], 2, ["config.yaml", "imageRepositories[0]"])
+add_row("config-kubeconfig-relative", "corrupt config", "a relative kubeconfig path",
+        config("apiVersion: cplet.io/v1alpha1\nkind: CpletConfiguration\nkubeconfig: kubelet.conf\n"),
+        ["status"], 2, ["config.yaml", "kubeconfig"])
+add_row("daemon-kubeconfig-missing", "daemon", "cplet daemon with a kubeconfig that does not exist", nothing,
+        lambda ctx: ["daemon", "--kubeconfig", ctx.p("etc", "kubernetes", "missing.conf")], 2, ["missing.conf"])
+add_row("daemon-kubeconfig-not-yaml", "daemon", "cplet daemon with a kubeconfig that is not YAML",
+        lambda ctx: ctx.write(os.path.join("etc", "kubernetes", "kubelet.conf"), "clusters: [\n", 0o600),
+        ["daemon"], 2, ["kubelet.conf"])
+add_row("daemon-node-name-invalid", "daemon", "cplet daemon --node-name that is not a Node name",
+        lambda ctx: ctx.write(os.path.join("etc", "kubernetes", "kubelet.conf"), KUBECONFIG_TOKEN, 0o600),
+        ["daemon", "--node-name", "../n1"], 2, ["--node-name", "../n1"])
 add_row("config-explicit-missing", "corrupt config", "--config naming a file that does not exist", nothing,
         lambda ctx: ["--config", ctx.p("etc", "cplet", "missing.yaml"), "status"], 2, ["missing.yaml"])
 

@@ -3,9 +3,13 @@
 """Runs one libFuzzer target as two TAP cases, so scripts/tap-summary.py counts them:
 
   1. every checked-in seed replays without a crash, a leak or a broken invariant;
-  2. fuzzing from those seeds for CPLET_FUZZ_SECONDS seconds (default 30) finds none.
+  2. fuzzing from those seeds for its time finds none.
 
-Usage: run-fuzz.py TARGET SEED_DIR ARTIFACT_DIR
+Usage: run-fuzz.py [--targets=N] TARGET SEED_DIR ARTIFACT_DIR
+
+The time: CPLET_FUZZ_SECONDS seconds when set; else an even share of CPLET_FUZZ_BUDGET (default
+150 s) among the N targets of the suite (at least 5 s each), so that adding a target does not
+lengthen the whole run.
 
 New inputs go to a temporary directory, never into the checked-in seeds. A failing input is
 kept in ARTIFACT_DIR (crash-*, leak-*, timeout-*); add it to SEED_DIR with the fix.
@@ -50,13 +54,28 @@ def run(cmd):
     return p.returncode, p.stdout
 
 
+BUDGET_SECONDS = 150
+MIN_SECONDS = 5
+
+
+def fuzz_seconds(targets):
+    if os.environ.get("CPLET_FUZZ_SECONDS"):
+        return int(os.environ["CPLET_FUZZ_SECONDS"])
+    budget = int(os.environ.get("CPLET_FUZZ_BUDGET") or BUDGET_SECONDS)
+    return max(MIN_SECONDS, budget // max(1, targets))
+
+
 def main():
-    if len(sys.argv) != 4:
+    args = sys.argv[1:]
+    targets = 1
+    if args and args[0].startswith("--targets="):
+        targets = int(args.pop(0).split("=", 1)[1])
+    if len(args) != 3:
         print(__doc__, file=sys.stderr)
         return 2
-    target, seeds, artifacts = sys.argv[1:]
+    target, seeds, artifacts = args
     name = os.path.basename(target)
-    seconds = int(os.environ.get("CPLET_FUZZ_SECONDS", "30"))
+    seconds = fuzz_seconds(targets)
     os.makedirs(artifacts, exist_ok=True)
     common = [f"-artifact_prefix={artifacts}/", "-timeout=10", "-rss_limit_mb=2048"]
 

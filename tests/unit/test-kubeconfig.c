@@ -145,6 +145,72 @@ static void test_inline_data_and_token(void **state) {
         assert_string_equal(name, "cp-1");
 }
 
+/* -data as clientcmd decodes it (Go's base64.StdEncoding): line breaks are ignored, so a value
+ * wrapped by base64(1) at 76 columns in a YAML literal block loads; padding only at the end. */
+static void test_wrapped_base64_and_bad_padding(void **state) {
+        _cleanup_free_ char *pem = certificate_pem("system:node:cp-1"), *b64 = base64(pem), *wrapped = NULL,
+                            *path = path_of("admin.conf");
+        static const char *const bad[] = { "====", "AA=A", "=AAA", "A===", "AAAA====", "AA==AAAA", "AA AA===" };
+        size_t n = strlen(b64), w = 0;
+
+        wrapped = malloc(n + 8 * (n / 76) + 16);
+        for (size_t i = 0; i < n; i++) {
+                if (i > 0 && i % 76 == 0)
+                        w += (size_t) sprintf(wrapped + w, i % 152 == 0 ? "\r\n      " : "\n      ");
+                wrapped[w++] = b64[i];
+        }
+        wrapped[w] = 0;
+
+        {
+                _cleanup_(kubeconfig_freep) kubeconfig *k = NULL;
+                _cleanup_free_ char *text = NULL, *error = NULL;
+
+                text = strdup_printf("kind: Config\n"
+                                     "clusters:\n"
+                                     "- name: c\n"
+                                     "  cluster:\n"
+                                     "    server: https://127.0.0.1:6443\n"
+                                     "    certificate-authority-data: |\n"
+                                     "      %s\n"
+                                     "contexts: [{name: x, context: {cluster: c}}]\n"
+                                     "current-context: x\n",
+                                     wrapped);
+                put("admin.conf", text);
+                if (kubeconfig_load(path, NULL, &k, &error) < 0)
+                        fail_msg("wrapped base64 refused: %s", error);
+                assert_int_equal(k->ca.size, strlen(pem));
+                assert_memory_equal(k->ca.data, pem, strlen(pem));
+        }
+
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                _cleanup_(kubeconfig_freep) kubeconfig *k = NULL;
+                _cleanup_free_ char *text = NULL, *error = NULL;
+
+                text = strdup_printf("kind: Config\n"
+                                     "clusters: [{name: c, cluster: {server: 'https://h:6443', "
+                                     "certificate-authority-data: '%s'}}]\n"
+                                     "contexts: [{name: x, context: {cluster: c}}]\ncurrent-context: x\n",
+                                     bad[i]);
+                put("admin.conf", text);
+                if (kubeconfig_load(path, NULL, &k, &error) != -EINVAL)
+                        fail_msg("\"%s\" accepted as base64", bad[i]);
+                assert_non_null(strstr(error, "certificate-authority-data: not base64"));
+        }
+}
+
+/* Request paths are appended to the server ("/api/v1/..."): every trailing slash goes. */
+static void test_server_trailing_slashes(void **state) {
+        _cleanup_(kubeconfig_freep) kubeconfig *k = NULL;
+        _cleanup_free_ char *path = path_of("admin.conf"), *error = NULL;
+
+        put("admin.conf", "kind: Config\n"
+                          "clusters: [{name: c, cluster: {server: 'https://h:6443/k8s/clusters/c-1//', "
+                          "insecure-skip-tls-verify: true}}]\n"
+                          "contexts: [{name: x, context: {cluster: c}}]\ncurrent-context: x\n");
+        assert_int_equal(kubeconfig_load(path, NULL, &k, &error), 0);
+        assert_string_equal(k->server, "https://h:6443/k8s/clusters/c-1");
+}
+
 static void test_node_name_needs_a_node_certificate(void **state) {
         _cleanup_(kubeconfig_freep) kubeconfig *k = NULL;
         _cleanup_free_ char *pem = certificate_pem("kubernetes-admin"), *text = NULL, *path = path_of("admin.conf"),
@@ -169,6 +235,13 @@ static void test_refusals(void **state) {
         } cases[] = {
                 { "kind: Config\nclusters: [{name: c, cluster: {server: 'http://127.0.0.1:8080', "
                   "certificate-authority: ca}}]\ncontexts: [{name: x, context: {cluster: c}}]\ncurrent-context: x\n",
+                  "expected an https:// URL" },
+                /* No host: "https://" became "https:/" (one trailing slash cut). */
+                { "kind: Config\nclusters: [{name: c, cluster: {server: 'https://', certificate-authority: ca}}]\n"
+                  "contexts: [{name: x, context: {cluster: c}}]\ncurrent-context: x\n",
+                  "expected an https:// URL" },
+                { "kind: Config\nclusters: [{name: c, cluster: {server: 'https:///api', certificate-authority: ca}}]\n"
+                  "contexts: [{name: x, context: {cluster: c}}]\ncurrent-context: x\n",
                   "expected an https:// URL" },
                 { "kind: Config\nclusters: [{name: c, cluster: {server: 'https://h:6443'}}]\n"
                   "contexts: [{name: x, context: {cluster: c}}]\ncurrent-context: x\n",
@@ -231,6 +304,8 @@ int main(void) {
                 cmocka_unit_test(test_files_relative_to_the_kubeconfig),
                 cmocka_unit_test(test_named_context_and_missing_user),
                 cmocka_unit_test(test_inline_data_and_token),
+                cmocka_unit_test(test_wrapped_base64_and_bad_padding),
+                cmocka_unit_test(test_server_trailing_slashes),
                 cmocka_unit_test(test_node_name_needs_a_node_certificate),
                 cmocka_unit_test(test_refusals),
                 cmocka_unit_test(test_missing_file),

@@ -134,6 +134,40 @@ static void test_long_values_are_cut_short(void **state) {
         assert_non_null(strstr(error, "..."));
 }
 
+/* Whatever part of the code refuses a value (this file, the version and duration parsers of the
+ * library, jansson), the message stays short and printable: the status annotation and the
+ * journal quote it, and a value may carry escape sequences or newlines. */
+static void test_refusals_are_short_and_printable(void **state) {
+        static const char *const cases[] = {
+                /* Refused by op_parse_target, which quotes the value (twice) in full. */
+                "{\"id\":\"a\",\"generation\":1,\"binaryVersion\":\"v1.3+"
+                "\\u001b[2J\\nFAKE LOG LINE xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+                "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"}",
+                /* Refused by the duration parser. */
+                "{\"id\":\"a\",\"generation\":1,\"binaryVersion\":\"v1.35.0\",\"stableFor\":\"5\\r\\n"
+                "yyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyy"
+                "yyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyy\"}",
+                /* Refused by jansson, whose message quotes the raw bytes near the error. */
+                "{\"id\":\"\x1b[2J\"}",
+                "{\"id\":\"a\",\"generation\":1,\"binaryVersion\":\"v1.35.0\",\"\xff\xfe\":1}",
+                /* Quoted by this file as JSON, which leaves DEL (0x7f) as it is. */
+                "{\"id\":\"a\x7f\",\"generation\":1,\"binaryVersion\":\"v1.35.0\"}",
+                "{\"id\":\"a\",\"generation\":1,\"binaryVersion\":\"v1.35.0\",\"x\x7f\":1}",
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                _cleanup_(target_freep) target *t = NULL;
+                _cleanup_free_ char *error = NULL;
+
+                assert_int_equal(parse(cases[i], &t, &error), -EINVAL);
+                if (strlen(error) > 200)
+                        fail_msg("case %zu: %zu bytes: %s", i, strlen(error), error);
+                for (const char *p = error; *p; p++)
+                        if ((unsigned char) *p < 0x20 || (unsigned char) *p >= 0x7f)
+                                fail_msg("case %zu: byte 0x%02x in \"%s\"", i, (unsigned char) *p, error);
+        }
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_full_target),
@@ -141,6 +175,7 @@ int main(void) {
                 cmocka_unit_test(test_hostile_targets),
                 cmocka_unit_test(test_size_limit),
                 cmocka_unit_test(test_long_values_are_cut_short),
+                cmocka_unit_test(test_refusals_are_short_and_printable),
         };
 
         cmocka_set_message_output(CM_OUTPUT_TAP);
