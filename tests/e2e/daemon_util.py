@@ -116,12 +116,13 @@ class Cluster:
         return "apiclient", time.time()
 
     def events(self, name=None):
-        """core/v1 Events in namespace default (about Node `name`)."""
+        """core/v1 Events in namespace default (about Node `name`), oldest first."""
         r = self.admin().get("/api/v1/namespaces/default/events")
         items = r.json().get("items", []) if r.status == 200 else []
         if name:
             items = [e for e in items if (e.get("involvedObject") or {}).get("name") == name]
-        return items
+        # in the order they were written (one resourceVersion counter, as the fake's etcd)
+        return sorted(items, key=lambda e: int((e.get("metadata") or {}).get("resourceVersion") or 0))
 
     def audit(self, user=None, since=None, until=None):
         out = []

@@ -25,6 +25,7 @@ import os
 import re
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -37,7 +38,7 @@ from daemon_util import (  # noqa: E402
     KUBECTL, STATUS, TARGET, Cluster, Daemon, StatusLog, ctxt_switches, is_status_patch, is_watch,
 )
 from e2e_util import (  # noqa: E402
-    COMPONENTS, JOURNAL, SimNode, argv_of, flag_value, image_tag, journal, load_yaml, mpath,
+    COMPONENTS, JOURNAL, SimNode, argv_of, cplet_cmd, flag_value, image_tag, journal, load_yaml, mpath,
     read_bytes, revision_numbers, tree_checksum, tree_diff,
 )
 
@@ -667,7 +668,68 @@ def test_new_generation_after_failure(t):
 
 
 # --------------------------------------------------------------------------------------
-# 9. the API server down during the API-server step
+# 9. while a rollout runs: the lock is the daemon's; targets wait, the newest one runs
+
+
+def test_targets_wait_and_lock(t):
+    node = W.sims.get("n3")
+    d = W.daemon(t, "n3")
+    log = W.log("n3")
+    mark = log.mark()
+    t_a = time.time()
+    send_target(t, "n3", target_json(id="q-a", generation=1, binaryVersion=PATCH, stableFor="1s", stepTimeout="20s"))
+    v = log.wait(lambda s: s.get("id") == "q-a" and s.get("phase") == "Progressing", 30, mark, d)
+    t.need(v is not None, "no Progressing status for q-a: %r; %s" % (summary(log.snapshot()[mark:]), d.describe()))
+    # a writing command by hand meanwhile: refused, naming the daemon
+    p = subprocess.run(cplet_cmd(node.root, ["upgrade", "--binary-version", PATCH, "--stable-for", "0s",
+                                             "--step-timeout", "10s"]),
+                       capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    t.check(p.returncode in (1, 2), "a manual upgrade during the daemon's rollout: exit %r (stderr %r)"
+            % (p.returncode, p.stderr))
+    t.contains(p.stderr, "daemon", "a manual upgrade during the daemon's rollout: stderr names the daemon")
+    # two targets meanwhile: only the newest waits and runs after q-a
+    send_target(t, "n3", target_json(id="q-b", generation=1, binaryVersion=PATCH, minCompatibilityVersion="1.35",
+                                     **FAST))
+    send_target(t, "n3", target_json(id="q-c", generation=1, binaryVersion=PATCH, minCompatibilityVersion="1.35",
+                                     **FAST))
+    # (q-a's own Succeeded may never be visible: the status waiting to be sent is replaced by a
+    # newer one, here q-c's, as the reporter promises; its Event says it)
+    vc = wait_terminal(t, "n3", "q-c", 1, 90, mark)
+    t.eq(vc[2].get("phase"), "Succeeded", "q-c (message %r)" % vc[2].get("message"))
+    seen = log.snapshot()[mark:]
+    t.note("statuses: %s" % " -> ".join(compress(["%s %s" % ((x[2] or {}).get("id"), y) for x, y in
+                                                   zip(seen, summary(seen))])))
+    ids = compress([(x[2] or {}).get("id") for x in seen])
+    t.eq(ids, ["q-a", "q-c"], "targets the status spoke of, in order (q-b was replaced while it waited)")
+    check_components(t, vc[2], PATCH, "1.35", "1.35", "Succeeded status of q-c")
+    rec = handled_record(node.root)
+    t.eq((rec.get("id"), rec.get("generation")), ("q-c", 1), "handled record")
+    time.sleep(0.5)
+    evs = [e for e in W.cluster.events("n3") if e.get("reason") in ("PlanStarted", "Succeeded")]
+    t.eq([e.get("reason") for e in evs][-4:], ["PlanStarted", "Succeeded"] * 2,
+         "the last events: q-a started and succeeded, then q-c")
+    t.eq(restarts_since(node, t_a), [(c, PATCH, None) for c in ORDER] * 2,
+         "restarts the kubelet saw (q-a's binary steps, then q-c's min-compatibility steps)")
+
+    # a writing command by hand while the daemon idles: works; the status shows the node as it is
+    mark = log.mark()
+    p = subprocess.run(cplet_cmd(node.root, ["flags", "set", SCHEDULER, "--profiling=false", "--stable-for", "0s",
+                                             "--step-timeout", "10s"]),
+                       capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    t.eq(p.returncode, 0, "cplet flags set by hand while the daemon idles (stderr %r)" % p.stderr)
+    live = max(revision_numbers(node.root, SCHEDULER) or [0])
+    v = log.wait(lambda s: status_components(s).get(SCHEDULER, {}).get("revision") == live, 15, mark, d)
+    t.check(v is not None, "the status does not show the scheduler's revision %d made by hand: %r"
+            % (live, [status_components(x[2]).get(SCHEDULER) for x in log.snapshot()[mark:] if x[2]]))
+    if v:
+        t.eq(v[2].get("phase"), "Idle", "phase once the node was changed by hand (docs/protocol.md)")
+    time.sleep(1)
+    t.check(not [x for x in log.snapshot()[mark:] if x[2] and x[2].get("phase") in ("Pending", "Progressing")],
+            "a hand change made the daemon run something: %r" % summary(log.snapshot()[mark:]))
+
+
+# --------------------------------------------------------------------------------------
+# 10. the API server down during the API-server step
 
 
 def test_apiserver_outage(t):
@@ -857,6 +919,8 @@ def cases():
         ("a new generation of a Refused target runs (patch upgrade to %s)" % PATCH, test_new_generation_after_refused),
         ("a failing component: RolledBack with the reason in the message, events", test_failure_rolled_back),
         ("the failed generation is not re-run; a new generation runs and succeeds", test_new_generation_after_failure),
+        ("while a rollout runs: a manual upgrade is refused naming the daemon, targets sent meanwhile wait and "
+         "only the newest runs; by hand while idle: works, the status shows it", test_targets_wait_and_lock),
         ("the API server down during the API-server step: the rollout finishes, one status patch when it is back",
          test_apiserver_outage),
         ("SIGTERM mid-rollout: exit 0, STOPPING=1, Interrupted, journal resumable; the restart resumes",
