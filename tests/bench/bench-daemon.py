@@ -16,7 +16,9 @@ Measured per run:
               into wall-clock time) -> Succeeded visible through the API (the administrator's
               watch of the Node delivers the status annotation)
   memory      the daemon's private memory after the rollout: Private_Clean + Private_Dirty of
-              /proc/PID/smaps_rollup, and its VmHWM
+              /proc/PID/smaps_rollup (Private_Clean counts the library pages no other process
+              maps at that moment, so it varies with what else runs; Private_Dirty is the
+              daemon's own), and its VmHWM
 Then, with the last run's daemon idle after Succeeded (CPLET_BENCH_IDLE seconds, default 60):
   wakeups     context switches of all its threads (/proc/PID/task/*/status, voluntary and
               involuntary) per minute, and its requests to the API server in that time (audit.log)
@@ -189,6 +191,7 @@ def idle(cluster, kept):
             "nonWatchRequests": ["%s %s %d" % (r["method"], r["path"], r["code"]) for r in recs if not is_watch(r)],
             "statusWrites": len(log.snapshot()[mark:]),
             "privateKiB": mem.get("Private"),
+            "privateDirtyKiB": mem.get("Private_Dirty"),
             "alive": d.alive(),
         }
     finally:
@@ -253,6 +256,7 @@ def main():
         ("last step healthy -> Succeeded via the API", "ms", [r.get("reportMs") for r in runs]),
         ("whole rollout (6 steps x 0.5 s startup)", "s", [r.get("rolloutSeconds") for r in runs]),
         ("private memory after the rollout", "KiB", [r.get("privateKiB") for r in runs]),
+        ("  of which Private_Dirty", "KiB", [r.get("privateDirtyKiB") for r in runs]),
         ("VmHWM", "KiB", [r.get("vmHWMKiB") for r in runs]),
     ]
     print("# %-44s %10s %10s  %s" % ("metric", "median", "max", "runs"))
@@ -262,7 +266,8 @@ def main():
         print("# %-44s %10s" % ("idle wakeups per minute (all threads)", fmt(idle_res["wakeupsPerMinute"])))
         print("# %-44s %10s" % ("idle API requests per minute", fmt(idle_res["requestsPerMinute"])))
         print("# %-44s %10s" % ("idle status writes", idle_res["statusWrites"]))
-        print("# %-44s %10s KiB" % ("private memory after %.0f s idle" % idle_res["seconds"], idle_res["privateKiB"]))
+        print("# %-44s %10s KiB (Private_Dirty %s KiB)" % ("private memory after %.0f s idle" % idle_res["seconds"],
+                                                              idle_res["privateKiB"], idle_res["privateDirtyKiB"]))
         for r in idle_res["nonWatchRequests"]:
             print("#   idle request other than the watch: %s" % r)
     print(json.dumps({"benchmark": "bench-daemon", "steps": STEPS, "startupDelay": DELAY, "stableFor": 0,
