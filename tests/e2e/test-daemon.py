@@ -605,6 +605,46 @@ def test_new_generation_after_refused(t):
 
 
 # --------------------------------------------------------------------------------------
+# SIGHUP reloads the configuration (the image allow-list)
+
+
+MIRROR = "mirror.example.com"
+
+
+def test_sighup_reload(t):
+    node = W.sims.get("n1")
+    d = W.daemon(t, "n1")
+    log = W.log("n1")
+    cfg_dir = os.path.join(node.root, "etc", "cplet")
+    os.makedirs(cfg_dir, mode=0o755, exist_ok=True)
+    with open(os.path.join(cfg_dir, "config.yaml"), "w") as f:
+        f.write("kind: CpletConfiguration\nimageRepositories: [registry.k8s.io, %s]\n" % MIRROR)
+    # written but not reloaded yet: still refused
+    mark = log.mark()
+    send_target(t, "n1", target_json(id="mirror", generation=1, binaryVersion=PATCH, imageRepository=MIRROR, **FAST))
+    v = wait_terminal(t, "n1", "mirror", 1, 20, mark)
+    t.eq(v[2].get("phase"), "Refused", "before SIGHUP (message %r)" % v[2].get("message"))
+    t0 = time.time()
+    d.send_signal(signal.SIGHUP)
+    t.check(d.wait_notify(lambda l: l == "RELOADING=1", 5, t0), "no RELOADING=1 after SIGHUP (notify %r)"
+            % d.notify_lines()[-5:])
+    t.check(d.wait_notify(lambda l: l == "READY=1", 5, t0), "no READY=1 after the reload (notify %r)"
+            % d.notify_lines()[-5:])
+    t.check(d.alive(), "the daemon ended on SIGHUP: %s" % d.describe())
+    t.note("stderr after SIGHUP: %r" % [l for tt, l in d.err_lines if tt >= t0])
+    mark = log.mark()
+    t1 = time.time()
+    send_target(t, "n1", target_json(id="mirror", generation=2, binaryVersion=PATCH, imageRepository=MIRROR, **FAST))
+    v = wait_terminal(t, "n1", "mirror", 2, 60, mark)
+    t.eq(v[2].get("phase"), "Succeeded", "after SIGHUP (message %r)" % v[2].get("message"))
+    for c in COMPONENTS:
+        doc = load_yaml(read_bytes(mpath(node.root, c)))
+        image = ((doc.get("spec") or {}).get("containers") or [{}])[0].get("image")
+        t.eq(image, "%s/%s:%s" % (MIRROR, c, PATCH), "image of the live %s manifest" % c)
+    t.eq([c for c, _, _ in restarts_since(node, t1)], ORDER, "restarts the kubelet saw")
+
+
+# --------------------------------------------------------------------------------------
 # 7./8. a failing component, then a new generation
 
 
@@ -917,6 +957,7 @@ def cases():
                     lambda t, v=value, n=needles, i=icase, nm=name: test_hostile(t, nm, v, n, i)))
     out += [
         ("a new generation of a Refused target runs (patch upgrade to %s)" % PATCH, test_new_generation_after_refused),
+        ("SIGHUP: RELOADING=1, READY=1, the new image allow-list applies to the next target", test_sighup_reload),
         ("a failing component: RolledBack with the reason in the message, events", test_failure_rolled_back),
         ("the failed generation is not re-run; a new generation runs and succeeds", test_new_generation_after_failure),
         ("while a rollout runs: a manual upgrade is refused naming the daemon, targets sent meanwhile wait and "
