@@ -22,6 +22,7 @@ Environment (set by tests/meson.build):
 """
 
 import datetime
+import hashlib
 import json
 import os
 import re
@@ -289,10 +290,16 @@ def handled_record(root):
 
 
 def journal_bytes(root):
+    """The journal as (sha256, planId, phase): compared whole, printed short."""
     try:
-        return read_bytes(os.path.join(root, JOURNAL))
+        data = read_bytes(os.path.join(root, JOURNAL))
     except OSError:
         return None
+    try:
+        j = json.loads(data)
+    except ValueError:
+        j = {}
+    return hashlib.sha256(data).hexdigest()[:16], j.get("planId"), j.get("phase")
 
 
 def without_updated(s):
@@ -518,6 +525,12 @@ def hostile(name, value, needles, icase=()):
     HOSTILE.append((name, value if isinstance(value, str) else json.dumps(value), needles, icase))
 
 
+def send_raw(t, name, value, what):
+    """A value kubectl cannot pass (a NUL character): a merge patch as the administrator."""
+    W.cluster.patch_annotations(name, {TARGET: value})
+    t.note("%s written with a merge patch (no NUL in a command line)" % what)
+
+
 hostile("oversize (17 KiB)", base(padding="x" * (17 * 1024)), ["16384"])
 hostile("unknown field (command)", base(command=["/bin/sh", "-c", "id"]), ["command"])
 hostile("bad version grammar (binaryVersion \"1.35\")", base(binaryVersion="1.35"), ["binaryVersion"])
@@ -552,6 +565,8 @@ hostile("minCompatibilityVersion above emulatedVersion", base(minCompatibilityVe
         ["min"])
 hostile("missing binaryVersion", base(binaryVersion=DROP), ["binaryVersion"])
 hostile("id longer than 63", base(id="h" * 200), ["id"])
+# a valid target, a NUL character, then more: nothing may cut the text short at the NUL
+hostile("a NUL character after a valid target", json.dumps(base()) + "\u0000" + json.dumps(base(id="h-30b")), ["JSON"])
 
 
 def test_hostile(t, name, value, needles, icase):
@@ -561,7 +576,10 @@ def test_hostile(t, name, value, needles, icase):
     before = tree_checksum(node.root)
     jbefore = journal_bytes(node.root)
     mark = log.mark()
-    send_target(t, "n1", value, "the hostile target")
+    if "\0" in value:
+        send_raw(t, "n1", value, "the hostile target")
+    else:
+        send_target(t, "n1", value, "the hostile target")
 
     v = log.wait(lambda s: s.get("phase") in TERMINAL, 20, mark, d)
     seen = log.snapshot()[mark:]
