@@ -666,6 +666,88 @@ def test_sighup_reload(t):
 
 
 # --------------------------------------------------------------------------------------
+# the watch cut, its resourceVersion compacted away (410): the daemon lists again
+
+
+def daemon_watches(name):
+    return [w for w in W.cluster.admin().get("/fake/knobs").json().get("watches", [])
+            if w.startswith("system:node:%s " % name)]
+
+
+def watch_rv(path):
+    m = re.search(r"resourceVersion=([0-9]+)", path)
+    return int(m.group(1)) if m else None
+
+
+def test_watch_bookmarks(t):
+    d = W.daemon(t, "n1")
+    W.cluster.knobs(bookmark_interval=0.3)
+    try:
+        W.cluster.knobs(drop_watches=True, drop_mode="end")  # a clean end: the new watch gets the interval
+        time.sleep(1.5)
+        W.cluster.knobs(drop_mode="close")
+        t.need(daemon_watches("n1"), "the daemon has no open watch: %s" % d.describe())
+        # the store moves on elsewhere; bookmarks bring the daemon's resourceVersion along
+        W.cluster.patch_annotations("n2", {"example.com/elsewhere": str(time.time())})
+        time.sleep(1.5)
+        W.cluster.knobs(compact=True)
+        compacted = W.cluster.admin().get("/fake/knobs").json().get("compacted")
+        t0 = time.time()
+        W.cluster.knobs(drop_watches=True)
+        time.sleep(3)
+        recs = daemon_audit("n1", t0, time.time())
+        now = daemon_watches("n1")
+        t.note("compacted at %s; requests after the cut: %d; watch now: %r" % (compacted, len(recs), now))
+        t.check(now and all((watch_rv(w) or 0) >= compacted for w in now),
+                "the daemon did not resume from a bookmark's resourceVersion (>= %s): %r" % (compacted, now))
+        t.eq(["%s %s %d" % (r["method"], r["path"][:70], r["code"]) for r in recs if not is_watch(r)], [],
+             "requests other than watches after the cut (a re-list means the bookmarks were not used)")
+    finally:
+        W.cluster.knobs(bookmark_interval=60, drop_mode="close")
+        # whatever happened, the Node changes: a stale resourceVersion is current again
+        W.cluster.annotate("n1", "example.com/poke", str(time.time()))
+        time.sleep(1)
+
+
+def test_watch_gone(t):
+    node = W.sims.get("n1")
+    d = W.daemon(t, "n1")
+    log = W.log("n1")
+    before = daemon_watches("n1")
+    t.need(before, "the daemon has no open watch: %s" % d.describe())
+    # the store moves on elsewhere, then is compacted: the daemon's resourceVersion is too old
+    W.cluster.patch_annotations("n2", {"example.com/elsewhere": str(time.time())})
+    W.cluster.knobs(compact=True)
+    t0 = time.time()
+    W.cluster.knobs(drop_watches=True)
+    time.sleep(5)
+    t1 = time.time()
+    time.sleep(0.3)
+    recs = daemon_audit("n1", t0, t1)
+    kinds = {}
+    for r in recs:
+        k = "%s %s %d" % (r["method"], "watch" if is_watch(r) else r["path"].split("?")[0], r["code"])
+        kinds[k] = kinds.get(k, 0) + 1
+    t.note("the daemon's requests in the 5 s after the cut: %d (%s); compacted at %s"
+           % (len(recs), ", ".join("%d x %s" % (n, k) for k, n in sorted(kinds.items())),
+              W.cluster.admin().get("/fake/knobs").json().get("compacted")))
+    t.check(len(recs) <= 10, "%d requests in the 5 s after the cut and the 410: a hot loop (%r)" % (len(recs), kinds))
+    t.check([r for r in recs if r["method"] == "GET" and not is_watch(r) and r["code"] == 200],
+            "no GET/list of the Node after the 410: %r" % kinds)
+    now = daemon_watches("n1")
+    t.check(now and now != before, "no new watch open 5 s after the cut: %r (before: %r)" % (now, before))
+    # and it still reacts
+    mark = log.mark()
+    t2 = time.time()
+    send_target(t, "n1", target_json(id="after-410", generation=1, binaryVersion=PATCH, minCompatibilityVersion="1.35",
+                                     **FAST))
+    v = wait_terminal(t, "n1", "after-410", 1, 60, mark)
+    t.eq(v[2].get("phase"), "Succeeded", "the target after the 410 (message %r)" % v[2].get("message"))
+    t.note("Succeeded %.2f s after the target was written" % (v[0] - t2))
+    check_components(t, v[2], PATCH, "1.35", "1.35", "Succeeded status")
+
+
+# --------------------------------------------------------------------------------------
 # 7./8. a failing component, then a new generation
 
 
@@ -1024,6 +1106,10 @@ def cases():
     out += [
         ("a new generation of a Refused target runs (patch upgrade to %s)" % PATCH, test_new_generation_after_refused),
         ("SIGHUP: RELOADING=1, READY=1, the new image allow-list applies to the next target", test_sighup_reload),
+        ("watch bookmarks: cut after a compaction, the daemon resumes from the bookmark's resourceVersion "
+         "(no 410, no re-list)", test_watch_bookmarks),
+        ("the watch cut and its resourceVersion compacted away (410): the daemon lists again and runs the next "
+         "target", test_watch_gone),
         ("a failing component: RolledBack with the reason in the message, events", test_failure_rolled_back),
         ("the failed generation is not re-run; a new generation runs and succeeds", test_new_generation_after_failure),
         ("while a rollout runs: a manual upgrade is refused naming the daemon, targets sent meanwhile wait and "
