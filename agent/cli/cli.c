@@ -74,6 +74,33 @@ int cli_add_image_option(cli *c, const char *arg) {
         return EXIT_OK;
 }
 
+int cli_add_components_option(cli *c, const char *arg) {
+        const char *p = arg;
+
+        do {
+                size_t l = strcspn(p, ",");
+
+                if (l == 0 || l >= sizeof(c->component_names[0])) {
+                        cli_error("--components \"%s\": expected COMPONENT[,COMPONENT...], e.g. "
+                                  "kube-apiserver,kube-controller-manager",
+                                  arg);
+                        return EXIT_INVALID;
+                }
+                if (c->n_components >= CLI_COMPONENTS_MAX) {
+                        cli_error("--components: at most %d", CLI_COMPONENTS_MAX);
+                        return EXIT_INVALID;
+                }
+                memcpy(c->component_names[c->n_components], p, l);
+                c->component_names[c->n_components][l] = 0;
+                c->components[c->n_components] = c->component_names[c->n_components];
+                c->n_components++;
+                p += l;
+        } while (*p++ == ',');
+        c->components[c->n_components] = NULL;
+        c->target.components = c->components;
+        return EXIT_OK;
+}
+
 int cli_print_diff(const op_diff *d) {
         _cleanup_free_ char *text = NULL;
         int r = unified_diff(d->before, d->after, d->label_a, d->label_b, &text);

@@ -9,6 +9,7 @@
 #include "operation.h"
 
 #define CLI_IMAGES_MAX 16
+#define CLI_COMPONENTS_MAX 16
 
 enum {
         EXIT_OK = 0,
@@ -44,6 +45,10 @@ typedef struct cli {
         op_target target;
         plan_image images[CLI_IMAGES_MAX]; /* --image COMPONENT=REF; component points into image_names */
         char image_names[CLI_IMAGES_MAX][64];
+        /* --components C[,C...] (repeatable); target.components points here. */
+        const char *components[CLI_COMPONENTS_MAX + 1];
+        char component_names[CLI_COMPONENTS_MAX][64];
+        size_t n_components;
 
         op_env *env; /* loaded by cli_env() */
 } cli;
@@ -59,6 +64,9 @@ int cli_env(cli *c);
 /* Records one --image COMPONENT=REF (REF is checked against the plan later); prints and
  * returns an exit code (> 0) when it is not of that form. */
 int cli_add_image_option(cli *c, const char *arg);
+/* Records --components C[,C...] (the names are checked against the node later); prints and
+ * returns an exit code (> 0) when it is not a comma-separated list of names. */
+int cli_add_components_option(cli *c, const char *arg);
 /* Prints a unified diff. */
 int cli_print_diff(const op_diff *d);
 

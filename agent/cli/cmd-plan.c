@@ -44,9 +44,22 @@ static void print_step(const node *n, size_t i, const plan_step *s) {
                s->emulated_flag ? " (flag)" : "", m, s->min_compat_flag ? " (flag)" : "");
 }
 
+/* ", moving kube-apiserver, kube-scheduler" for a target's components; "" for all. */
+static char *moving_suffix(const cli *c) {
+        char *s = strdup(c->n_components > 0 ? ", moving " : "");
+
+        for (size_t i = 0; s && i < c->n_components; i++) {
+                char *more = strdup_printf("%s%s%s", s, i ? ", " : "", c->components[i]);
+
+                free(s);
+                s = more;
+        }
+        return s;
+}
+
 int cmd_plan(cli *c) {
         _cleanup_(op_plan_result_done) op_plan_result res = {};
-        _cleanup_free_ char *error = NULL;
+        _cleanup_free_ char *error = NULL, *moving = NULL;
         char e[KMINOR_STRING_MAX], m[KMINOR_STRING_MAX], v[KVERSION_STRING_MAX];
         const node *n;
         const plan *p;
@@ -72,7 +85,12 @@ int cmd_plan(cli *c) {
                 json_auto_t *root = json_pack("{s:{s:s, s:s, s:s}, s:[]}", "target", "binaryVersion", v,
                                               "emulatedVersion", e, "minCompatibilityVersion", m, "steps");
                 json_t *steps = json_object_get(root, "steps");
+                json_t *components = c->n_components > 0 ? json_array() : NULL;
 
+                for (size_t i = 0; components && i < c->n_components; i++)
+                        json_array_append_new(components, json_string(c->components[i]));
+                if (components)
+                        json_object_set_new(json_object_get(root, "target"), "components", components);
                 for (size_t i = 0; i < p->n_steps; i++)
                         json_array_append_new(steps, step_to_json(n, &p->steps[i]));
                 json_dumpf(root, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
@@ -80,13 +98,22 @@ int cmd_plan(cli *c) {
                 return EXIT_OK;
         }
 
+        moving = moving_suffix(c);
+        if (!moving)
+                return cli_fail(-ENOMEM, NULL);
         if (p->n_steps == 0) {
-                printf("Nothing to do: the node already runs binary %s, emulated %s, min-compatibility %s.\n", v, e,
-                       m);
+                if (c->n_components > 0)
+                        printf("Nothing to do: %s already run%s binary %s, emulated %s, "
+                               "min-compatibility %s.\n",
+                               moving + strlen(", moving "), c->n_components == 1 ? "s" : "", v, e, m);
+                else
+                        printf("Nothing to do: the node already runs binary %s, emulated %s, "
+                               "min-compatibility %s.\n",
+                               v, e, m);
                 return EXIT_OK;
         }
-        printf("Plan: %zu step%s to binary %s, emulated %s, min-compatibility %s\n\n", p->n_steps,
-               p->n_steps == 1 ? "" : "s", v, e, m);
+        printf("Plan: %zu step%s to binary %s, emulated %s, min-compatibility %s%s\n\n", p->n_steps,
+               p->n_steps == 1 ? "" : "s", v, e, m, moving);
         for (size_t i = 0; i < p->n_steps; i++)
                 print_step(n, i, &p->steps[i]);
         return EXIT_OK;

@@ -35,17 +35,19 @@ enum {
         OPT_CONTEXT,
         OPT_NODE_NAME,
         OPT_INSECURE_SKIP_TLS_VERIFY,
+        OPT_COMPONENTS,
 };
 
 /* Bits for the command options a command accepts. */
 enum {
         TAKES_TARGET = 1 << 0,
-        TAKES_WRITE = 1 << 1,     /* --no-wait, --dry-run */
-        TAKES_COMPONENT = 1 << 2, /* --component */
-        TAKES_REVISION = 1 << 3,  /* --to-revision */
-        TAKES_GATE = 1 << 4,      /* --stable-for, --step-timeout, --on-failure, --quiet */
-        TAKES_FORCE = 1 << 5,     /* --force */
-        TAKES_API = 1 << 6,       /* --kubeconfig, --context, --node-name, --insecure-skip-tls-verify */
+        TAKES_WRITE = 1 << 1,      /* --no-wait, --dry-run */
+        TAKES_COMPONENT = 1 << 2,  /* --component */
+        TAKES_REVISION = 1 << 3,   /* --to-revision */
+        TAKES_GATE = 1 << 4,       /* --stable-for, --step-timeout, --on-failure, --quiet */
+        TAKES_FORCE = 1 << 5,      /* --force */
+        TAKES_COMPONENTS = 1 << 6, /* --components */
+        TAKES_API = 1 << 7,        /* --kubeconfig, --context, --node-name, --insecure-skip-tls-verify */
 };
 
 typedef struct command {
@@ -72,11 +74,11 @@ static const command commands[] = {
         {
                 .name = "plan",
                 .run = cmd_plan,
-                .takes = TAKES_TARGET,
+                .takes = TAKES_TARGET | TAKES_COMPONENTS,
                 .summary = "show the ordered steps that would move the node to a target version",
                 .help = "Usage: cplet plan --binary-version V [--emulated-version E]\n"
                         "                  [--min-compatibility-version M] [--image-repository R]\n"
-                        "                  [--image C=REF]... [--json]\n"
+                        "                  [--image C=REF]... [--components C[,C...]] [--json]\n"
                         "\n"
                         "Prints the ordered steps from the node's current state to the target and changes\n"
                         "nothing. Binaries change first (API server, controller-manager, scheduler), each\n"
@@ -91,6 +93,13 @@ static const command commands[] = {
                         "                                 R/kube-apiserver:V (default: each manifest's own)\n"
                         "  --image C=REF                  the exact image of C's binary step, required when\n"
                         "                                 C's image is pinned by digest: REPO:V@sha256:...\n"
+                        "  --components C[,C...]          move only these components (a controller moves one\n"
+                        "                                 component on every node before the next); the\n"
+                        "                                 others keep their manifests and must stay valid\n"
+                        "                                 with every step, or the plan is refused naming the\n"
+                        "                                 one that would have to move first. The target\n"
+                        "                                 means the same: give --emulated-version to keep it\n"
+                        "                                 pinned while only the binary moves\n"
                         "\n"
                         "Exit status: 0 a plan (possibly empty), 2 invalid input or a plan refused by the\n"
                         "safety rules (the reason is printed).\n",
@@ -98,11 +107,12 @@ static const command commands[] = {
         {
                 .name = "upgrade",
                 .run = cmd_upgrade,
-                .takes = TAKES_TARGET | TAKES_WRITE | TAKES_GATE | TAKES_FORCE,
+                .takes = TAKES_TARGET | TAKES_WRITE | TAKES_GATE | TAKES_FORCE | TAKES_COMPONENTS,
                 .summary = "execute the plan, step by step, each gated by process, versions and health",
                 .help = "Usage: cplet upgrade --binary-version V [--emulated-version E]\n"
                         "                     [--min-compatibility-version M] [--image-repository R]\n"
-                        "                     [--image C=REF]... [--stable-for D] [--step-timeout D]\n"
+                        "                     [--image C=REF]... [--components C[,C...]]\n"
+                        "                     [--stable-for D] [--step-timeout D]\n"
                         "                     [--on-failure rollback|stop]\n"
                         "                     [--no-wait] [--dry-run] [--force] [--json|--quiet]\n"
                         "\n"
@@ -116,6 +126,7 @@ static const command commands[] = {
                         "Every transition is journaled: after a crash, cplet resume or cplet abort.\n"
                         "\n"
                         "  --image C=REF       the exact image of C's binary step (see cplet plan --help)\n"
+                        "  --components C,...  move only these components (see cplet plan --help)\n"
                         "  --stable-for D      how long health must hold (default 10s; durations: 0s, 30s, 5m, 1m30s)\n"
                         "  --step-timeout D    give up on a step after D (default 5m)\n"
                         "  --on-failure P      rollback (default) or stop\n"
@@ -301,7 +312,7 @@ static int split_flags_command(int argc, char *argv[], char ***ret_argv, int *re
                                                   "--emulated-version", "--min-compatibility-version",
                                                   "--image-repository", "--image", "--component", "--to-revision",
                                                   "--stable-for", "--step-timeout", "--on-failure",
-                                                  "--kubeconfig", "--context", "--node-name" };
+                                                  "--kubeconfig", "--context", "--node-name", "--components" };
         static const char *const gate_with_value[] = { "--stable-for", "--step-timeout", "--on-failure" };
         static const char *const own_booleans[] = { "--no-wait", "--dry-run", "--json", "--quiet", "--help", "-h" };
         char **out = calloc(argc + 1, sizeof(char *));
@@ -386,6 +397,7 @@ static const struct option long_options[] = {
         { "context", required_argument, NULL, OPT_CONTEXT },
         { "node-name", required_argument, NULL, OPT_NODE_NAME },
         { "insecure-skip-tls-verify", no_argument, NULL, OPT_INSECURE_SKIP_TLS_VERIFY },
+        { "components", required_argument, NULL, OPT_COMPONENTS },
         {},
 };
 
@@ -395,7 +407,7 @@ typedef struct parsed {
         char *plugin_dir; /* absolute */
         bool help, version;
         /* The last option given of each TAKES_* group, to say which one does not apply. */
-        char used[7][40];
+        char used[8][40];
 } parsed;
 
 static void parsed_done(parsed *p) {
@@ -429,6 +441,8 @@ static int option_group(int opt) {
         case OPT_CONTEXT:
         case OPT_NODE_NAME:
         case OPT_INSECURE_SKIP_TLS_VERIFY:
+                return 7;
+        case OPT_COMPONENTS:
                 return 6;
         default:
                 return -1;
@@ -523,6 +537,8 @@ static int take_option(int opt, const char *arg, cli *c, parsed *p) {
         case OPT_INSECURE_SKIP_TLS_VERIFY:
                 c->insecure_skip_tls_verify = true;
                 return EXIT_OK;
+        case OPT_COMPONENTS:
+                return cli_add_components_option(c, arg);
         default:
                 return EXIT_INVALID;
         }

@@ -41,8 +41,10 @@ typedef struct agent {
         /* The target annotation as last seen on the Node (NULL: none), and whether it changed
          * since it was last handled. */
         char *target_text;
+        size_t target_size; /* the annotation may hold a NUL (the watch lets \u0000 through) */
         bool target_changed;
         char *refused_text; /* the last target refused: not evaluated again until it changes */
+        size_t refused_size;
         bool node_seen;     /* the Node was read once */
         handled last;       /* the last target run (ROOT/var/lib/cplet/daemon.json) */
 
@@ -60,6 +62,7 @@ typedef struct agent {
         bool stopping, reload, running, manifests_changed;
         uint64_t watchdog_usec;
         sd_event_source *watchdog;
+        http_pem version_cert, version_key; /* the kubeconfig's client certificate, for /version */
 } agent;
 
 /* ---- status */
@@ -71,6 +74,28 @@ static void set_string(char **p, const char *s) {
                 return; /* out of memory: keep the old text rather than none */
         free(*p);
         *p = c;
+}
+
+/* Text that may hold NUL bytes. */
+static void set_bytes(char **p, size_t *size, const char *s, size_t n) {
+        char *c = NULL;
+
+        if (s) {
+                c = malloc(n + 1);
+                if (!c)
+                        return;
+                memcpy(c, s, n);
+                c[n] = 0;
+        }
+        free(*p);
+        *p = c;
+        *size = s ? n : 0;
+}
+
+static bool bytes_equal(const char *a, size_t na, const char *b, size_t nb) {
+        if (!a || !b)
+                return a == b;
+        return na == nb && memcmp(a, b, na) == 0;
 }
 
 static void clear_step(agent *d) {
@@ -267,11 +292,44 @@ static char **allowed_repositories(agent *d, const node *n) {
         return l;
 }
 
+/* Parses a target annotation against what this node runs and allows. */
+static int read_target(agent *d, const char *text, size_t size, target **ret, char **ret_error) {
+        _cleanup_(op_status_result_done) op_status_result sr = {};
+        _cleanup_strv_free_ char **repositories = NULL, **components = NULL;
+        target_limits limits;
+        int r;
+
+        r = op_status(d->env, &sr, ret_error);
+        if (r < 0)
+                return r;
+        components = calloc(d->env->plugins->n + 1, sizeof(char *));
+        repositories = allowed_repositories(d, sr.node);
+        if (!components || !repositories)
+                return -ENOMEM;
+        for (size_t i = 0; i < d->env->plugins->n; i++)
+                if (!(components[i] = strdup(d->env->plugins->items[i].name)))
+                        return -ENOMEM;
+        limits = (target_limits){ .known_components = (const char *const *) components,
+                                  .allowed_repositories = (const char *const *) repositories };
+        return target_parse(text, size, &limits, ret, ret_error);
+}
+
+static op_target op_target_of(const target *t) {
+        return (op_target){
+                .binary_version = t->binary_version,
+                .emulated_version = t->emulated_version,
+                .min_compat_version = t->min_compat_version,
+                .image_repository = t->image_repository,
+                .components = (const char *const *) t->components,
+        };
+}
+
 /* What a refused target's status names: its id and generation when they can be read at all. */
-static void refuse(agent *d, const char *text, const char *id, uint64_t generation, const char *why) {
+static void refuse(agent *d, const char *text, size_t size, const char *id, uint64_t generation,
+                   const char *why) {
         json_auto_t *j = NULL;
 
-        if (!id && text && (j = json_loads(text, 0, NULL))) {
+        if (!id && text && (j = json_loadb(text, size, 0, NULL))) {
                 const char *s = json_string_value(json_object_get(j, "id"));
                 json_int_t g = json_integer_value(json_object_get(j, "generation"));
 
@@ -284,7 +342,7 @@ static void refuse(agent *d, const char *text, const char *id, uint64_t generati
         set_string(&d->id, id);
         d->generation = generation;
         set_string(&d->plan_id, NULL);
-        set_string(&d->refused_text, text);
+        set_bytes(&d->refused_text, &d->refused_size, text, size);
         reporter_event(d->reporter, "Warning", "TargetRefused", why);
         set_phase(d, STATUS_REFUSED, why);
 }
@@ -330,14 +388,16 @@ static void conclude(agent *d, int r, const op_result *res, const char *error, b
         }
 }
 
-static op_options rollout_call_options(agent *d, const rollout_options *ro) {
+static op_options call_options(agent *d) {
+        bool cert = d->version_cert.file || d->version_cert.data;
+
         return (op_options){
-                .rollout = *ro,
-                .rollout_given = true,
                 .event = d->event,
                 .interrupted = &d->interrupted,
                 .progress = on_progress,
                 .userdata = d,
+                .version_cert = cert ? &d->version_cert : NULL,
+                .version_key = cert ? &d->version_key : NULL,
         };
 }
 
@@ -346,12 +406,7 @@ static void run_target(agent *d, target *t) {
         _cleanup_(op_result_done) op_result res = {};
         _cleanup_(store_freep) store *s = NULL;
         _cleanup_free_ char *error = NULL, *m = NULL;
-        op_target ot = {
-                .binary_version = t->binary_version,
-                .emulated_version = t->emulated_version,
-                .min_compat_version = t->min_compat_version,
-                .image_repository = t->image_repository,
-        };
+        op_target ot = op_target_of(t);
         rollout_options ro;
         op_options o;
         int r;
@@ -361,13 +416,13 @@ static void run_target(agent *d, target *t) {
         set_string(&d->id, t->id);
         d->generation = t->generation;
         set_string(&d->plan_id, NULL);
-        set_string(&d->refused_text, NULL);
+        set_bytes(&d->refused_text, &d->refused_size, NULL, 0);
 
         r = rollout_options_of(t, &ro, &error);
         if (r >= 0)
                 r = op_plan(d->env, &ot, false, &pr, &error);
         if (r < 0) {
-                refuse(d, NULL, t->id, t->generation, error ?: strerror(-r));
+                refuse(d, NULL, 0, t->id, t->generation, error ?: strerror(-r));
                 return;
         }
 
@@ -389,7 +444,9 @@ static void run_target(agent *d, target *t) {
         set_phase(d, STATUS_PENDING, m);
 
         d->running = true;
-        o = rollout_call_options(d, &ro);
+        o = call_options(d);
+        o.rollout = ro;
+        o.rollout_given = true;
         free(error);
         error = NULL;
         r = op_upgrade(d->env, &ot, &o, &res, &error);
@@ -397,38 +454,23 @@ static void run_target(agent *d, target *t) {
 }
 
 static void handle_target(agent *d) {
-        _cleanup_(op_status_result_done) op_status_result sr = {};
         _cleanup_(target_freep) target *t = NULL;
-        _cleanup_strv_free_ char **repositories = NULL, **components = NULL;
         _cleanup_free_ char *error = NULL;
         const char *text = d->target_text;
-        target_limits limits;
+        size_t size = d->target_size;
         int r;
 
         d->target_changed = false;
-        if (!text || (d->refused_text && streq(d->refused_text, text)))
+        if (!text || bytes_equal(d->refused_text, d->refused_size, text, size))
                 return;
 
-        r = op_status(d->env, &sr, &error);
-        if (r < 0) {
-                refuse(d, text, NULL, 0, error);
-                return;
-        }
-        components = calloc(d->env->plugins->n + 1, sizeof(char *));
-        repositories = allowed_repositories(d, sr.node);
-        if (!components || !repositories) {
+        r = read_target(d, text, size, &t, &error);
+        if (r == -ENOMEM) {
                 log_error("Out of memory reading a target");
                 return;
         }
-        for (size_t i = 0; i < d->env->plugins->n; i++)
-                if (!(components[i] = strdup(d->env->plugins->items[i].name)))
-                        return;
-        limits = (target_limits){ .known_components = (const char *const *) components,
-                                  .allowed_repositories = (const char *const *) repositories };
-
-        r = target_parse(text, strlen(text), &limits, &t, &error);
         if (r < 0) {
-                refuse(d, text, NULL, 0, error);
+                refuse(d, text, size, NULL, 0, error);
                 return;
         }
         if (!handled_should_run(&d->last, t))
@@ -439,15 +481,11 @@ static void handle_target(agent *d) {
 }
 
 /* At start: an interrupted rollout (its journal) is resumed, with the options it was started with. */
-static void resume_interrupted(agent *d) {
+static void resume_interrupted(agent *d, json_t *unfinished) {
         _cleanup_(op_result_done) op_result res = {};
         _cleanup_free_ char *error = NULL;
-        op_options o = {
-                .event = d->event,
-                .interrupted = &d->interrupted,
-                .progress = on_progress,
-                .userdata = d,
-        };
+        op_options o = call_options(d);
+        const char *on_failure;
         int r;
 
         set_string(&d->id, d->last.id);
@@ -456,12 +494,37 @@ static void resume_interrupted(agent *d) {
         d->running = true;
         set_phase(d, STATUS_PROGRESSING, "resuming the interrupted rollout");
         r = op_resume(d->env, &o, &res, &error);
-        /* The journal's own policy decides what a failure unwinds; a failed resume that left no
-         * open journal behind was rolled back. */
-        conclude(d, r, &res, error, true);
+        /* The journal's own policy decides what a failure unwinds. */
+        on_failure = json_string_value(json_object_get(json_object_get(unfinished, "options"), "onFailure"));
+        conclude(d, r, &res, error, !on_failure || !streq(on_failure, "stop"));
 }
 
 /* ---- the Node */
+
+/* The agent stopped (killed) while this target ran, and no rollout is unfinished: the journal
+ * ended, or the first step was never written. Which, the node says: at the target, the target
+ * succeeded; otherwise it did not, and only a new generation runs it again. */
+static void settle_unreported(agent *d, json_t *annotations) {
+        _cleanup_(op_plan_result_done) op_plan_result pr = {};
+        _cleanup_(target_freep) target *t = NULL;
+        json_t *value = json_object_get(annotations, TARGET_ANNOTATION);
+        op_target ot;
+
+        if (json_is_string(value) &&
+            read_target(d, json_string_value(value), json_string_length(value), &t, NULL) >= 0 && streq(t->id, d->last.id) &&
+            t->generation == d->last.generation) {
+                ot = op_target_of(t);
+                if (op_plan(d->env, &ot, false, &pr, NULL) >= 0 && pr.plan->n_steps == 0) {
+                        d->phase = STATUS_SUCCEEDED;
+                        set_string(&d->message, "the node is at the target (the agent stopped before it could say so)");
+                        return;
+                }
+        }
+        d->phase = STATUS_FAILED;
+        set_string(&d->message, "the agent stopped while this target ran and found no unfinished rollout at its "
+                                "start: the node is as the components show, not at the target; a new generation "
+                                "runs the target again");
+}
 
 /* Our previous status, when it speaks of the target last handled: its phase and message carry
  * over a restart (a Succeeded target stays Succeeded). */
@@ -474,23 +537,32 @@ static void adopt_previous_status(agent *d, json_t *annotations) {
                 return;
         id = json_string_value(json_object_get(j, "id"));
         phase = json_string_value(json_object_get(j, "phase"));
-        if (!id || !streq(id, d->last.id) || json_integer_value(json_object_get(j, "generation")) != (json_int_t) d->last.generation ||
-            !phase)
+        if (!id || !streq(id, d->last.id) || !phase ||
+            json_integer_value(json_object_get(j, "generation")) != (json_int_t) d->last.generation)
                 return;
-        for (status_phase p = 0; p < _STATUS_PHASE_MAX; p++)
-                if (streq(phase, status_phase_to_string(p)) && p != STATUS_PROGRESSING && p != STATUS_PENDING) {
+        set_string(&d->id, id);
+        d->generation = d->last.generation;
+        for (status_phase p = 0; p < _STATUS_PHASE_MAX; p++) {
+                if (!streq(phase, status_phase_to_string(p)))
+                        continue;
+                if (p == STATUS_PENDING || p == STATUS_PROGRESSING || p == STATUS_INTERRUPTED) {
+                        settle_unreported(d, annotations);
+                        log_notice("The last target %s generation %llu: %s", id,
+                                   (unsigned long long) d->generation, d->message);
+                } else {
                         d->phase = p;
-                        set_string(&d->id, id);
-                        d->generation = d->last.generation;
                         set_string(&d->message, json_string_value(json_object_get(j, "message")));
                 }
+        }
 }
 
 static void on_node_changed(json_t *object, void *userdata) {
         agent *d = userdata;
         json_t *metadata = json_object_get(object, "metadata");
         json_t *annotations = json_object_get(metadata, "annotations");
-        const char *text = json_string_value(json_object_get(annotations, TARGET_ANNOTATION));
+        json_t *value = json_object_get(annotations, TARGET_ANNOTATION);
+        const char *text = json_string_value(value);
+        size_t size = json_string_length(value);
         bool first = !d->node_seen;
 
         (void) reporter_set_node_uid(d->reporter, json_string_value(json_object_get(metadata, "uid")));
@@ -501,8 +573,8 @@ static void on_node_changed(json_t *object, void *userdata) {
                         adopt_previous_status(d, annotations);
                 publish_status(d);
         }
-        if ((text == NULL) != (d->target_text == NULL) || (text && !streq(text, d->target_text))) {
-                set_string(&d->target_text, text);
+        if (!bytes_equal(text, size, d->target_text, d->target_size)) {
+                set_bytes(&d->target_text, &d->target_size, text, size);
                 d->target_changed = true;
         }
 }
@@ -655,7 +727,7 @@ static int load_kubeconfig(agent *d, char **ret_error) {
         return kubeconfig_load(path, d->options->context, &d->kubeconfig, ret_error);
 }
 
-static int daemon_setup(agent *d, char **ret_error) {
+static int daemon_setup(agent *d, json_t **ret_journal, char **ret_error) {
         _cleanup_(op_status_result_done) op_status_result sr = {};
         _cleanup_(store_freep) store *s = NULL;
         _cleanup_free_ char *error = NULL;
@@ -672,6 +744,10 @@ static int daemon_setup(agent *d, char **ret_error) {
         r = pick_node_name(d, ret_error);
         if (r < 0)
                 return r;
+        d->version_cert = (http_pem){ d->kubeconfig->client_cert.file, d->kubeconfig->client_cert.data,
+                                      d->kubeconfig->client_cert.size };
+        d->version_key = (http_pem){ d->kubeconfig->client_key.file, d->kubeconfig->client_key.data,
+                                     d->kubeconfig->client_key.size };
         r = store_open(d->options->root, 0, false, &s, ret_error);
         if (r < 0)
                 return r;
@@ -698,7 +774,8 @@ static int daemon_setup(agent *d, char **ret_error) {
         r = add_sources(d);
         if (r < 0)
                 return set_error(ret_error, r, "cannot set up the event loop: %s", strerror(-r));
-        return sr.interrupted ? 1 : 0;
+        *ret_journal = json_incref(sr.interrupted);
+        return 0;
 }
 
 static void reload_config(agent *d) {
@@ -717,7 +794,7 @@ static void reload_config(agent *d) {
                 d->env->warn = warn_to_log;
                 log_info("Configuration reloaded");
                 /* A target refused by the old allow-list may pass now. */
-                set_string(&d->refused_text, NULL);
+                set_bytes(&d->refused_text, &d->refused_size, NULL, 0);
                 d->target_changed = true;
         }
         (void) sd_notify(false, "READY=1");
@@ -753,25 +830,24 @@ static void daemon_done(agent *d) {
 
 int daemon_run(const daemon_options *o, char **ret_error) {
         _cleanup_(daemon_done) agent d = { .options = o, .phase = STATUS_IDLE };
-        bool interrupted_rollout;
+        json_auto_t *unfinished = NULL;
         int r;
 
         log_open();
         r = sd_event_default(&d.event);
         if (r < 0)
                 return set_error(ret_error, r, "cannot create the event loop: %s", strerror(-r));
-        r = daemon_setup(&d, ret_error);
+        r = daemon_setup(&d, &unfinished, ret_error);
         if (r < 0)
                 return r;
-        interrupted_rollout = r > 0;
 
         (void) sd_notify(false, "READY=1\nSTATUS=Idle");
         log_info("cplet %s watching Node %s on %s", CPLET_VERSION, d.node_name, d.kubeconfig->server);
         r = node_watch_new(d.event, d.kube, d.node_name, on_node_changed, on_node_trouble, &d, &d.watch);
         if (r < 0)
                 return set_error(ret_error, r, "cannot watch the Node: %s", strerror(-r));
-        if (interrupted_rollout)
-                resume_interrupted(&d);
+        if (unfinished)
+                resume_interrupted(&d, unfinished);
 
         /* A rollout runs from here, not from an event handler: its gates run this same loop
          * (sd_event_run is not re-entrant), so the watch, the reports, the signals and the

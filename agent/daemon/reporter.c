@@ -13,7 +13,9 @@
 #define STATUS_ANNOTATION "cplet.io/status"
 #define REQUEST_TIMEOUT_MS 15000
 #define BACKOFF_BASE_USEC (500ULL * 1000ULL)
-#define BACKOFF_MAX_USEC (30ULL * 1000000ULL)
+/* Short: an API server restarting in its own step is back within seconds, and the status
+ * should follow it promptly (a few requests while it is away cost nothing). */
+#define BACKOFF_MAX_USEC (8ULL * 1000000ULL)
 /* A 403 does not go away by retrying: the identity or the policy must change first. */
 #define FORBIDDEN_RETRY_USEC (5ULL * 60ULL * 1000000ULL)
 #define EVENTS_QUEUED_MAX 16

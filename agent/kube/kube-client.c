@@ -436,6 +436,10 @@ int kube_client_new(sd_event *e, const kubeconfig *k, bool insecure_skip_tls_ver
                 /* Read now so that a missing file is an error at start, not at the first request. */
                 c->token_file = strdup(k->token_file);
                 r = c->token_file ? read_token(c->token_file, &t, ret_error) : -ENOMEM;
+                if (r >= 0) {
+                        free(c->token);
+                        c->token = TAKE_PTR(t);
+                }
         }
         if (r < 0) {
                 client_free_now(c);
@@ -457,7 +461,7 @@ static uint64_t parse_retry_after(const char *v) {
                 return 0;
         errno = 0;
         s = strtoull(v, &end, 10);
-        if (end != v && errno == 0 && *end == 0)
+        if (*v >= '0' && *v <= '9' && errno == 0 && *end == 0)
                 return (uint64_t) MIN(s, (unsigned long long) RETRY_AFTER_MAX_SEC) * 1000000ULL;
         /* The other form RFC 9110 allows: an HTTP date. */
         t = curl_getdate(v, NULL);

@@ -295,6 +295,10 @@ static void look_for_process(gate *g) {
                 start_health(g, NULL);
 }
 
+static void on_version_response(const http_response *r, void *userdata) {
+        on_version(r->status, r->body, r->size, r->error, userdata);
+}
+
 /* GATE_VERSIONS and later: the next request (the process must still run). */
 static void send_request(gate *g) {
         bool versions = awaiting_versions(g);
@@ -308,7 +312,17 @@ static void send_request(gate *g) {
                 gate_finish(g, false, "out of memory");
                 return;
         }
-        r = http_client_get(g->http, url, PROBE_TIMEOUT_MS, versions ? on_version : on_probe, g);
+        if (versions && g->spec->client_cert && g->spec->client_key)
+                r = http_client_request(g->http, &(http_request_options){
+                                                         .url = url,
+                                                         .timeout_ms = PROBE_TIMEOUT_MS,
+                                                         .cert = *g->spec->client_cert,
+                                                         .key = *g->spec->client_key,
+                                                         .done = on_version_response,
+                                                         .userdata = g,
+                                                 });
+        else
+                r = http_client_get(g->http, url, PROBE_TIMEOUT_MS, versions ? on_version : on_probe, g);
         if (r < 0) {
                 gate_finish(g, false, "cannot probe %s: %s", url, strerror(-r));
                 return;

@@ -16,6 +16,7 @@
 #include <stdint.h>
 #include <systemd/sd-event.h>
 
+#include "http.h"
 #include "plugin-loader.h"
 #include "probe.h"
 #include "version.h"
@@ -46,6 +47,10 @@ typedef struct gate_spec {
         void *userdata;
         /* Set (by the caller's signal handler on the same loop) to stop waiting: -EINTR. */
         const volatile bool *interrupted;
+        /* The identity /version is asked with (the daemon's client certificate: an API server may
+         * refuse anonymous requests); NULL: anonymous. Never a token: the probe does not verify
+         * the server, so nothing secret is sent. */
+        const http_pem *client_cert, *client_key;
 } gate_spec;
 
 typedef struct gate_result {

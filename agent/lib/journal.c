@@ -89,6 +89,7 @@ journal *journal_free(journal *j) {
                 free(j->target.images[i].image);
         }
         free(j->target.images);
+        strv_free(j->target.components);
         free(j->message);
         for (size_t i = 0; i < j->n_steps; i++)
                 step_free(j->steps[i]);
@@ -441,9 +442,38 @@ static int parse_images(parser *p, json_t *images, journal_target *ret) {
         return 0;
 }
 
+/* "components": ["kube-apiserver"]: the components the target moves (absent or null: all). */
+static int parse_components(parser *p, json_t *components, journal_target *ret) {
+        json_t *v;
+        size_t i;
+
+        if (!components || json_is_null(components))
+                return 0;
+        if (!json_is_array(components) || json_array_size(components) == 0 ||
+            json_array_size(components) > 16)
+                return invalid(p, "components", "expected a list of 1 to 16 component names");
+        ret->components = calloc(json_array_size(components) + 1, sizeof(char *));
+        if (!ret->components)
+                return -ENOMEM;
+        json_array_foreach(components, i, v) {
+                const char *name = json_string_value(v);
+
+                if (!name || !plugin_name_valid(name))
+                        return invalid(p, "components",
+                                       "item %zu is not a component name ([a-z0-9-], at most 63)", i);
+                for (size_t k = 0; k < i; k++)
+                        if (streq(ret->components[k], name))
+                                return invalid(p, "components", "%s named twice", name);
+                ret->components[i] = strdup(name);
+                if (!ret->components[i])
+                        return -ENOMEM;
+        }
+        return 0;
+}
+
 static int parse_target(parser *p, json_t *t, journal_target *ret) {
         static const char *const known[] = { "binaryVersion", "emulatedVersion", "minCompatibilityVersion",
-                                             "imageRepository", "images", NULL };
+                                             "imageRepository", "images", "components", NULL };
         kversion b;
         kminor m;
         int r;
@@ -471,7 +501,10 @@ static int parse_target(parser *p, json_t *t, journal_target *ret) {
                 r = invalid(p, "imageRepository", "\"%s\" is not an image repository", ret->image_repository);
         if (r >= 0)
                 r = parse_images(p, json_object_get(t, "images"), ret);
-        if (r >= 0 && !ret->binary_version && (ret->emulated_version || ret->min_compat_version))
+        if (r >= 0)
+                r = parse_components(p, json_object_get(t, "components"), ret);
+        if (r >= 0 && !ret->binary_version && (ret->emulated_version || ret->min_compat_version ||
+                                               ret->components))
                 r = invalid(p, "binaryVersion", "missing while other target versions are set");
         p->where[0] = 0;
         return r;
@@ -616,6 +649,16 @@ json_t *journal_to_json(const journal *j) {
                                                 json_string(j->target.images[i].image)) < 0)
                                 return NULL;
         }
+        if (j->target.components) {
+                json_t *components = json_array();
+
+                if (!components ||
+                    json_object_set_new(json_object_get(o, "target"), "components", components) < 0)
+                        return NULL;
+                for (char **c = j->target.components; *c; c++)
+                        if (json_array_append_new(components, json_string(*c)) < 0)
+                                return NULL;
+        }
         steps = json_object_get(o, "steps");
         for (size_t i = 0; i < j->n_steps; i++)
                 if (json_array_append_new(steps, step_to_json(j->steps[i])) < 0)
@@ -656,6 +699,11 @@ bool journal_equal(const journal *a, const journal *b) {
         for (size_t i = 0; i < a->target.n_images; i++)
                 if (!str_eq(a->target.images[i].component, b->target.images[i].component) ||
                     !str_eq(a->target.images[i].image, b->target.images[i].image))
+                        return false;
+        if (!a->target.components != !b->target.components)
+                return false;
+        for (size_t i = 0; a->target.components && (a->target.components[i] || b->target.components[i]); i++)
+                if (!str_eq(a->target.components[i], b->target.components[i]))
                         return false;
         for (size_t i = 0; i < a->n_steps; i++)
                 if (!step_equal(a->steps[i], b->steps[i]))

@@ -106,6 +106,8 @@ typedef struct journal_target {
                 char *image;
         } *images;
         size_t n_images;
+        /* The target's components (NULL-terminated; NULL: all): resume moves no other. */
+        char **components;
 } journal_target;
 
 typedef struct journal {

@@ -80,6 +80,7 @@ int op_parse_target(const op_target *t, plan_target *ret, char **ret_error) {
         }
         pt.images = t->images;
         pt.n_images = t->n_images;
+        pt.components = t->components;
         *ret = pt;
         return 0;
 }

@@ -73,6 +73,8 @@ static int session_start(session *s, const op_options *o, char **ret_error) {
         s->rollout->progress = o->progress;
         s->rollout->userdata = o->userdata;
         s->rollout->interrupted = o->interrupted;
+        s->rollout->version_cert = o->version_cert;
+        s->rollout->version_key = o->version_key;
         return 0;
 }
 
@@ -106,12 +108,18 @@ static json_t *target_to_json(const op_target *t) {
                               t->emulated_version, "minCompatibilityVersion", t->min_compat_version,
                               "imageRepository", t->image_repository);
         json_t *images = j && t->n_images > 0 ? json_object() : NULL;
+        json_t *components = j && t->components ? json_array() : NULL;
 
         /* resume plans the rest of the way again: it needs the exact images too. */
         for (size_t i = 0; images && i < t->n_images; i++)
                 json_object_set_new(images, t->images[i].component, json_string(t->images[i].image));
         if (images)
                 json_object_set_new(j, "images", images);
+        /* ... and moves no component the target left as it was. */
+        for (const char *const *c = t->components; components && *c; c++)
+                json_array_append_new(components, json_string(*c));
+        if (components)
+                json_object_set_new(j, "components", components);
         return j;
 }
 
@@ -299,6 +307,7 @@ static int run_rest(session *s, char **ret_error) {
                 .image_repository = t->image_repository,
                 .images = images,
                 .n_images = t->n_images,
+                .components = (const char *const *) t->components,
         };
         int r;
 

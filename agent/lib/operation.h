@@ -60,6 +60,12 @@ typedef struct op_target {
         const char *image_repository;
         const plan_image *images; /* --image COMPONENT=REF: the exact image of a binary step */
         size_t n_images;
+        /* --components / the target's `components`: the components that move (NULL-terminated
+         * names; NULL: all). The others keep their manifests byte for byte and must stay valid
+         * with every state of the plan, or it is refused naming the one that would have to move
+         * (see plan_target.components). A name not on the node is refused (-EINVAL). Kept in
+         * the journal: resume moves no other component. */
+        const char *const *components;
 } op_target;
 
 /* Parses --stable-for, --step-timeout and --on-failure (NULL: the default). The stability
@@ -78,6 +84,9 @@ typedef struct op_options {
         const volatile bool *interrupted;
         rollout_progress_fn progress; /* may be NULL */
         void *userdata;
+        /* The client certificate and key a gate presents to /version (the daemon's kubeconfig
+         * identity; anonymous access may be disabled). NULL: anonymous. */
+        const http_pem *version_cert, *version_key;
 } op_options;
 
 /* One manifest change, as --dry-run shows it. */
@@ -133,7 +142,8 @@ void op_plan_result_done(op_plan_result *r);
 /* cplet upgrade: gated, or --no-wait, or --dry-run. */
 int op_upgrade(op_env *e, const op_target *t, const op_options *o, op_result *ret, char **ret_error);
 
-/* cplet rollback --emulated-version E / --binary-version V (one of them). */
+/* cplet rollback --emulated-version E / --binary-version V (one of them). Always every
+ * component: a rollback by version starts from one state the whole node shares. */
 int op_rollback_versions(op_env *e, const char *emulated_version, const char *binary_version, const op_options *o,
                          op_result *ret, char **ret_error);
 

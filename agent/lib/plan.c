@@ -29,6 +29,7 @@ typedef struct working {
         kminor emulated, min_compat;
         bool min_compat_explicit;
         bool forward_compat;
+        bool frozen; /* not among the target's components: no step, state kept as it is */
 } working;
 
 typedef struct builder {
@@ -125,33 +126,65 @@ static int check_component(const working *w, char **ret_error) {
 
 /* The skew rules between components: nobody emulates above the API server (the lowest rank)
  * or below its min-compatibility version, and nobody runs a newer binary minor than it. */
-static int check_skew(const builder *b, char **ret_error) {
-        const working *ref = &b->w[0];
+typedef enum skew_breach {
+        SKEW_OK,
+        SKEW_EMULATES_ABOVE,
+        SKEW_EMULATES_BELOW,
+        SKEW_BINARY_NEWER,
+} skew_breach;
+
+/* The first component (index into w, never 0) that breaks the skew with the API server. */
+static skew_breach find_skew_breach(const working *w, size_t n, size_t *ret) {
+        const working *ref = &w[0];
+
+        for (size_t i = 1; i < n; i++) {
+                *ret = i;
+                if (kminor_cmp(w[i].emulated, ref->emulated) > 0)
+                        return SKEW_EMULATES_ABOVE;
+                if (kminor_cmp(w[i].emulated, ref->min_compat) < 0)
+                        return SKEW_EMULATES_BELOW;
+                if (kminor_cmp(binary_minor(&w[i]), binary_minor(ref)) > 0)
+                        return SKEW_BINARY_NEWER;
+        }
+        return SKEW_OK;
+}
+
+/* What is wrong, as "kube-scheduler would emulate 1.33, below kube-apiserver's ...". */
+static char *skew_reason(const working *w, size_t i, skew_breach k) {
+        const working *ref = &w[0], *o = &w[i];
         char x[KMINOR_STRING_MAX], y[KMINOR_STRING_MAX];
 
-        for (size_t i = 1; i < b->n; i++) {
-                const working *w = &b->w[i];
-
-                kminor_format(w->emulated, x);
-                if (kminor_cmp(w->emulated, ref->emulated) > 0) {
-                        kminor_format(ref->emulated, y);
-                        return set_error(ret_error, -EINVAL, "%s would emulate %s, above %s's %s", w->in->name, x,
-                                         ref->in->name, y);
-                }
-                if (kminor_cmp(w->emulated, ref->min_compat) < 0) {
-                        kminor_format(ref->min_compat, y);
-                        return set_error(ret_error, -EINVAL,
-                                         "%s would emulate %s, below %s's min-compatibility version %s", w->in->name,
-                                         x, ref->in->name, y);
-                }
-                if (kminor_cmp(binary_minor(w), binary_minor(ref)) > 0) {
-                        kminor_format(binary_minor(w), x);
-                        kminor_format(binary_minor(ref), y);
-                        return set_error(ret_error, -EINVAL, "%s binary %s would be newer than %s's %s", w->in->name,
-                                         x, ref->in->name, y);
-                }
+        switch (k) {
+        case SKEW_EMULATES_ABOVE:
+                kminor_format(o->emulated, x);
+                kminor_format(ref->emulated, y);
+                return strdup_printf("%s would emulate %s, above %s's %s", o->in->name, x, ref->in->name, y);
+        case SKEW_EMULATES_BELOW:
+                kminor_format(o->emulated, x);
+                kminor_format(ref->min_compat, y);
+                return strdup_printf("%s would emulate %s, below %s's min-compatibility version %s",
+                                     o->in->name, x, ref->in->name, y);
+        case SKEW_BINARY_NEWER:
+                kminor_format(binary_minor(o), x);
+                kminor_format(binary_minor(ref), y);
+                return strdup_printf("%s binary %s would be newer than %s's %s", o->in->name, x,
+                                     ref->in->name, y);
+        case SKEW_OK:
+                break;
         }
-        return 0;
+        return strdup("no breach");
+}
+
+static int check_skew(const working *w, size_t n, char **ret_error) {
+        _cleanup_free_ char *why = NULL;
+        skew_breach k;
+        size_t i;
+
+        k = find_skew_breach(w, n, &i);
+        if (k == SKEW_OK)
+                return 0;
+        why = skew_reason(w, i, k);
+        return why ? set_error(ret_error, -EINVAL, "%s", why) : -ENOMEM;
 }
 
 static char *image_for(const working *w) {
@@ -182,6 +215,54 @@ static int binary_step_image(builder *b, const working *w, char **ret) {
         return *ret ? 0 : -ENOMEM;
 }
 
+/* A step that breaks the skew with a component the target's components leave as it is: names
+ * that component and what it would have to do first. */
+static int refuse_frozen(builder *b, size_t moving, step_kind kind, size_t i, skew_breach k) {
+        const working *ref = &b->w[0], *o = &b->w[i];
+        bool ref_frozen = ref->frozen;
+        const working *frozen = ref_frozen ? ref : o;
+        _cleanup_free_ char *why = skew_reason(b->w, i, k), *fix = NULL;
+        char x[KVERSION_STRING_MAX];
+
+        switch (k) {
+        case SKEW_EMULATES_ABOVE:
+                if (ref_frozen) {
+                        kminor_format(o->emulated, x);
+                        fix = strdup_printf("raise %s's emulated version to %s", ref->in->name, x);
+                } else {
+                        kminor_format(ref->emulated, x);
+                        fix = strdup_printf("lower %s's emulated version to %s", o->in->name, x);
+                }
+                break;
+        case SKEW_EMULATES_BELOW:
+                if (ref_frozen) {
+                        kminor_format(o->emulated, x);
+                        fix = strdup_printf("lower %s's min-compatibility version to %s", ref->in->name, x);
+                } else {
+                        kminor_format(ref->min_compat, x);
+                        fix = strdup_printf("raise %s's emulated version to %s", o->in->name, x);
+                }
+                break;
+        case SKEW_BINARY_NEWER:
+        case SKEW_OK:
+                if (ref_frozen) {
+                        kversion_format(&o->binary, x);
+                        fix = strdup_printf("upgrade %s's binary to %s", ref->in->name, x);
+                } else {
+                        kversion_format(&ref->binary, x);
+                        fix = strdup_printf("downgrade %s's binary to %s", o->in->name, x);
+                }
+                break;
+        }
+        if (!why || !fix)
+                return -ENOMEM;
+        return set_error(b->error, -EINVAL,
+                         "no safe plan: step %zu (%s %s): %s would have to move first, but it is not among the "
+                         "components to move: %s (%s first, or add %s to the components)",
+                         b->plan->n_steps + 1, b->w[moving].in->name, step_kind_to_string(kind), frozen->in->name,
+                         why, fix, frozen->in->name);
+}
+
 /* Applies a change already made to b->w[i], checks the whole node, records the step. */
 static int add_step(builder *b, size_t i, step_kind kind) {
         working *w = &b->w[i];
@@ -197,8 +278,17 @@ static int add_step(builder *b, size_t i, step_kind kind) {
                 if (r < 0)
                         break;
         }
-        if (r >= 0)
-                r = check_skew(b, &why);
+        if (r >= 0) {
+                skew_breach breach;
+                size_t o;
+
+                breach = find_skew_breach(b->w, b->n, &o);
+                /* Exactly one side of the breach moves: the other one, frozen by the target's
+                 * components, is what would have to move first. */
+                if (breach != SKEW_OK && b->w[0].frozen != b->w[o].frozen)
+                        return refuse_frozen(b, i, kind, o, breach);
+                r = check_skew(b->w, b->n, &why);
+        }
         if (r < 0)
                 return set_error(b->error, r, "no safe plan: step %zu (%s %s) would leave an invalid state: %s",
                                  b->plan->n_steps + 1, w->in->name, step_kind_to_string(kind), why);
@@ -236,7 +326,6 @@ static bool binary_at_target(const builder *b, const working *w) {
 
 int plan_validate_state(const plan_component *components, size_t n, char **ret_error) {
         _cleanup_free_ working *w = calloc(n ?: 1, sizeof(working));
-        builder b = { .n = n };
         int r;
 
         if (!w)
@@ -254,8 +343,7 @@ int plan_validate_state(const plan_component *components, size_t n, char **ret_e
                 if (r < 0)
                         return r;
         }
-        b.w = w;
-        return n > 0 ? check_skew(&b, ret_error) : 0;
+        return n > 0 ? check_skew(w, n, ret_error) : 0;
 }
 
 static int binary_step(builder *b, size_t i) {
@@ -316,7 +404,7 @@ static int phase_binaries(builder *b) {
         for (size_t k = b->n; k-- > 0;) {
                 working *w = &b->w[k];
 
-                if (!binary_at_target(b, w) && kversion_cmp(&w->binary, &b->target->binary) > 0) {
+                if (!w->frozen && !binary_at_target(b, w) && kversion_cmp(&w->binary, &b->target->binary) > 0) {
                         r = binary_step(b, k);
                         if (r < 0)
                                 return r;
@@ -325,7 +413,7 @@ static int phase_binaries(builder *b) {
         for (size_t k = 0; k < b->n; k++) {
                 working *w = &b->w[k];
 
-                if (!binary_at_target(b, w)) {
+                if (!w->frozen && !binary_at_target(b, w)) {
                         r = binary_step(b, k);
                         if (r < 0)
                                 return r;
@@ -364,7 +452,7 @@ static int phase_lower_emulation(builder *b) {
 
         for (kminor m = kminor_add(highest, -1); kminor_cmp(m, b->target_emulated) >= 0; m = kminor_add(m, -1))
                 for (size_t k = b->n; k-- > 0;)
-                        if (kminor_cmp(b->w[k].emulated, m) > 0) {
+                        if (!b->w[k].frozen && kminor_cmp(b->w[k].emulated, m) > 0) {
                                 r = set_emulated(b, k, m);
                                 if (r < 0)
                                         return r;
@@ -382,7 +470,7 @@ static int phase_raise_emulation(builder *b) {
 
         for (kminor m = kminor_add(lowest, 1); kminor_cmp(m, b->target_emulated) <= 0; m = kminor_add(m, 1))
                 for (size_t k = 0; k < b->n; k++)
-                        if (kminor_cmp(b->w[k].emulated, m) < 0) {
+                        if (!b->w[k].frozen && kminor_cmp(b->w[k].emulated, m) < 0) {
                                 r = set_emulated(b, k, m);
                                 if (r < 0)
                                         return r;
@@ -404,7 +492,7 @@ static int phase_min_compat(builder *b, bool lower) {
                 size_t k = lower ? b->n - 1 - j : j;
                 int c = kminor_cmp(b->w[k].min_compat, b->target_min_compat);
 
-                if (lower ? c > 0 : c < 0) {
+                if (!b->w[k].frozen && (lower ? c > 0 : c < 0)) {
                         r = set_min_compat(b, k);
                         if (r < 0)
                                 return r;
@@ -508,6 +596,44 @@ static int check_target(builder *b) {
         return check_target_versions(b);
 }
 
+/* The target's components: each a component of this node, named once. The others are frozen. */
+static int check_target_components(builder *b) {
+        const char *const *names = b->target->components;
+
+        if (!names)
+                return 0;
+        if (!names[0])
+                return set_error(b->error, -EINVAL,
+                                 "--components: the list is empty (leave it out to move every component)");
+        for (size_t k = 0; k < b->n; k++)
+                b->w[k].frozen = true;
+        for (const char *const *name = names; *name; name++) {
+                working *w = NULL;
+
+                for (size_t k = 0; k < b->n; k++)
+                        if (streq(b->w[k].in->name, *name))
+                                w = &b->w[k];
+                if (!w) {
+                        _cleanup_free_ char *known = NULL;
+
+                        for (size_t k = 0; k < b->n; k++) {
+                                char *more = strdup_printf("%s%s%s", known ?: "", k ? ", " : "", b->w[k].in->name);
+
+                                if (!more)
+                                        return -ENOMEM;
+                                free(known);
+                                known = more;
+                        }
+                        return set_error(b->error, -EINVAL, "--components: no component \"%.64s\" on this node (it runs %s)",
+                                         *name, known);
+                }
+                if (!w->frozen)
+                        return set_error(b->error, -EINVAL, "--components: %s named twice", *name);
+                w->frozen = false;
+        }
+        return 0;
+}
+
 /* Each exact image the target names: a component of this node, named once, a valid reference
  * in the repository its binary step moves to, tagged with the target version. Anything else
  * (another repository, another version, a tag that only resembles it) is refused: the option
@@ -533,6 +659,10 @@ static int check_target_images(builder *b) {
                                          pi->component, pi->image, pi->component);
                 if (w->target_image)
                         return set_error(b->error, -EINVAL, "--image %s given twice", pi->component);
+                if (w->frozen)
+                        return set_error(b->error, -EINVAL,
+                                         "--image %s=%s: %s is not among the components to move (--components)",
+                                         pi->component, pi->image, pi->component);
                 if (image_ref_parse(pi->image, &ref, &why) < 0)
                         return set_error(b->error, -EINVAL, "--image %s=%s: %s", pi->component, pi->image,
                                          why ?: "not an image reference");
@@ -595,7 +725,9 @@ int plan_compute(const plan_component *components, size_t n, const plan_target *
         b.w = w.items;
         b.plan = p;
 
-        r = check_target(&b);
+        r = check_target_components(&b);
+        if (r >= 0)
+                r = check_target(&b);
         if (r >= 0)
                 r = check_target_images(&b);
         if (r < 0)

@@ -56,6 +56,23 @@ typedef struct plan_target {
          * now — unless force (--force), which lifts both. */
         kminor min_compat_floor;
         bool force;
+        /* The components that move (issue 8's `components`): NULL-terminated names, each a
+         * plan_component.name given once; NULL: all. The others are frozen: they keep their
+         * state exactly (binary, image, versions, flags) and get no step, but every state the
+         * plan passes through must still be valid for them (their own ranges, the skew, the
+         * floor); a target that needs one of them to move is refused, naming it and saying
+         * what it would have to do first.
+         *
+         * The target means the same with a subset: binary, emulated and min-compatibility are
+         * the versions the moving components reach, with the same defaults (emulated: the
+         * binary's minor; min-compatibility: the binary's default for it). So a subset naming
+         * every component is exactly the full plan, and a frozen component's binary may differ
+         * from the target's. A controller moving one component at a time in the KEP's order
+         * must therefore say the emulated version it wants: {binary v1.35.0, emulated 1.34}
+         * for the binary phase (one binary step), {binary v1.35.0, emulated 1.35} for the next
+         * minor (one emulation step); left to its default, the first would also raise the
+         * component's emulated version where the frozen ones allow it. */
+        const char *const *components;
 } plan_target;
 
 typedef enum step_kind {

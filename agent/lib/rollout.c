@@ -249,6 +249,8 @@ static int wait_at_gate(rollout *r, size_t i, json_t *tree, const expected *ex, 
                 .progress = gp ? on_gate_phase : NULL,
                 .userdata = gp,
                 .interrupted = r->interrupted,
+                .client_cert = r->version_cert,
+                .client_key = r->version_key,
         };
         k = gate_wait(r->event, r->http, &spec, ret);
         if (k == -EINTR)

@@ -49,6 +49,7 @@ typedef struct rollout {
         rollout_progress_fn progress;
         void *userdata;
         const volatile bool *interrupted;
+        const http_pem *version_cert, *version_key; /* see gate_spec.client_cert */
 
         journal *journal;
         json_t **trees;  /* per component: the tree now live (NULL: node's) */

@@ -549,6 +549,25 @@ add_row("major-version-2", "version", "a Kubernetes 2.x binary version", nothing
 add_row("image-repository-hostile", "version", "an image repository with white space and a tag", nothing,
         PLAN + ["--image-repository", "evil.io/x y:latest"], 2, ["evil.io/x y:latest"])
 
+# ---- a target's components (--components, issue 8)
+
+add_row("components-unknown", "components", "--components naming a component the node does not run", nothing,
+        PLAN + ["--components", "kube-proxy"], 2, ["\"kube-proxy\"", "kube-scheduler"])
+add_row("components-empty-item", "components", "--components with an empty item", nothing,
+        UPGRADE + ["--components", "kube-apiserver,"], 2, ["--components", "kube-apiserver,"])
+add_row("components-twice", "components", "--components naming a component twice", nothing,
+        UPGRADE + ["--components", "kube-apiserver", "--components", "kube-apiserver"], 2,
+        ["kube-apiserver named twice"])
+add_row("components-frozen-must-move", "components", "--components leaving out a component that must move first",
+        nothing, UPGRADE + ["--emulated-version", "1.34", "--components", "kube-controller-manager"], 2,
+        ["kube-apiserver would have to move first", "upgrade kube-apiserver's binary to v1.35.0 first"])
+add_row("components-image-frozen", "components", "--image for a component --components leaves as it is", nothing,
+        UPGRADE + ["--components", "kube-apiserver", "--image",
+                   "kube-scheduler=registry.k8s.io/kube-scheduler:v1.35.0@sha256:" + "0" * 64], 2,
+        ["kube-scheduler is not among the components to move"])
+add_row("components-on-rollback", "components", "--components with rollback (always every component)", nothing,
+        ["rollback", "--emulated-version", "1.33", "--components", "kube-apiserver"], 2, ["--components"])
+
 # ---- hostile flag values (cplet flags set)
 
 add_row("flags-newline", "flag value", "a flag value with a newline", nothing,

@@ -592,6 +592,32 @@ def test_image_repository(t):
                      "--image-repository with a tag", ["--image-repository"])
 
 
+def test_plan_components(t):
+    root = t.new_root()
+    pin = ["--binary-version", "v1.35.0", "--emulated-version", "1.34"]
+    api, kcm, sched = COMPONENTS
+    doc = t.expect_ok_json(root, ["plan", "--json", "--components", api] + pin, "--components kube-apiserver")
+    doc = doc or {}
+    t.eq(summary(doc.get("steps") or []), [(api, "binary", "1.34", "1.33")], "steps of --components kube-apiserver")
+    t.eq((doc.get("target") or {}).get("components"), [api], "target.components in plan --json")
+    # a comma-separated list, in any order: the planner's order (rank) decides
+    steps = plan_steps(t, root, ["--components", f"{sched},{api}"] + pin, "--components scheduler,apiserver")
+    t.eq(summary(steps), [(api, "binary", "1.34", "1.33"), (sched, "binary", "1.34", "1.33")],
+         "steps of --components kube-scheduler,kube-apiserver")
+    # every component named: the full plan
+    t.eq(plan_steps(t, root, ["--components", ",".join(COMPONENTS), "--binary-version", "v1.35.0"], "all named"),
+         plan_steps(t, root, ["--binary-version", "v1.35.0"], "none named"), "all components named = the full plan")
+    rc, out, err = t.run(root, ["plan", "--components", api] + pin)
+    t.eq(rc, 0, "text plan with --components: exit code")
+    t.contains(out, "Plan: 1 step to binary v1.35.0, emulated 1.34, min-compatibility 1.33, moving kube-apiserver",
+               "text plan with --components")
+    rc, out, err = t.run(root, ["plan", "--components", kcm, "--binary-version", EXAMPLE_VERSION])
+    t.contains(out, f"Nothing to do: {kcm} already runs binary {EXAMPLE_VERSION}", "empty plan with --components")
+    # the controller-manager cannot go first: refused naming the API server
+    t.expect_refused(root, ["plan", "--components", kcm] + pin, "--components kube-controller-manager first",
+                     ["kube-apiserver would have to move first"])
+
+
 TESTS = [
     ("status on the example node", test_status_example),
     ("status --json schema and option placement", test_status_json),
@@ -611,6 +637,7 @@ TESTS = [
     ("command-line options", test_options),
     ("unmanaged pods and the root tree stay untouched", test_unmanaged_untouched),
     ("plan --image-repository keeps each component's image name", test_image_repository),
+    ("plan --components: only the named components move", test_plan_components),
 ]
 
 

@@ -883,6 +883,86 @@ def test_min_compat_high_water(t):
 
 
 # --------------------------------------------------------------------------------------
+# A target's components (issue 8): the cluster controller moves one component on every node
+# before the next, with the emulated version pinned in the binary phase.
+
+PIN = ["--binary-version", NEW, "--emulated-version", "1.34"]
+
+
+def check_only_moved(t, node, before, moved, t0, msg):
+    """Components not in `moved` keep their manifests byte for byte and were not restarted."""
+    for c in COMPONENTS:
+        if c in moved:
+            continue
+        t.check(read_bytes(mpath(node.root, c)) == before[c], "%s: the %s manifest changed" % (msg, c))
+        t.eq([e["file"] for e in starts_since(node, t0) if comp_of(e["file"]) == c], [],
+             "%s: %s restarts seen by the kubelet" % (msg, c))
+
+
+def check_binaries(t, node, expected, msg):
+    st = {c.get("name"): c for c in t.status_json(node, msg + ": status --json").get("components", [])}
+    t.eq({c: st.get(c, {}).get("binaryVersion") for c in COMPONENTS}, expected, "%s: binaries in status" % msg)
+
+
+def test_components_subset(t):
+    node = t.node(OLD)
+    before = live_manifests(node.root)
+    what = "upgrade --components kube-apiserver"
+    t0 = wall()
+    out, err = t.expect(node, ["upgrade"] + PIN + ["--components", APISERVER] + GATE + ["--json"], 0, what)
+    evs = check_finished(t, out, "done", what)
+    t.eq(done_steps(evs), [(APISERVER, "binary")], "%s: done events" % what)
+    t.eq([(c, tag, emu) for c, tag, emu, _ in restart_signature(starts_since(node, t0))],
+         [(APISERVER, NEW, "1.34")], "%s: restarts seen by the kubelet" % what)
+    check_only_moved(t, node, before, [APISERVER], t0, what)
+    # its gate passed: the new API server reports the step's versions and is healthy
+    t.check_versions(node, NEW, "1.34", "1.33", what)
+    t.check_healthy(node, what)
+    j = t.check_journal(node, "done", what)
+    t.eq(j.get("target", {}).get("components"), [APISERVER], "%s: the journal's target.components" % what)
+    t.check_live_is_revision(node, what)
+    check_binaries(t, node, {APISERVER: NEW, KCM: OLD, SCHEDULER: OLD}, what)
+
+    # The controller-manager's emulation may not go above the API server's: refused, naming
+    # the API server, before anything is written.
+    t.expect_refused(node, ["upgrade", "--binary-version", NEW, "--components", KCM] + GATE,
+                     "upgrade --components kube-controller-manager to emulated 1.35",
+                     needles=["kube-apiserver would have to move first",
+                              "raise kube-apiserver's emulated version to 1.35 first"])
+
+    # The next component of the binary phase: one step; the API server stays as it is.
+    what = "upgrade --components kube-controller-manager"
+    before = live_manifests(node.root)
+    t0 = wall()
+    out, err = t.expect(node, ["upgrade"] + PIN + ["--components", KCM] + GATE + ["--json"], 0, what)
+    evs = check_finished(t, out, "done", what)
+    t.eq(done_steps(evs), [(KCM, "binary")], "%s: done events" % what)
+    check_only_moved(t, node, before, [KCM], t0, what)
+    t.check_healthy(node, what)
+    check_binaries(t, node, {APISERVER: NEW, KCM: NEW, SCHEDULER: OLD}, what)
+
+
+def test_components_resume(t):
+    """resume continues to the same components: it moves no other."""
+    what = "SIGTERM during upgrade --components kube-apiserver, then resume"
+    node = t.node(OLD, knobs=SLOW)
+    before = live_manifests(node.root)
+    t0 = wall()
+    r = interrupt(t, node, waiting_on(1, "health"), signal.SIGTERM, what,
+                  args=["upgrade"] + PIN + ["--components", APISERVER] + GATE + ["--json"])
+    t.eq(r.rc, 1, "%s: exit code (stderr %r)" % (what, r.err))
+    j = t.check_journal(node, "running", what)
+    t.eq(j.get("target", {}).get("components"), [APISERVER], "%s: the journal's target.components" % what)
+    out, err = t.expect(node, ["resume", "--json"], 0, "%s: resume" % what)
+    check_finished(t, out, "done", "%s: resume" % what)
+    check_only_moved(t, node, before, [APISERVER], t0, what)
+    t.check_versions(node, NEW, "1.34", "1.33", what)
+    t.check_healthy(node, what)
+    t.check_journal(node, "done", what)
+    check_binaries(t, node, {APISERVER: NEW, KCM: OLD, SCHEDULER: OLD}, what)
+
+
+# --------------------------------------------------------------------------------------
 # 11. invariants while a rollout runs
 
 
@@ -1110,6 +1190,9 @@ TESTS = [
     ("patch upgrade v1.35.0 -> v1.35.1 (same argv): the gate waits for the new process", test_patch_upgrade_same_argv),
     ("$(VAR) in the command line: the gate finds the expanded process", test_expanded_command_line),
     ("invariants hold at every instant of a rollout", test_invariants_during_rollout),
+    ("upgrade --components: only the named component moves, gated; a step that needs another is refused",
+     test_components_subset),
+    ("resume after an interrupted upgrade --components moves no other component", test_components_resume),
 ]
 
 

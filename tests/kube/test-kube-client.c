@@ -616,13 +616,31 @@ static void test_token(void **state) {
         expect_status(&r, 200);
         request(c, "GET", "/api/v1/nodes/n1", NULL, NULL, &r);
         expect_status(&r, 403);
+        /* Gone for a moment (replaced in two steps): the last token read goes on. */
+        assert_int_equal(unlink(file), 0);
+        request(c, "GET", "/api/v1/nodes/n2", NULL, NULL, &r);
+        expect_status(&r, 200);
         c = kube_client_free(c);
 }
 
-static void test_token_file_missing(void **state) {
+static void test_missing_credential_files(void **state) {
         _cleanup_free_ char *server = server_url(), *ca = fake_ca(), *user = NULL, *error = NULL, *p = NULL;
         _cleanup_(kubeconfig_freep) kubeconfig *k = NULL;
         kube_client *c = NULL;
+
+        /* A client certificate that is not there: refused at once, naming the file. */
+        user = strdup_printf("\"client-certificate\": \"%s/missing.pem\", \"client-key\": \"%s/missing.pem\"",
+                             tmpdir, tmpdir);
+        write_kubeconfig("cert-missing.conf", server, ca, user);
+        k = load("cert-missing.conf");
+        assert_int_equal(kube_client_new(event, k, false, &c, &error), -ENOENT);
+        assert_null(c);
+        p = strdup_printf("client certificate %s/missing.pem: No such file or directory", tmpdir);
+        assert_string_equal(error, p);
+        k = kubeconfig_free(k);
+        free(TAKE_PTR(user));
+        free(TAKE_PTR(error));
+        free(TAKE_PTR(p));
 
         user = strdup_printf("\"tokenFile\": \"%s/no-such-token\"", tmpdir);
         write_kubeconfig("token-missing.conf", server, ca, user);
@@ -647,7 +665,7 @@ static void concat(const char *out, const char *a, const char *b) {
 static void test_rotated_certificate(void **state) {
         _cleanup_free_ char *server = server_url(), *ca = fake_ca(), *user = NULL, *link = path_of("current.pem"),
                             *tmp = path_of("current.pem.new"), *a = path_of("a.pem"), *b = path_of("b.pem"),
-                            *ca_crt = NULL, *a_key = NULL, *b_crt = NULL, *b_key = NULL, *a_crt = NULL,
+                            *a_key = NULL, *b_crt = NULL, *b_key = NULL, *a_crt = NULL,
                             *who = NULL;
         _cleanup_(result_done) result r = {};
         _cleanup_(kube_client_freep) kube_client *c = NULL;
@@ -1027,7 +1045,7 @@ int main(void) {
                 cmocka_unit_test(test_tls_other_ca),
                 cmocka_unit_test(test_tls_server_name),
                 cmocka_unit_test(test_token),
-                cmocka_unit_test(test_token_file_missing),
+                cmocka_unit_test(test_missing_credential_files),
                 cmocka_unit_test(test_rotated_certificate),
                 cmocka_unit_test(test_watch_modified),
                 cmocka_unit_test(test_watch_other_node_refused),

@@ -46,11 +46,11 @@ def mutant(file, original, replacement, why):
 
 
 # Planner rules and skew (agent/lib/plan.c)
-mutant("agent/lib/plan.c", "if (kminor_cmp(w->emulated, ref->emulated) > 0) {", "if (false) {",
+mutant("agent/lib/plan.c", "if (kminor_cmp(w[i].emulated, ref->emulated) > 0)", "if (false)",
        "skew: a controller-manager/scheduler may emulate above the API server")
-mutant("agent/lib/plan.c", "if (kminor_cmp(w->emulated, ref->min_compat) < 0) {", "if (false) {",
+mutant("agent/lib/plan.c", "if (kminor_cmp(w[i].emulated, ref->min_compat) < 0)", "if (false)",
        "skew: a controller-manager/scheduler may emulate below the API server's min-compatibility")
-mutant("agent/lib/plan.c", "if (kminor_cmp(binary_minor(w), binary_minor(ref)) > 0) {", "if (false) {",
+mutant("agent/lib/plan.c", "if (kminor_cmp(binary_minor(&w[i]), binary_minor(ref)) > 0)", "if (false)",
        "skew: a component may run a newer binary than the API server")
 mutant("agent/lib/plan.c", "w->forward_compat = forward_compat_kept(w);", "w->forward_compat = false;",
        "--emulation-forward-compatible silently dropped by the planner")
@@ -67,7 +67,8 @@ mutant("agent/lib/plan.c", "if (kminor_cmp(target_emulated, b->w[k].min_compat) 
 mutant("agent/lib/plan.c", "for (kminor m = kminor_add(lowest, 1);", "for (kminor m = b->target_emulated;",
        "emulation raised in one jump instead of one minor at a time")
 mutant("agent/lib/plan.c",
-       "if (!binary_at_target(b, w) && kversion_cmp(&w->binary, &b->target->binary) > 0) {", "if (false) {",
+       "if (!w->frozen && !binary_at_target(b, w) && kversion_cmp(&w->binary, &b->target->binary) > 0) {",
+       "if (false) {",
        "binary downgrades in rank order (API server first) instead of reverse")
 # Gone: "a binary step to a binary older than the emulated version" and "a binary that implies
 # other versions than planned" survived every suite because neither refusal could happen (the
@@ -77,6 +78,25 @@ mutant("agent/lib/plan.c",
        "if (s.min_compat_set && !(w->in->min_compat_since.major && kminor_cmp(b, w->in->min_compat_since) >= 0))",
        "if (false)",
        "--min-compatibility-version written for a plugin whose binary lacks it")
+# A target's components (issue 8): the others never move, and a step that needs them is refused.
+mutant("agent/lib/plan.c", "                b->w[k].frozen = true;", "                b->w[k].frozen = false;",
+       "components ignored: every component moves")
+mutant("agent/lib/plan.c", "if (!w->frozen && !binary_at_target(b, w)) {", "if (!binary_at_target(b, w)) {",
+       "a frozen component gets a binary step")
+mutant("agent/lib/plan.c", "if (!b->w[k].frozen && kminor_cmp(b->w[k].emulated, m) < 0) {",
+       "if (kminor_cmp(b->w[k].emulated, m) < 0) {",
+       "a frozen component gets an emulation step")
+mutant("agent/lib/plan.c", "if (!b->w[k].frozen && kminor_cmp(b->w[k].emulated, m) > 0) {",
+       "if (kminor_cmp(b->w[k].emulated, m) > 0) {",
+       "a frozen component gets an emulation step downwards")
+mutant("agent/lib/plan.c", "if (!b->w[k].frozen && (lower ? c > 0 : c < 0)) {", "if (lower ? c > 0 : c < 0) {",
+       "a frozen component gets a min-compatibility step")
+mutant("agent/lib/plan.c", "if (breach != SKEW_OK && b->w[0].frozen != b->w[o].frozen)", "if (false)",
+       "a refusal because of a frozen component does not name it nor say what it must do first")
+mutant("agent/lib/op-plan.c", "pt.components = t->components;", "pt.components = NULL;",
+       "cplet upgrade --components moves every component")
+mutant("agent/lib/op-rollout.c", ".components = (const char *const *) t->components,", ".components = NULL,",
+       "resume after an interrupted --components rollout moves every component")
 
 # Version rules (agent/lib/version.c, FACTS.md)
 mutant("agent/lib/version.c", "return kminor_max(KMINOR(1, 31), kminor_add(binary, -3));",
@@ -137,14 +157,10 @@ mutant("agent/lib/store.c",
 mutant("agent/lib/store.c", "r = high_water_rebuild(s, &m, ret_error);", "r = 0, m = KMINOR(0, 0);",
        "a deleted high-water file silently taken as no mark")
 mutant("agent/lib/store.c",
-       "/* What runs counts, whoever wrote it: storage written under it may need it. */\n"
-       "        r = store_high_water_raise(s, info->min_compat_version, ret_error);",
-       "r = 0;", "adoption does not record the min-compatibility in force")
-mutant("agent/lib/store.c",
-       "storage may use encodings older releases cannot read. */\n"
-       "        r = store_high_water_raise(s, info->min_compat_version, ret_error);",
-       "storage may use encodings older releases cannot read. */\n        r = 0;",
-       "a new revision does not raise the mark")
+       "        r = store_high_water_raise(s, info->min_compat_version, ret_error);\n"
+       "        return r < 0 ? r : store_list(s, component, ret, ret_error);",
+       "        r = 0;\n        return r < 0 ? r : store_list(s, component, ret, ret_error);",
+       "neither an adopted nor a new revision raises the mark (begin_revision)")
 mutant("agent/lib/op-write.c", "if (r >= 0 && !force)\n                r = check_high_water(",
        "if (false)\n                r = check_high_water(",
        "high-water mark not enforced for rollback --to-revision and flags")

@@ -468,13 +468,22 @@ class SimNode:
 
     def events(self, event=None, file=None):
         out = []
-        try:
-            with open(self.events_path) as f:
-                for line in f:
-                    if line.endswith("\n"):
-                        out.append(json.loads(line))
-        except FileNotFoundError:
-            pass
+        # A read racing the fake kubelet's append can see the new length before the bytes
+        # (zeros, or half a line ending where a chunk did): read again shortly after.
+        for attempt in range(5):
+            out = []
+            try:
+                with open(self.events_path) as f:
+                    for line in f:
+                        if line.endswith("\n"):
+                            out.append(json.loads(line))
+                break
+            except FileNotFoundError:
+                break
+            except ValueError:
+                if attempt == 4:
+                    raise
+                time.sleep(0.05)
         if event is not None:
             out = [e for e in out if e["event"] == event]
         if file is not None:

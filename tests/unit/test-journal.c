@@ -177,6 +177,11 @@ static void test_refuses(void **state) {
                 { "target.binaryVersion", "\"latest\"", "target.binaryVersion" },
                 { "target.binaryVersion", "null", "target.binaryVersion: missing while other" },
                 { "target.imageRepository", "\"a b\"", "target.imageRepository" },
+                { "target.components", "[]", "target.components: expected a list of 1 to 16 component names" },
+                { "target.components", "\"kube-apiserver\"", "target.components: expected a list" },
+                { "target.components", "[\"Kube\"]", "target.components: item 0 is not a component name" },
+                { "target.components", "[\"kube-apiserver\", 7]", "item 1 is not a component name" },
+                { "target.components", "[\"kube-apiserver\", \"kube-apiserver\"]", "kube-apiserver named twice" },
         };
 
         for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
@@ -205,6 +210,50 @@ static void test_refuses(void **state) {
                                  cases[i].value ?: "(removed)", r, err ?: "(no message)", cases[i].needle);
                 assert_null(j);
         }
+}
+
+/* The target's components (--components) parse back as written, so that resume moves no
+ * other component; a journal without them moves all. */
+static void test_target_components(void **state) {
+        _cleanup_(journal_freep) journal *j = NULL, *again = NULL, *all = NULL;
+        _cleanup_free_ char *err = NULL, *text = NULL, *text2 = NULL;
+        json_auto_t *o = NULL;
+
+        text = mutated("target.components", json_pack("[ss]", "kube-controller-manager", "kube-scheduler"));
+        assert_int_equal(parse(text, &j, &err), 0);
+        assert_non_null(j->target.components);
+        assert_string_equal(j->target.components[0], "kube-controller-manager");
+        assert_string_equal(j->target.components[1], "kube-scheduler");
+        assert_null(j->target.components[2]);
+
+        o = journal_to_json(j);
+        assert_non_null(o);
+        text2 = dump(o);
+        assert_int_equal(parse(text2, &again, &err), 0);
+        assert_true(journal_equal(j, again));
+        assert_non_null(again->target.components);
+        assert_string_equal(again->target.components[1], "kube-scheduler");
+
+        /* Without them: every component; not equal to a journal with them. */
+        assert_int_equal(parse(base_json, &all, &err), 0);
+        assert_null(all->target.components);
+        assert_false(journal_equal(j, all));
+        free(again->target.components[1]);
+        again->target.components[1] = NULL;
+        assert_false(journal_equal(j, again));
+        /* ... and a single write (no binaryVersion) has no components to move. */
+        free(text);
+        {
+                json_auto_t *w = json_loads(text2, 0, NULL);
+
+                assert_non_null(w);
+                json_object_set_new(json_object_get(w, "target"), "binaryVersion", json_null());
+                text = dump(w);
+        }
+        journal_free(TAKE_PTR(again));
+        free(TAKE_PTR(err));
+        assert_int_equal(parse(text, &again, &err), -EINVAL);
+        assert_non_null(strstr(err, "target.binaryVersion: missing while other target versions are set"));
 }
 
 /* A restore or unwind names the step it undoes; a later step cannot be undone yet, even one
@@ -424,6 +473,7 @@ int main(void) {
                 cmocka_unit_test(test_parses_what_cplet_writes),
                 cmocka_unit_test(test_refuses),
                 cmocka_unit_test(test_refuses_undoing_a_later_step),
+                cmocka_unit_test(test_target_components),
                 cmocka_unit_test(test_refuses_what_is_not_a_journal),
                 cmocka_unit_test(test_may_close),
                 cmocka_unit_test_setup_teardown(test_load_checks_the_store, setup, teardown),

@@ -36,6 +36,7 @@ typedef struct plan_case {
         bool force;                 /* --force: the floor does not hold */
         const char *steps[16];      /* "component kind binary emulated min-compat [flags]" */
         const char *refusal;        /* words the reason contains; NULL: success */
+        const char *moving[4];      /* the target's components; none: all */
 } plan_case;
 
 static const char *const names[] = { "kube-apiserver", "kube-controller-manager", "kube-scheduler" };
@@ -86,23 +87,30 @@ static void format_step(const plan_component *comps, const plan_step *s, char *b
                  s->emulated_flag ? " +E" : "", s->min_compat_flag ? " +M" : "", s->forward_compat ? " +F" : "");
 }
 
+static void target_from_case(const plan_case *c, plan_target *t) {
+        *t = (plan_target){
+                .emulated_set = c->target_emulated != 0,
+                .emulated = KMINOR(1, c->target_emulated),
+                .min_compat_set = c->target_min_compat != 0,
+                .min_compat = KMINOR(1, c->target_min_compat),
+                .image_repository = c->repository,
+                .min_compat_floor = c->floor ? KMINOR(1, c->floor) : KMINOR(0, 0),
+                .force = c->force,
+                .components = c->moving[0] ? c->moving : NULL,
+        };
+        assert_int_equal(kversion_parse(c->target_binary, &t->binary, NULL), 0);
+}
+
 static void run_case(const plan_case *c) {
         _cleanup_(plan_freep) plan *p = NULL;
         _cleanup_free_ char *error = NULL;
         plan_component comps[3];
-        plan_target t = {};
+        plan_target t;
         size_t n, expected = 0;
         int r;
 
         build_components(c, comps, &n);
-        assert_int_equal(kversion_parse(c->target_binary, &t.binary, NULL), 0);
-        t.emulated_set = c->target_emulated != 0;
-        t.emulated = KMINOR(1, c->target_emulated);
-        t.min_compat_set = c->target_min_compat != 0;
-        t.min_compat = KMINOR(1, c->target_min_compat);
-        t.image_repository = c->repository;
-        t.min_compat_floor = c->floor ? KMINOR(1, c->floor) : KMINOR(0, 0);
-        t.force = c->force;
+        target_from_case(c, &t);
 
         r = plan_compute(comps, n, &t, &p, &error);
         if (c->refusal) {
@@ -485,6 +493,138 @@ static const plan_case cases[] = {
                         "kube-apiserver emulation v1.35.0 1.35 1.34",
                 },
         },
+        /* A target's components (issue 8): the others keep their state and get no step, and
+         * every state on the way must still be valid for them. */
+        {
+                .name = "subset: the API server's binary alone, emulation pinned",
+                .comps = ALL("v1.34.2"),
+                .target_binary = "v1.35.0",
+                .target_emulated = 34,
+                .moving = { "kube-apiserver" },
+                .steps = { "kube-apiserver binary v1.35.0 1.34 1.33 +E" },
+        },
+        {
+                .name = "subset: the scheduler's binary, the controller-manager frozen at an older binary",
+                .comps = { { "v1.35.0", 34, 0, false }, V("v1.34.2"), V("v1.34.2") },
+                .target_binary = "v1.35.0",
+                .target_emulated = 34,
+                .moving = { "kube-scheduler" },
+                .steps = { "kube-scheduler binary v1.35.0 1.34 1.33 +E" },
+        },
+        {
+                .name = "subset: the API server's emulation raised while the others still run the old binary",
+                .comps = { { "v1.35.0", 34, 0, false }, V("v1.34.2"), V("v1.34.2") },
+                .target_binary = "v1.35.0",
+                .target_emulated = 35,
+                .moving = { "kube-apiserver" },
+                .steps = { "kube-apiserver emulation v1.35.0 1.35 1.34" },
+        },
+        {
+                .name = "subset: left to its default, the emulated version rises with the binary",
+                .comps = ALL("v1.34.2"),
+                .target_binary = "v1.35.0",
+                .moving = { "kube-apiserver" },
+                .steps = {
+                        "kube-apiserver binary v1.35.0 1.34 1.33 +E",
+                        "kube-apiserver emulation v1.35.0 1.35 1.34",
+                },
+        },
+        {
+                .name = "subset: the controller-manager's binary before the API server's is refused",
+                .comps = ALL("v1.34.2"),
+                .target_binary = "v1.35.0",
+                .target_emulated = 34,
+                .moving = { "kube-controller-manager" },
+                .refusal = "step 1 (kube-controller-manager binary): kube-apiserver would have to move first, but it "
+                           "is not among the components to move: kube-controller-manager binary 1.35 would be newer "
+                           "than kube-apiserver's 1.34 (upgrade kube-apiserver's binary to v1.35.0 first, or add "
+                           "kube-apiserver to the components)",
+        },
+        {
+                .name = "subset: the controller-manager emulating above the API server is refused",
+                .comps = { { "v1.35.0", 34, 0, false }, { "v1.35.0", 34, 0, false }, { "v1.35.0", 34, 0, false } },
+                .target_binary = "v1.35.0",
+                .target_emulated = 35,
+                .moving = { "kube-controller-manager" },
+                .refusal = "kube-apiserver would have to move first, but it is not among the components to move: "
+                           "kube-controller-manager would emulate 1.35, above kube-apiserver's 1.34 (raise "
+                           "kube-apiserver's emulated version to 1.35 first",
+        },
+        {
+                .name = "subset: the API server two emulated minors ahead of the others is refused at the second",
+                .comps = { { "v1.35.0", 33, 0, false }, { "v1.35.0", 33, 0, false }, { "v1.35.0", 33, 0, false } },
+                .target_binary = "v1.35.0",
+                .moving = { "kube-apiserver" },
+                .refusal = "step 2 (kube-apiserver emulation): kube-controller-manager would have to move first, but "
+                           "it is not among the components to move: kube-controller-manager would emulate 1.33, below "
+                           "kube-apiserver's min-compatibility version 1.34 (raise kube-controller-manager's emulated "
+                           "version to 1.34 first, or add kube-controller-manager to the components)",
+        },
+        {
+                .name = "subset: min-compatibility, the API server alone",
+                .comps = ALL("v1.35.0"),
+                .target_binary = "v1.35.0",
+                .target_min_compat = 35,
+                .moving = { "kube-apiserver" },
+                .steps = { "kube-apiserver min-compatibility v1.35.0 1.35 1.35 +M" },
+        },
+        {
+                .name = "subset: min-compatibility, the controller-manager after the API server",
+                .comps = { { "v1.35.0", 0, 35, false }, V("v1.35.0"), V("v1.35.0") },
+                .target_binary = "v1.35.0",
+                .target_emulated = 35,
+                .target_min_compat = 35,
+                .moving = { "kube-controller-manager" },
+                .steps = { "kube-controller-manager min-compatibility v1.35.0 1.35 1.35 +M" },
+        },
+        {
+                .name = "subset: min-compatibility while the scheduler still emulates the old minor is refused",
+                .comps = { V("v1.35.0"), V("v1.35.0"), { "v1.35.0", 34, 0, false } },
+                .target_binary = "v1.35.0",
+                .target_min_compat = 35,
+                .moving = { "kube-apiserver" },
+                .refusal = "kube-scheduler would have to move first, but it is not among the components to move: "
+                           "kube-scheduler would emulate 1.34, below kube-apiserver's min-compatibility version 1.35 "
+                           "(raise kube-scheduler's emulated version to 1.35 first",
+        },
+        {
+                .name = "subset: emulation lowered, scheduler and controller-manager first",
+                .comps = ALL("v1.35.0"),
+                .target_binary = "v1.35.0",
+                .target_emulated = 34,
+                .moving = { "kube-scheduler", "kube-controller-manager" },
+                .steps = {
+                        "kube-scheduler emulation v1.35.0 1.34 1.34 +E +M",
+                        "kube-controller-manager emulation v1.35.0 1.34 1.34 +E +M",
+                },
+        },
+        {
+                .name = "subset: the API server's emulation lowered below the controller-manager's is refused",
+                .comps = ALL("v1.35.0"),
+                .target_binary = "v1.35.0",
+                .target_emulated = 34,
+                .moving = { "kube-apiserver" },
+                .refusal = "kube-controller-manager would have to move first, but it is not among the components to "
+                           "move: kube-controller-manager would emulate 1.35, above kube-apiserver's 1.34 (lower "
+                           "kube-controller-manager's emulated version to 1.34 first",
+        },
+        {
+                .name = "subset: the API server's binary downgraded below the controller-manager's is refused",
+                .comps = { { "v1.35.0", 34, 0, false }, { "v1.35.0", 34, 0, false }, { "v1.35.0", 34, 0, false } },
+                .target_binary = "v1.34.2",
+                .moving = { "kube-apiserver" },
+                .refusal = "kube-controller-manager would have to move first, but it is not among the components to "
+                           "move: kube-controller-manager binary 1.35 would be newer than kube-apiserver's 1.34 "
+                           "(downgrade kube-controller-manager's binary to v1.34.2 first",
+        },
+        {
+                .name = "subset: a frozen component already at the target is not touched by a full-node subset",
+                .comps = { { "v1.35.0", 34, 0, false }, { "v1.35.0", 34, 0, false }, V("v1.34.2") },
+                .target_binary = "v1.35.0",
+                .target_emulated = 34,
+                .moving = { "kube-scheduler", "kube-apiserver", "kube-controller-manager" },
+                .steps = { "kube-scheduler binary v1.35.0 1.34 1.33 +E" },
+        },
 };
 
 static void test_case(void **state) {
@@ -528,6 +668,168 @@ static void test_no_components(void **state) {
         assert_int_equal(plan_compute(NULL, 0, &t, &p, &error), -ENOENT);
         assert_null(p);
         assert_non_null(error);
+}
+
+/* Every case of the table planned again with all its components named: the same steps, or the
+ * same refusal, as without a list. */
+static void test_subset_of_all_is_full_plan(void **state) {
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                const plan_case *c = &cases[i];
+                _cleanup_(plan_freep) plan *full = NULL, *named = NULL;
+                _cleanup_free_ char *full_error = NULL, *named_error = NULL;
+                const char *all[4] = {};
+                plan_component comps[3];
+                plan_target t;
+                size_t n;
+                int r_full, r_named;
+
+                if (c->moving[0])
+                        continue;
+                build_components(c, comps, &n);
+                /* In reverse order: the list names components, it does not order them. */
+                for (size_t k = 0; k < n; k++)
+                        all[k] = comps[n - 1 - k].name;
+                target_from_case(c, &t);
+                r_full = plan_compute(comps, n, &t, &full, &full_error);
+                t.components = all;
+                r_named = plan_compute(comps, n, &t, &named, &named_error);
+                if (r_full != r_named)
+                        fail_msg("%s: %d without components, %d with all named (%s)", c->name, r_full, r_named,
+                                 named_error ?: "");
+                if (r_full < 0) {
+                        assert_string_equal(full_error, named_error);
+                        continue;
+                }
+                assert_int_equal(full->n_steps, named->n_steps);
+                for (size_t k = 0; k < full->n_steps; k++) {
+                        char a[256], b[256];
+
+                        format_step(comps, &full->steps[k], a, sizeof(a));
+                        format_step(comps, &named->steps[k], b, sizeof(b));
+                        if (!streq(a, b) || !streq(full->steps[k].image, named->steps[k].image))
+                                fail_msg("%s: step %zu is \"%s\" with all named, \"%s\" without", c->name, k + 1, b,
+                                         a);
+                }
+        }
+}
+
+/* The target's components as given: each on the node, once, at least one; --image only for a
+ * component that moves. Refused before anything is planned. */
+static void test_components_refused(void **state) {
+        static const plan_image scheduler_image[] = {
+                { "kube-scheduler", "registry.k8s.io/kube-scheduler:v1.35.0@sha256:"
+                                    "0000000000000000000000000000000000000000000000000000000000000000" },
+        };
+        static const struct {
+                const char *moving[4];
+                bool images;
+                const char *refusal;
+        } rows[] = {
+                { { "kube-proxy" }, false,
+                  "--components: no component \"kube-proxy\" on this node (it runs kube-apiserver, "
+                  "kube-controller-manager, kube-scheduler)" },
+                { { "kube-apiserver", "kube-apiserver" }, false, "--components: kube-apiserver named twice" },
+                { {}, false, "--components: the list is empty (leave it out to move every component)" },
+                { { "kube-apiserver" }, true,
+                  "--image kube-scheduler=registry.k8s.io/kube-scheduler:v1.35.0@sha256:0000000000000000000000000000000"
+                  "000000000000000000000000000000000: kube-scheduler is not among the components to move (--components)" },
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(rows); i++) {
+                _cleanup_(plan_freep) plan *p = NULL;
+                _cleanup_free_ char *error = NULL;
+                plan_component comps[3];
+                plan_target t;
+                size_t n;
+
+                build_components(&cases[0], comps, &n);
+                target_from_case(&cases[0], &t);
+                t.components = rows[i].moving;
+                if (rows[i].images) {
+                        t.images = scheduler_image;
+                        t.n_images = ELEMENTSOF(scheduler_image);
+                }
+                assert_int_equal(plan_compute(comps, n, &t, &p, &error), -EINVAL);
+                assert_null(p);
+                if (!error || !streq(error, rows[i].refusal))
+                        fail_msg("row %zu: \"%s\", want \"%s\"", i, error ?: "", rows[i].refusal);
+        }
+}
+
+/* The cluster controller's order on one node (DESIGN.md "Cluster-wide"): per phase — binaries
+ * with emulation pinned, the next emulated minor, min-compatibility — kube-apiserver, then
+ * kube-controller-manager, then kube-scheduler, each a target naming that component alone with
+ * every version explicit. Each target is exactly one step of that component; the node after it
+ * is valid, and the next target plans from it. */
+static void test_cluster_sequence(void **state) {
+        static const struct {
+                uint32_t emulated, min_compat;
+                step_kind kind;
+                const char *after; /* the step as format_step prints it, without the component */
+        } phases[] = {
+                { 34, 33, STEP_BINARY, "binary v1.35.0 1.34 1.33 +E" },
+                { 35, 34, STEP_EMULATION, "emulation v1.35.0 1.35 1.34" },
+                { 35, 35, STEP_MIN_COMPAT, "min-compatibility v1.35.0 1.35 1.35 +M" },
+        };
+        char images[3][128];
+        plan_component comps[3];
+        size_t n;
+
+        build_components(&cases[0], comps, &n);
+        assert_int_equal(n, 3);
+        for (size_t ph = 0; ph < ELEMENTSOF(phases); ph++)
+                for (size_t k = 0; k < n; k++) {
+                        _cleanup_(plan_freep) plan *p = NULL;
+                        _cleanup_free_ char *error = NULL;
+                        const char *moving[] = { names[k], NULL };
+                        plan_target t = {
+                                .emulated_set = true,
+                                .emulated = KMINOR(1, phases[ph].emulated),
+                                .min_compat_set = true,
+                                .min_compat = KMINOR(1, phases[ph].min_compat),
+                                .components = moving,
+                        };
+                        char got[256], want[256];
+                        const plan_step *s;
+
+                        assert_int_equal(kversion_parse("v1.35.0", &t.binary, NULL), 0);
+                        if (plan_compute(comps, n, &t, &p, &error) < 0)
+                                fail_msg("phase %zu, %s: refused: %s", ph + 1, names[k], error);
+                        if (p->n_steps != 1)
+                                fail_msg("phase %zu, %s: %zu steps, want 1", ph + 1, names[k], p->n_steps);
+                        s = &p->steps[0];
+                        assert_int_equal(s->component, k);
+                        assert_int_equal(s->kind, phases[ph].kind);
+                        format_step(comps, s, got, sizeof(got));
+                        snprintf(want, sizeof(want), "%s %s", names[k], phases[ph].after);
+                        if (!streq(got, want))
+                                fail_msg("phase %zu: step \"%s\", want \"%s\"", ph + 1, got, want);
+
+                        /* The node after the step, as the manifest will say. */
+                        snprintf(images[k], sizeof(images[k]), "%s", s->image);
+                        comps[k].image = images[k];
+                        comps[k].binary = s->binary;
+                        comps[k].emulated = s->emulated;
+                        comps[k].min_compat = s->min_compat;
+                        comps[k].min_compat_explicit = s->min_compat_flag;
+                        comps[k].forward_compat = s->forward_compat;
+                        if (plan_validate_state(comps, n, &error) < 0)
+                                fail_msg("phase %zu, after %s: invalid node: %s", ph + 1, names[k], error);
+
+                        /* The next component is still where it was: this target moved no other. */
+                        if (k + 1 < n && ph == 0)
+                                assert_int_equal(comps[k + 1].binary.minor, 34);
+                }
+
+        /* At the end the whole node is at the target: the full plan has nothing left to do. */
+        {
+                _cleanup_(plan_freep) plan *p = NULL;
+                plan_target t = { .min_compat_set = true, .min_compat = KMINOR(1, 35) };
+
+                assert_int_equal(kversion_parse("v1.35.0", &t.binary, NULL), 0);
+                assert_int_equal(plan_compute(comps, n, &t, &p, NULL), 0);
+                assert_int_equal(p->n_steps, 0);
+        }
 }
 
 /* The oracle: FACTS.md's table of allowed values per binary minor, written out here rather
@@ -634,7 +936,7 @@ static void test_every_step_valid(void **state) {
                 _cleanup_(plan_freep) plan *p = NULL;
                 plan_component comps[3];
                 oracle_comp o[3];
-                plan_target t = {};
+                plan_target t;
                 uint32_t floor = c->floor;
                 size_t n;
 
@@ -646,20 +948,20 @@ static void test_every_step_valid(void **state) {
                         if (o[k].min_compat > floor)
                                 floor = o[k].min_compat;
                 }
-                assert_int_equal(kversion_parse(c->target_binary, &t.binary, NULL), 0);
-                t.emulated_set = c->target_emulated != 0;
-                t.emulated = KMINOR(1, c->target_emulated);
-                t.min_compat_set = c->target_min_compat != 0;
-                t.min_compat = KMINOR(1, c->target_min_compat);
-                t.image_repository = c->repository;
-                t.min_compat_floor = c->floor ? KMINOR(1, c->floor) : KMINOR(0, 0);
-                t.force = c->force;
+                target_from_case(c, &t);
                 assert_int_equal(plan_compute(comps, n, &t, &p, NULL), 0);
 
                 for (size_t k = 0; k < p->n_steps; k++) {
                         const plan_step *s = &p->steps[k];
                         oracle_comp *x = &o[s->component];
                         uint32_t before = x->emulated;
+                        bool moves = !c->moving[0];
+
+                        for (size_t m = 0; m < ELEMENTSOF(c->moving) && c->moving[m]; m++)
+                                moves = moves || streq(c->moving[m], names[s->component]);
+                        if (!moves)
+                                fail_msg("%s: step %zu moves %s, which is not among the components", c->name, k + 1,
+                                         names[s->component]);
 
                         assert_int_equal(s->binary.major, 1);
                         assert_int_equal(s->emulated.major, 1);
@@ -820,16 +1122,19 @@ static void test_apply_keeps_forward_compat(void **state) {
 }
 
 int main(void) {
-        struct CMUnitTest tests[ELEMENTSOF(cases) + 6] = {
+        struct CMUnitTest tests[ELEMENTSOF(cases) + 9] = {
                 cmocka_unit_test(test_plugin_without_min_compat_flag),
                 cmocka_unit_test(test_validate_state),
                 cmocka_unit_test(test_apply_keeps_forward_compat),
                 cmocka_unit_test(test_step_images),
                 cmocka_unit_test(test_no_components),
                 cmocka_unit_test(test_every_step_valid),
+                cmocka_unit_test(test_subset_of_all_is_full_plan),
+                cmocka_unit_test(test_components_refused),
+                cmocka_unit_test(test_cluster_sequence),
         };
 
         /* One TAP case per table row, named after it. */
-        ADD_TABLE_CASES(tests, 6, cases, name, test_case);
+        ADD_TABLE_CASES(tests, 9, cases, name, test_case);
         return RUN_TAP_GROUP("test-plan", tests, NULL, NULL);
 }
