@@ -347,9 +347,14 @@ def test_start(t):
     for _, line in d.err_lines:
         t.check(not re.match(r"^(<\d>|CPLET_[A-Z_]+=)", line), "stderr line is not plain: %r" % line)
     # the daemon watches only its own Node, with the field selector and bookmarks
-    knobs = W.cluster.admin().get("/fake/knobs").json()
-    watches = [w for w in knobs.get("watches", []) if "system:node:n1" in json.dumps(w)]
-    t.check(watches, "no open watch of system:node:n1 (open watches: %r)" % knobs.get("watches"))
+    deadline = time.monotonic() + 10
+    while True:
+        knobs = W.cluster.admin().get("/fake/knobs").json()
+        watches = [w for w in knobs.get("watches", []) if "system:node:n1" in json.dumps(w)]
+        if watches or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    t.check(watches, "no open watch of system:node:n1 within 10 s (open watches: %r)" % knobs.get("watches"))
     for w in watches:
         text = json.dumps(w)
         t.check(re.search(r"fieldSelector=metadata\.name(%3D|=)n1", text), "watch without the field selector: %s"
