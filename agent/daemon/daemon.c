@@ -55,6 +55,9 @@ typedef struct agent {
         char *message;
         char *plan_id;
         size_t step_index, step_total;
+        /* A resumed rollout plans its remaining steps anew (numbered from 1): the plan steps its
+         * journal already holds come first, so the status counts as the original plan did. */
+        size_t resume_offset;
         char *step_component, *step_kind, *waiting_for;
         json_t *health; /* component name → true/false, as the last gate saw it */
 
@@ -220,8 +223,14 @@ static void on_progress(const rollout_event *ev, void *userdata) {
                 if (streq(ev->event, "step"))
                         log_full(LOG_INFO, &f, "Step %zu/%zu: %s %s", ev->step, ev->n_planned, ev->component, ev->kind);
                 d->phase = STATUS_PROGRESSING;
-                d->step_index = ev->step;
-                d->step_total = ev->n_planned ?: d->step_total;
+                if (ev->n_planned > 0) {
+                        d->step_index = d->resume_offset + ev->step;
+                        d->step_total = d->resume_offset + ev->n_planned;
+                } else {
+                        /* The interrupted step, by its journal index. */
+                        d->step_index = ev->step;
+                        d->step_total = MAX(d->step_total, ev->step);
+                }
                 set_string(&d->step_component, ev->component);
                 set_string(&d->step_kind, ev->kind);
                 set_string(&d->waiting_for, streq(ev->event, "waiting") ? ev->detail : NULL);
@@ -490,16 +499,25 @@ static void resume_interrupted(agent *d, json_t *unfinished) {
         _cleanup_free_ char *error = NULL;
         op_options o = call_options(d);
         const char *on_failure;
+        size_t i;
+        json_t *step;
         int r;
 
         set_string(&d->id, d->last.id);
         d->generation = d->last.generation;
+        json_array_foreach(json_object_get(unfinished, "steps"), i, step) {
+                const char *kind = json_string_value(json_object_get(step, "kind"));
+
+                if (kind && (streq(kind, "binary") || streq(kind, "emulation") || streq(kind, "min-compatibility")))
+                        d->resume_offset++;
+        }
         log_notice("Resuming the rollout interrupted at the last stop");
         d->running = true;
         set_phase(d, STATUS_PROGRESSING, "resuming the interrupted rollout");
         r = op_resume(d->env, &o, &res, &error);
         /* The journal's own policy decides what a failure unwinds. */
         on_failure = json_string_value(json_object_get(json_object_get(unfinished, "options"), "onFailure"));
+        d->resume_offset = 0;
         conclude(d, r, &res, error, !on_failure || !streq(on_failure, "stop"));
 }
 
@@ -560,6 +578,23 @@ static void adopt_previous_status(agent *d, json_t *annotations) {
         }
 }
 
+/* While a resumed rollout waits for its interrupted step: the plan's size as the status said it
+ * before the stop (the journal does not keep it). */
+static void adopt_previous_total(agent *d, json_t *annotations) {
+        json_auto_t *j = NULL;
+        const char *text = json_string_value(json_object_get(annotations, STATUS_ANNOTATION));
+        const char *id;
+        json_int_t total;
+
+        if (!text || !d->id || !(j = json_loads(text, 0, NULL)))
+                return;
+        id = json_string_value(json_object_get(j, "id"));
+        total = json_integer_value(json_object_get(json_object_get(j, "step"), "total"));
+        if (id && streq(id, d->id) && json_integer_value(json_object_get(j, "generation")) == (json_int_t) d->generation &&
+            total > 0 && total < 1000)
+                d->step_total = MAX(d->step_total, (size_t) total);
+}
+
 static void on_node_changed(json_t *object, void *userdata) {
         agent *d = userdata;
         json_t *metadata = json_object_get(object, "metadata");
@@ -575,6 +610,8 @@ static void on_node_changed(json_t *object, void *userdata) {
                 d->node_seen = true;
                 if (!d->running)
                         adopt_previous_status(d, annotations);
+                else
+                        adopt_previous_total(d, annotations);
                 publish_status(d);
         }
         if (!bytes_equal(text, size, d->target_text, d->target_size)) {

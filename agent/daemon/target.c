@@ -160,8 +160,8 @@ static int parse_components(json_t *doc, const target_limits *limits, target *t,
 }
 
 static int parse_policy(json_t *doc, target *t, char **ret_error) {
-        _cleanup_free_ char *on_failure = NULL, *error = NULL;
-        rollout_options unused;
+        _cleanup_free_ char *on_failure = NULL;
+        uint64_t stable = ROLLOUT_STABLE_DEFAULT_USEC, timeout = ROLLOUT_TIMEOUT_DEFAULT_USEC;
         int r;
 
         r = string_field(doc, "onFailure", false, &on_failure, ret_error);
@@ -171,17 +171,50 @@ static int parse_policy(json_t *doc, target *t, char **ret_error) {
                 r = string_field(doc, "stepTimeout", false, &t->step_timeout, ret_error);
         if (r < 0)
                 return r;
-        r = op_parse_rollout_options(t->stable_for, t->step_timeout, on_failure, &unused, &error);
-        if (r < 0)
-                return refused(ret_error, r, error);
+        /* Each field judged on its own, named as the target spells it (not as the command line's
+         * options, which the library's own parser would name). */
+        if (on_failure && !streq(on_failure, "rollback") && !streq(on_failure, "stop"))
+                return invalid(ret_error, "onFailure", json_object_get(doc, "onFailure"), "expected rollback or stop");
+        if (t->stable_for && parse_duration(t->stable_for, &stable) < 0)
+                return invalid(ret_error, "stableFor", json_object_get(doc, "stableFor"),
+                               "expected a duration such as 0s, 10s, 1m30s");
+        if (t->step_timeout && (parse_duration(t->step_timeout, &timeout) < 0 || timeout == 0))
+                return invalid(ret_error, "stepTimeout", json_object_get(doc, "stepTimeout"),
+                               "expected a duration such as 30s, 5m");
+        if (stable >= timeout)
+                return invalid(ret_error, "stableFor", json_object_get(doc, "stableFor"),
+                               "not shorter than stepTimeout: every step would time out before its health held that long");
         t->on_failure_stop = on_failure && streq(on_failure, "stop");
         return 0;
+}
+
+/* docs/protocol.md: ^v?[0-9]+\.[0-9]+\.[0-9]+([-+][0-9A-Za-z.+-]*)?$ (a whole release, not a minor). */
+static bool release_version_syntax(const char *s) {
+        size_t n;
+
+        if (*s == 'v')
+                s++;
+        for (int part = 0; part < 3; part++) {
+                n = strspn(s, "0123456789");
+                if (n == 0)
+                        return false;
+                s += n;
+                if (part < 2 && *s++ != '.')
+                        return false;
+        }
+        if (*s == 0)
+                return true;
+        if (*s != '-' && *s != '+')
+                return false;
+        s++;
+        return strspn(s, "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz.+-") == strlen(s);
 }
 
 static int parse_versions(json_t *doc, const target_limits *limits, target *t, char **ret_error) {
         _cleanup_free_ char *error = NULL;
         plan_target unused;
         op_target ot;
+        kversion v;
         kminor m;
         int r;
 
@@ -194,20 +227,30 @@ static int parse_versions(json_t *doc, const target_limits *limits, target *t, c
                 r = string_field(doc, "imageRepository", false, &t->image_repository, ret_error);
         if (r < 0)
                 return r;
+        if (!release_version_syntax(t->binary_version))
+                return invalid(ret_error, "binaryVersion", json_object_get(doc, "binaryVersion"),
+                               "expected a release such as v1.35.0");
+        if (kversion_parse(t->binary_version, &v, &error) < 0)
+                return invalid(ret_error, "binaryVersion", json_object_get(doc, "binaryVersion"), error);
         /* Plain major.minor: the flag syntax (kube=1.35,other=...) is not for a target. */
         if (t->emulated_version && kminor_parse(t->emulated_version, &m, &error) < 0)
                 return invalid(ret_error, "emulatedVersion", json_object_get(doc, "emulatedVersion"), error);
         if (t->min_compat_version && kminor_parse(t->min_compat_version, &m, &error) < 0)
                 return invalid(ret_error, "minCompatibilityVersion", json_object_get(doc, "minCompatibilityVersion"),
                                error);
+        if (t->image_repository && !op_valid_registry_prefix(t->image_repository))
+                return invalid(ret_error, "imageRepository", json_object_get(doc, "imageRepository"),
+                               "expected a registry prefix such as registry.k8s.io, without tag or digest");
+        if (t->image_repository && !listed(limits->allowed_repositories, t->image_repository))
+                return invalid(ret_error, "imageRepository", json_object_get(doc, "imageRepository"),
+                               "not on this node's allow-list (imageRepositories in the configuration)");
+        /* The rest of what the command line checks (the same function): nothing here should be
+         * left, but a target must never pass what `cplet plan` refuses. */
         ot = (op_target){ .binary_version = t->binary_version, .emulated_version = t->emulated_version,
                           .min_compat_version = t->min_compat_version, .image_repository = t->image_repository };
         r = op_parse_target(&ot, &unused, &error);
         if (r < 0)
                 return refused(ret_error, r, error);
-        if (t->image_repository && !listed(limits->allowed_repositories, t->image_repository))
-                return invalid(ret_error, "imageRepository", json_object_get(doc, "imageRepository"),
-                               "not on this node's allow-list (imageRepositories in the configuration)");
         return 0;
 }
 

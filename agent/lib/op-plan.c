@@ -9,7 +9,7 @@
 #include "op-internal.h"
 
 /* "host[:port]/path/elements": a port only on the first element, no tag, no digest. */
-static bool valid_registry_prefix(const char *s) {
+bool op_valid_registry_prefix(const char *s) {
         static const char name_chars[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-";
         bool first = true;
 
@@ -70,7 +70,7 @@ int op_parse_target(const op_target *t, plan_target *ret, char **ret_error) {
                 pt.min_compat_set = true;
         }
         if (t->image_repository) {
-                if (!valid_registry_prefix(t->image_repository))
+                if (!op_valid_registry_prefix(t->image_repository))
                         return set_error(ret_error, -EINVAL,
                                          "--image-repository \"%s\": expected a registry prefix such as "
                                          "registry.k8s.io or localhost:5000/k8s, without tag or digest (each "

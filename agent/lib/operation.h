@@ -68,6 +68,10 @@ typedef struct op_target {
         const char *const *components;
 } op_target;
 
+/* A registry prefix as kubeadm's imageRepository: "registry.k8s.io", "localhost:5000/k8s"; no
+ * scheme, tag, digest or white space. */
+bool op_valid_registry_prefix(const char *s);
+
 /* Parses --stable-for, --step-timeout and --on-failure (NULL: the default). The stability
  * window must be shorter than the step timeout, or every step would time out. */
 int op_parse_rollout_options(const char *stable_for, const char *step_timeout, const char *on_failure,
