@@ -443,7 +443,7 @@ static void run_target(agent *d, target *t) {
          * never started again from the beginning. */
         r = store_open(d->env->root, 0, true, &s, &error);
         if (r >= 0)
-                r = handled_save(s, t->id, t->generation, &error);
+                r = handled_save(s, t->id, t->generation, pr.plan->n_steps, &error);
         if (r < 0) {
                 set_phase(d, STATUS_FAILED, error ?: strerror(-r));
                 return;
@@ -451,6 +451,7 @@ static void run_target(agent *d, target *t) {
         handled_done(&d->last);
         d->last.id = strdup(t->id);
         d->last.generation = t->generation;
+        d->last.n_steps = pr.plan->n_steps;
 
         m = strdup_printf("%zu steps to binary %s", pr.plan->n_steps, t->binary_version);
         reporter_event(d->reporter, "Normal", "PlanStarted", m ?: "plan started");
@@ -505,6 +506,7 @@ static void resume_interrupted(agent *d, json_t *unfinished) {
 
         set_string(&d->id, d->last.id);
         d->generation = d->last.generation;
+        d->step_total = d->last.n_steps;
         json_array_foreach(json_object_get(unfinished, "steps"), i, step) {
                 const char *kind = json_string_value(json_object_get(step, "kind"));
 
@@ -578,23 +580,6 @@ static void adopt_previous_status(agent *d, json_t *annotations) {
         }
 }
 
-/* While a resumed rollout waits for its interrupted step: the plan's size as the status said it
- * before the stop (the journal does not keep it). */
-static void adopt_previous_total(agent *d, json_t *annotations) {
-        json_auto_t *j = NULL;
-        const char *text = json_string_value(json_object_get(annotations, STATUS_ANNOTATION));
-        const char *id;
-        json_int_t total;
-
-        if (!text || !d->id || !(j = json_loads(text, 0, NULL)))
-                return;
-        id = json_string_value(json_object_get(j, "id"));
-        total = json_integer_value(json_object_get(json_object_get(j, "step"), "total"));
-        if (id && streq(id, d->id) && json_integer_value(json_object_get(j, "generation")) == (json_int_t) d->generation &&
-            total > 0 && total < 1000)
-                d->step_total = MAX(d->step_total, (size_t) total);
-}
-
 static void on_node_changed(json_t *object, void *userdata) {
         agent *d = userdata;
         json_t *metadata = json_object_get(object, "metadata");
@@ -610,8 +595,6 @@ static void on_node_changed(json_t *object, void *userdata) {
                 d->node_seen = true;
                 if (!d->running)
                         adopt_previous_status(d, annotations);
-                else
-                        adopt_previous_total(d, annotations);
                 publish_status(d);
         }
         if (!bytes_equal(text, size, d->target_text, d->target_size)) {

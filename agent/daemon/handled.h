@@ -15,6 +15,7 @@
 typedef struct handled {
         char *id; /* NULL: none yet */
         uint64_t generation;
+        size_t n_steps; /* the plan's steps when it began (0: unknown): a resumed rollout counts on */
 } handled;
 
 void handled_done(handled *h);
@@ -23,7 +24,7 @@ void handled_done(handled *h);
 int handled_load(store *s, handled *ret, char **ret_error);
 /* Records a target as handled, durably, before its first write (a crash after it must not run
  * the target again from the start: the journal resumes it). */
-int handled_save(store *s, const char *id, uint64_t generation, char **ret_error);
+int handled_save(store *s, const char *id, uint64_t generation, size_t n_steps, char **ret_error);
 
 /* Whether a target should run: not when it is the one last handled (same id and generation),
  * nor an older generation of it; a newer generation of the same id runs again, a new id

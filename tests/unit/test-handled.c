@@ -43,17 +43,21 @@ static void test_save_and_load(void **state) {
         _cleanup_(store_freep) store *w = open_store(true), *s = NULL;
         _cleanup_(handled_done) handled h = {};
 
-        assert_int_equal(handled_save(w, "up-135", 3, NULL), 0);
+        assert_int_equal(handled_save(w, "up-135", 3, 6, NULL), 0);
         s = open_store(false);
         assert_int_equal(handled_load(s, &h, NULL), 0);
         assert_string_equal(h.id, "up-135");
         assert_int_equal(h.generation, 3);
+        assert_int_equal(h.n_steps, 6);
 }
 
 static void test_corrupt_record_refused(void **state) {
         static const char *const bad[] = { "not json", "{\"id\": \"a\"}", "{\"id\": \"\", \"generation\": 1}",
                                            "{\"id\": \"a\", \"generation\": 0}",
-                                           "{\"id\": \"a\", \"generation\": 1, \"extra\": true}" };
+                                           "{\"id\": \"a\", \"generation\": 1, \"extra\": true}",
+                                           "{\"id\": \"a\", \"generation\": 1, \"steps\": -1}",
+                                           "{\"id\": \"a\", \"generation\": 1, \"steps\": \"6\"}",
+                                           "{\"id\": \"a\", \"generation\": 1, \"steps\": 6, \"extra\": 1}" };
         _cleanup_(store_freep) store *w = open_store(true);
 
         for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
