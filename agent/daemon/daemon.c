@@ -512,7 +512,11 @@ static void resume_interrupted(agent *d, json_t *unfinished) {
 
                 if (kind && (streq(kind, "binary") || streq(kind, "emulation") || streq(kind, "min-compatibility")))
                         d->resume_offset++;
+                /* Until the resume says more: the step the journal stopped at. */
+                set_string(&d->step_component, json_string_value(json_object_get(step, "component")));
+                set_string(&d->step_kind, kind);
         }
+        d->step_index = json_array_size(json_object_get(unfinished, "steps"));
         log_notice("Resuming the rollout interrupted at the last stop");
         d->running = true;
         set_phase(d, STATUS_PROGRESSING, "resuming the interrupted rollout");
