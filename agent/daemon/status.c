@@ -69,7 +69,7 @@ json_t *status_to_json(const status_report *r, const char *now) {
         if (!status_phase_to_string(r->phase))
                 return NULL;
         o = json_pack("{s:o, s:o, s:s, s:o, s:o, s:s, s:s, s:[]}", "id", string_or_null(r->id), "generation",
-                      r->id ? json_integer((json_int_t) r->generation) : json_null(), "phase",
+                      r->id && r->generation > 0 ? json_integer((json_int_t) r->generation) : json_null(), "phase",
                       status_phase_to_string(r->phase), "step", step_json(&r->step), "message",
                       message_json(r->message), "updated", now, "agentVersion", r->agent_version ?: "unknown",
                       "components");

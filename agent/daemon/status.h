@@ -38,7 +38,7 @@ typedef struct status_step {
 
 typedef struct status_report {
         const char *id;          /* NULL: no target handled yet */
-        uint64_t generation;
+        uint64_t generation;     /* 0: unknown (a refused target's was not a valid one): null */
         status_phase phase;
         status_step step;
         const char *message;     /* NULL: none; cut to STATUS_MESSAGE_MAX bytes */

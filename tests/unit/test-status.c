@@ -91,6 +91,18 @@ static void test_idle_without_target(void **state) {
         assert_string_equal(json_string_value(json_object_get(j, "phase")), "Idle");
 }
 
+/* A refused target whose generation was not a valid one: its id is named, its generation is
+ * null (not 0, which no target can have). */
+static void test_refused_generation_unknown(void **state) {
+        status_report r = { .id = "up-135", .generation = 0, .phase = STATUS_REFUSED, .agent_version = "0.1.0",
+                            .node = example };
+        json_auto_t *j = status_to_json(&r, "2026-12-01T08:00:00Z");
+
+        assert_non_null(j);
+        assert_string_equal(json_string_value(json_object_get(j, "id")), "up-135");
+        assert_true(json_is_null(json_object_get(j, "generation")));
+}
+
 static void test_every_phase_named(void **state) {
         static const char *const names[] = { "Idle",     "Pending",    "Progressing", "Succeeded",
                                              "Failed",   "RolledBack", "Refused",     "Interrupted" };
@@ -128,6 +140,7 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_progressing_with_components),
                 cmocka_unit_test(test_idle_without_target),
+                cmocka_unit_test(test_refused_generation_unknown),
                 cmocka_unit_test(test_every_phase_named),
                 cmocka_unit_test(test_long_message_cut_on_a_character),
                 cmocka_unit_test(test_invalid_phase),
