@@ -1599,10 +1599,23 @@ class Handler(BaseHTTPRequestHandler):
         self.send_object(kind, out)
 
     def _verb_delete(self, kind, a, body, node):
-        check = None
-        if node is not None:
-            def check(old):
+        pre = {}
+        if body:
+            opts = self._decode(body, kind)
+            pre = opts.get("preconditions") or {}
+
+        def check(old):
+            if node is not None:
                 node_restriction(node, a, old, None, self.api.store)
+            # DeleteOptions.preconditions, checked against the stored object (storage's
+            # Preconditions.Check): the kubelet deletes an outdated mirror pod by its UID
+            m = old.get("metadata") or {}
+            for field, mine in (("uid", "UID"), ("resourceVersion", "ResourceVersion")):
+                if pre.get(field) and pre[field] != m.get(field):
+                    raise APIError(409, "Conflict",
+                                   "Precondition failed: %s in precondition: %s, %s in object "
+                                   "meta: %s" % (mine, pre[field], mine, m.get(field)),
+                                   _details(kind, a.name))
         gone = self.api.store.delete(kind, a.namespace, a.name, check)
         self.send_object(kind, gone)
 
