@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <signal.h>
+#include <sys/signalfd.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -452,6 +453,30 @@ static int controller_options_from(const cli *c, controller_options *ret) {
         return EXIT_OK;
 }
 
+static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
+        cluster_cli *cc = userdata;
+
+        cc->api.interrupted = true;
+        return 0;
+}
+
+/* SIGINT and SIGTERM end the wait in progress (never a write): the Lease is then released, so
+ * that the next controller need not wait for it to expire. */
+static int catch_signals(cluster_cli *cc) {
+        sigset_t ss;
+        int r;
+
+        sigemptyset(&ss);
+        sigaddset(&ss, SIGINT);
+        sigaddset(&ss, SIGTERM);
+        if (sigprocmask(SIG_BLOCK, &ss, NULL) < 0)
+                return -errno;
+        r = sd_event_add_signal(cc->event, NULL, SIGINT, on_signal, cc);
+        if (r < 0)
+                return r;
+        return sd_event_add_signal(cc->event, NULL, SIGTERM, on_signal, cc);
+}
+
 static int run_plan(const cli *c, cluster_cli *cc, cluster_mode mode) {
         _cleanup_(cluster_state_freep) cluster_state *st = NULL;
         _cleanup_(cluster_plan_freep) cluster_plan *p = NULL;
@@ -473,6 +498,9 @@ static int run_plan(const cli *c, cluster_cli *cc, cluster_mode mode) {
         identity = strdup_printf("cplet-cluster@%s/%d", host, (int) getpid());
         if (!identity)
                 return cli_fail(-ENOMEM, NULL);
+        r = catch_signals(cc);
+        if (r < 0)
+                return cli_fail(r, NULL);
         r = cluster_lease_acquire(&cc->api, identity, CLUSTER_LEASE_DURATION_S, &lease, &error);
         if (r < 0)
                 return cli_fail(r, error);

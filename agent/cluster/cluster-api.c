@@ -35,11 +35,14 @@ static void on_answer(const kube_response *r, void *userdata) {
         c->done = true;
 }
 
-int api_run_until(cluster_api *a, const bool *done, uint64_t deadline) {
+static int run_loop(cluster_api *a, const bool *done, uint64_t deadline, bool interruptible) {
         int r;
 
         while (!*done) {
                 uint64_t now = now_usec();
+
+                if (interruptible && a->interrupted)
+                        return -EINTR;
 
                 if (deadline && now >= deadline)
                         return -ETIME;
@@ -48,6 +51,10 @@ int api_run_until(cluster_api *a, const bool *done, uint64_t deadline) {
                         return r;
         }
         return 0;
+}
+
+int api_run_until(cluster_api *a, const bool *done, uint64_t deadline) {
+        return run_loop(a, done, deadline, true);
 }
 
 int api_call(cluster_api *a, const char *method, const char *path, json_t *body, const char *content_type,
@@ -59,8 +66,9 @@ int api_call(cluster_api *a, const char *method, const char *path, json_t *body,
         r = kube_request(a->kube, method, path, body, content_type, CLUSTER_REQUEST_TIMEOUT_MS, on_answer, &c);
         if (r < 0)
                 return r;
-        /* The request has its own timeout: its answer always comes. */
-        r = api_run_until(a, &c.done, 0);
+        /* The request has its own timeout: its answer always comes, so a request is never
+         * interrupted (the Lease's release must go out after a signal). */
+        r = run_loop(a, &c.done, 0, false);
         if (r < 0)
                 (void) kube_client_cancel(a->kube, &c);
         return r;

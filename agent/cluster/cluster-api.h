@@ -18,6 +18,7 @@
 typedef struct cluster_api {
         sd_event *event;
         kube_client *kube;
+        bool interrupted; /* SIGINT/SIGTERM: every wait ends with -EINTR */
 } cluster_api;
 
 typedef struct api_result {
@@ -35,7 +36,7 @@ int api_call(cluster_api *a, const char *method, const char *path, json_t *body,
              api_result *ret);
 
 /* Runs the event loop until *done is true or the deadline (CLOCK_MONOTONIC usec) passes:
- * 0 done, -ETIME the deadline, or the loop's error. */
+ * 0 done, -ETIME the deadline, -EINTR interrupted, or the loop's error. */
 int api_run_until(cluster_api *a, const bool *done, uint64_t deadline);
 
 /* Follows one object: `collection` is "/api/v1/namespaces/kube-system/pods" (or

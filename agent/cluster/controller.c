@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cluster-mirror.h"
 #include "controller.h"
@@ -190,6 +191,38 @@ static int write_target(cluster_api *a, const char *node, json_t *target, char *
         return 0;
 }
 
+/* An Event on the Node (namespace default, as the agent's), so that `kubectl describe node`
+ * and `kubectl get events` show the controller's steps next to the agent's. Best effort: a
+ * refused or lost Event never stops an upgrade. */
+static void post_event(cluster_api *a, json_t *node, const char *type, const char *reason, const char *message) {
+        const char *name = json_string_value(json_object_get(json_object_get(node, "metadata"), "name"));
+        const char *uid = json_string_value(json_object_get(json_object_get(node, "metadata"), "uid"));
+        _cleanup_(api_result_done) api_result res = {};
+        _cleanup_free_ char *ev_name = NULL;
+        json_auto_t *ev = NULL;
+        char stamp[32];
+        struct tm tm;
+        time_t t;
+
+        if (!name)
+                return;
+        t = time(NULL);
+        gmtime_r(&t, &tm);
+        strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%SZ", &tm);
+        ev_name = strdup_printf("%s.cplet-cluster.%llx", name, (unsigned long long) now_usec());
+        if (!ev_name)
+                return;
+        ev = json_pack("{s:s, s:s, s:{s:s, s:s}, s:{s:s, s:s, s:s, s:s}, s:s, s:s, s:s, s:{s:s}, s:s, s:s, s:i, "
+                       "s:s}",
+                       "apiVersion", "v1", "kind", "Event", "metadata", "name", ev_name, "namespace", "default",
+                       "involvedObject", "apiVersion", "v1", "kind", "Node", "name", name, "uid", uid ?: name,
+                       "reason", reason, "message", message, "type", type, "source", "component", "cplet-cluster",
+                       "firstTimestamp", stamp, "lastTimestamp", stamp, "count", 1, "reportingComponent",
+                       "cplet-cluster");
+        if (ev)
+                (void) api_call(a, "POST", "/api/v1/namespaces/default/events", ev, NULL, &res);
+}
+
 typedef struct stepper {
         cluster_api *api;
         cluster_lease *lease;
@@ -215,6 +248,11 @@ static int wait_run(stepper *s, run *r, uint64_t deadline, const char *what, con
                 if (cluster_lease_lost(s->lease, &lost))
                         return fail(f, s->index, r->node, r->step->component, strdup(lost));
                 k = api_run_until(s->api, &r->done, d);
+                if (k == -EINTR)
+                        return fail(f, s->index, r->node, r->step->component,
+                                    strdup_printf("interrupted %s (the node's agent carries on with its target; "
+                                                  "the same command waits for it again)",
+                                                  what));
                 if (k == -ETIME && now_usec() < deadline)
                         continue; /* a look at the Lease every second */
                 if (k == -ETIME)
@@ -289,8 +327,30 @@ static int verify_leader(stepper *s, run *r, controller_failure *f) {
         return k;
 }
 
+/* The agent's word, then the mirror pod, then the leader. */
+static int run_checks(stepper *s, run *r, controller_failure *f) {
+        int k;
+
+        progress(s, r, "waiting", NULL);
+        k = wait_status(s, r, f);
+        if (k < 0)
+                return k;
+        progress(s, r, "verifying", NULL);
+        k = verify_mirror(s, r, f);
+        if (k < 0)
+                return k;
+        if (r->step->component != CLUSTER_APISERVER) {
+                progress(s, r, "leader", NULL);
+                k = verify_leader(s, r, f);
+                if (k < 0)
+                        return k;
+        }
+        progress(s, r, "done", NULL);
+        return 0;
+}
+
 static int run_step(stepper *s, const cluster_step *step, const char *node, controller_failure *f) {
-        _cleanup_free_ char *path = strdup_printf(NODES "/%s", node), *error = NULL, *text = NULL;
+        _cleanup_free_ char *path = strdup_printf(NODES "/%s", node), *error = NULL, *text = NULL, *event = NULL;
         _cleanup_(api_result_done) api_result res = {};
         _cleanup_(run_done) run r = { .step = step, .node = node };
         json_auto_t *t = NULL;
@@ -318,22 +378,20 @@ static int run_step(stepper *s, const cluster_step *step, const char *node, cont
                 if (k < 0)
                         return fail(f, s->index, node, step->component, TAKE_PTR(error));
         }
-        progress(s, &r, "waiting", NULL);
-        k = wait_status(s, &r, f);
-        if (k < 0)
-                return k;
-        progress(s, &r, "verifying", NULL);
-        k = verify_mirror(s, &r, f);
-        if (k < 0)
-                return k;
-        if (step->component != CLUSTER_APISERVER) {
-                progress(s, &r, "leader", NULL);
-                k = verify_leader(s, &r, f);
-                if (k < 0)
-                        return k;
+        event = strdup_printf("step %zu/%zu: %s %s, target %s generation %llu", s->index, s->total,
+                              cluster_component_names[step->component], cluster_phase_to_string(step->phase),
+                              step->id, (unsigned long long) r.generation);
+        if (event)
+                post_event(s->api, res.body, "Normal", "ClusterStep", event);
+        k = run_checks(s, &r, f);
+        if (k == -EIO) {
+                _cleanup_free_ char *m = strdup_printf("step %zu/%zu: %s failed: %s", s->index, s->total,
+                                                       cluster_component_names[step->component], f->why);
+
+                if (m)
+                        post_event(s->api, res.body, "Warning", "ClusterStepFailed", m);
         }
-        progress(s, &r, "done", NULL);
-        return 0;
+        return k;
 }
 
 int controller_run(cluster_api *a, cluster_lease *lease, const cluster_state *st, const cluster_plan *p,

@@ -477,7 +477,8 @@ class Agents(threading.Thread):
 
     def stop(self):
         self.stop_flag.set()
-        self.join(10)
+        if self.ident is not None:
+            self.join(10)
         check(self.error is None, "the agents' thread failed: %s" % self.error)
 
 
@@ -558,6 +559,52 @@ def no_leader_stops(tmp):
         check("no leader: the Lease kube-system/kube-controller-manager was not renewed within its 4s" in p.stderr,
               p.stderr)
         check([c for _, c, _, _ in agents.log] == ["kube-apiserver", "kube-controller-manager"], agents.log)
+    finally:
+        agents.stop()
+        cl.stop()
+
+
+@case
+def interrupted_then_rerun_attaches(tmp):
+    """SIGTERM while the first node's agent works: the controller stops waiting, releases its
+    Lease, and a re-run waits for the very same target (same id and generation) instead of
+    writing another."""
+    cl = Cluster(tmp, nodes=("n1", "n2"))
+    agents = Agents(cl)
+    try:
+        cl.seed()
+        agents.renew_leases()
+        argv = [CPLET, "cluster", "upgrade", "--binary-version", "v1.35.0", "--emulated-version", "1.34",
+                "--node-timeout", "30s", "--kubeconfig", cl.kubeconfig]
+        p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.time() + 30
+        while cl.target("n1") is None and time.time() < deadline:
+            time.sleep(0.1)
+        first = cl.target("n1")
+        check(first is not None, "no target written")
+        # The agent took it and works on it.
+        comps = {c: OLD + (1,) for c in COMPONENTS}
+        cl.set_status("n1", status(comps, "Progressing", first["id"], first["generation"]))
+        p.terminate()
+        out, err = p.communicate(timeout=30)
+        check(p.returncode == 1 and "interrupted" in err and "node n1" in err, "exit %d: %s" % (p.returncode, err))
+        lease = cl.admin.get(LEASES + "/cplet-cluster").json()
+        check(not lease["spec"].get("holderIdentity"), "the Lease was not released: %r" % lease)
+        # The re-run attaches; then the agents answer the target that is there.
+        errf = open(os.path.join(tmp, "rerun.err"), "w+")
+        q = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=errf, text=True)
+        seen = []
+        for line in q.stdout:
+            seen.append(line)
+            if "waiting again for target" in line:
+                break
+        check(seen and "waiting again for target" in seen[-1], "".join(seen) + open(errf.name).read())
+        agents.start()
+        out, _ = q.communicate(timeout=120)
+        err = open(errf.name).read()
+        check(q.returncode == 0, "re-run exit %d: %s%s%s" % (q.returncode, "".join(seen), out, err))
+        check(agents.log[0][:4] == ("n1", "kube-apiserver", first["id"], first["generation"]), agents.log)
+        check(len(agents.log) == 6, agents.log)
     finally:
         agents.stop()
         cl.stop()
