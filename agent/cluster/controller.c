@@ -354,11 +354,15 @@ static int run_step(stepper *s, const cluster_step *step, const char *node, cont
         _cleanup_(api_result_done) api_result res = {};
         _cleanup_(run_done) run r = { .step = step, .node = node };
         json_auto_t *t = NULL;
+        const char *lost;
         bool attach;
         int k;
 
         if (!path)
                 return -ENOMEM;
+        /* Never a write without the Lease: another controller may have taken it over. */
+        if (cluster_lease_lost(s->lease, &lost))
+                return fail(f, s->index, node, step->component, strdup(lost));
         k = api_call(s->api, "GET", path, NULL, NULL, &res);
         if (k < 0)
                 return k;
