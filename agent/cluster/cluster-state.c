@@ -88,7 +88,8 @@ static json_t *find_pod(json_t *pod_list, const char *name) {
         return NULL;
 }
 
-/* The mirror pod against the agent's report: same revision, same binary. */
+/* The mirror pod against the agent's report: same revision (when the manifest carries one),
+ * same binary. */
 static int read_mirrors(node_report *rep, cluster_node *nd, json_t *pod_list) {
         for (int c = 0; c < _CLUSTER_COMPONENT_MAX; c++) {
                 _cleanup_free_ char *name = mirror_pod_name(c, rep->name);
@@ -111,7 +112,9 @@ static int read_mirrors(node_report *rep, cluster_node *nd, json_t *pod_list) {
                 s->mirror_agrees = 0;
                 if (!m->present)
                         rep->mirror_why[c] = strdup_printf("no mirror pod kube-system/%s", name);
-                else if (m->revision != s->revision)
+                /* A manifest cplet adopted but never wrote (the original, revision 1 of its
+                 * history) has no cplet.io/revision to copy: only the image can be compared. */
+                else if (m->revision != s->revision && m->revision != 0)
                         rep->mirror_why[c] = strdup_printf("mirror pod kube-system/%s shows revision %u, the agent "
                                                            "reports %u",
                                                            name, m->revision, s->revision);

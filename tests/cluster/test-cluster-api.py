@@ -249,6 +249,35 @@ def status_components_disagree(tmp):
 
 
 @case
+def adopted_original_agrees(tmp):
+    """A manifest cplet adopted (revision 1 of its history) but never wrote carries no
+    cplet.io/revision, so neither does its mirror pod: that is agreement, not a disagreement
+    that refuses every plan (found by test-cluster.py on the harness)."""
+    cl = Cluster(tmp, nodes=("n1", "n2"))
+    try:
+        cl.seed()
+        pod = mirror_pod("n2", "kube-scheduler", *OLD, 1)
+        del pod["metadata"]["annotations"]["cplet.io/revision"]
+        cl.admin.request("DELETE", "/api/v1/namespaces/kube-system/pods/kube-scheduler-n2")
+        cl.put_pod(pod)
+        p = cl.cplet("status", "--json")
+        check_rc(p, 0)
+        n2 = json.loads(p.stdout)["nodes"][1]
+        check(n2["problems"] == [] and n2["components"][2]["mirrorPod"]["agrees"] is True, n2)
+        p = cl.cplet("plan", "--binary-version", "v1.35.0")
+        check_rc(p, 0)
+        # Another image than the agent's binary is still a disagreement.
+        pod = mirror_pod("n2", "kube-scheduler", "v1.33.1", "1.33", "1.32", 1)
+        del pod["metadata"]["annotations"]["cplet.io/revision"]
+        cl.put_pod(pod)
+        p = cl.cplet("plan", "--binary-version", "v1.35.0")
+        check_rc(p, 2)
+        check("kube-scheduler-n2 runs image registry.k8s.io/kube-scheduler:v1.33.1" in p.stderr, p.stderr)
+    finally:
+        cl.stop()
+
+
+@case
 def plan_three_nodes(tmp):
     cl = Cluster(tmp)
     try:
