@@ -614,6 +614,12 @@ def interrupted_then_rerun_attaches(tmp):
         # The agent took it and works on it.
         comps = {c: OLD + (1,) for c in COMPONENTS}
         cl.set_status("n1", status(comps, "Progressing", first["id"], first["generation"]))
+        # While it waits, the controller renews its Lease (every 10 s of its 30 s).
+        held = cl.admin.get(LEASES + "/cplet-cluster").json()["spec"]
+        time.sleep(11.5)
+        renewed = cl.admin.get(LEASES + "/cplet-cluster").json()["spec"]
+        check(renewed["holderIdentity"] == held["holderIdentity"] and renewed["renewTime"] > held["renewTime"]
+              and renewed["leaseDurationSeconds"] == 30, "not renewed: %r then %r" % (held, renewed))
         p.terminate()
         out, err = p.communicate(timeout=30)
         check(p.returncode == 1 and "interrupted" in err and "node n1" in err, "exit %d: %s" % (p.returncode, err))
