@@ -207,7 +207,7 @@ static json_t *node_json(const cluster_state *st, size_t i) {
 static void print_component_cell(const cluster_state *st, size_t i, int c) {
         const cluster_comp *s = &st->nodes[i].comps[c];
         const node_report *rep = &st->reports[i];
-        char b[KVERSION_STRING_MAX], e[KMINOR_STRING_MAX], m[KMINOR_STRING_MAX], cell[256];
+        char b[KVERSION_STRING_MAX], e[KMINOR_STRING_MAX], m[KMINOR_STRING_MAX], cell[256], rev[16];
 
         if (!s->known) {
                 printf("  %-28s", "-");
@@ -216,7 +216,8 @@ static void print_component_cell(const cluster_state *st, size_t i, int c) {
         kversion_format(&s->binary, b);
         kminor_format(s->emulated, e);
         kminor_format(s->min_compat, m);
-        snprintf(cell, sizeof(cell), "%s %s/%s r%u%s", b, e, m, s->revision,
+        snprintf(rev, sizeof(rev), "%u", s->revision);
+        snprintf(cell, sizeof(cell), "%s %s/%s r%s%s", b, e, m, s->revision ? rev : "-",
                  s->mirror_agrees == 0                           ? " !pod"
                  : rep->mirror[c].present && !rep->mirror[c].ready ? " !ready"
                                                                    : "");
@@ -237,7 +238,7 @@ static void print_status(const cluster_state *st, json_t *cluster_problem) {
                         print_component_cell(st, i, c);
                 printf("\n");
         }
-        printf("\n(versions: binary emulated/min-compatibility, rN: revision; !pod: the mirror pod disagrees, "
+        printf("\n(versions: binary emulated/min-compatibility, rN: revision (r-: none recorded yet); !pod: the mirror pod disagrees, "
                "!ready: not Ready)\n");
         for (size_t i = 0; i < st->n; i++) {
                 json_auto_t *list = json_array();
