@@ -41,6 +41,8 @@ typedef struct cli {
         const char *context;
         const char *node_name;
         bool insecure_skip_tls_verify;
+        const char *node_timeout;   /* cplet cluster */
+        const char *max_status_age;
 
         op_target target;
         plan_image images[CLI_IMAGES_MAX]; /* --image COMPONENT=REF; component points into image_names */
@@ -84,3 +86,35 @@ int cmd_diff(cli *c);
 int cmd_resume(cli *c);
 int cmd_abort(cli *c);
 int cmd_daemon(cli *c);
+int cmd_cluster(cli *c);
+
+#define CMD_CLUSTER_HELP                                                                                   \
+        "Usage: cplet cluster status [--json] [API options]\n"                                              \
+        "       cplet cluster plan --binary-version V [--emulated-version E]\n"                             \
+        "                          [--min-compatibility-version M] [--json] [API options]\n"                \
+        "       cplet cluster upgrade (same target options) [--dry-run] [--stable-for D]\n"                 \
+        "                          [--step-timeout D] [--on-failure P] [--node-timeout D] [API options]\n"  \
+        "       cplet cluster rollback --emulated-version E | --binary-version V (same options)\n"          \
+        "\n"                                                                                                \
+        "The reference controller of docs/protocol.md, run with an admin's credentials. It drives\n"        \
+        "the cplet daemon of every control-plane node (label node-role.kubernetes.io/control-plane)\n"      \
+        "through the cplet.io/target annotation, in the order the version-skew policy requires:\n"          \
+        "binaries first (emulated version pinned), then each emulated minor, then\n"                        \
+        "min-compatibility; in each phase kube-apiserver on every node one node at a time, then\n"         \
+        "kube-controller-manager, then kube-scheduler. Rollback goes in reverse. After each step\n"         \
+        "the mirror pod must show the new revision, image and flags and be Ready, and the\n"                \
+        "leader-election Lease of a controller-manager or scheduler must be renewed again.\n"               \
+        "The first failure stops (exit 1); re-running the same command continues. See docs/cluster.md.\n" \
+        "\n"                                                                                                \
+        "  --kubeconfig FILE      admin credentials (default: $KUBECONFIG's first file, else\n"            \
+        "                         ~/.kube/config)\n"                                                        \
+        "  --context NAME         the kubeconfig context (default: its current-context)\n"                  \
+        "  --insecure-skip-tls-verify  do not verify the API server's certificate\n"                       \
+        "  --max-status-age D     an agent status older than D is stale (default 10m; 0s: never)\n"         \
+        "  --dry-run              print each node's target and write nothing\n"                             \
+        "  --stable-for D, --step-timeout D, --on-failure P   into each target (the agent's gate)\n"       \
+        "  --node-timeout D       bound of each (node, component) step, checks included (default 15m)\n"   \
+        "\n"                                                                                                \
+        "Exit status: 0 done, 1 a step failed (the node, component and reason are printed),\n"             \
+        "2 invalid input, a plan the rules refuse, or another controller holding the Lease.\n"
+

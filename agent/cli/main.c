@@ -36,6 +36,8 @@ enum {
         OPT_NODE_NAME,
         OPT_INSECURE_SKIP_TLS_VERIFY,
         OPT_COMPONENTS,
+        OPT_NODE_TIMEOUT,
+        OPT_MAX_STATUS_AGE,
 };
 
 /* Bits for the command options a command accepts. */
@@ -48,6 +50,7 @@ enum {
         TAKES_FORCE = 1 << 5,      /* --force */
         TAKES_COMPONENTS = 1 << 6, /* --components */
         TAKES_API = 1 << 7,        /* --kubeconfig, --context, --node-name, --insecure-skip-tls-verify */
+        TAKES_CLUSTER = 1 << 8,    /* --node-timeout, --max-status-age */
 };
 
 typedef struct command {
@@ -220,6 +223,15 @@ static const command commands[] = {
                         "  --insecure-skip-tls-verify  do not verify the API server's certificate\n",
         },
         {
+                .name = "cluster",
+                .run = cmd_cluster,
+                .takes = TAKES_TARGET | TAKES_WRITE | TAKES_GATE | TAKES_API | TAKES_CLUSTER,
+                .min_args = 1,
+                .max_args = 1,
+                .summary = "drive every control-plane node's agent: status, plan, upgrade, rollback",
+                .help = CMD_CLUSTER_HELP,
+        },
+        {
                 .name = "history",
                 .run = cmd_history,
                 .takes = TAKES_COMPONENT,
@@ -312,7 +324,8 @@ static int split_flags_command(int argc, char *argv[], char ***ret_argv, int *re
                                                   "--emulated-version", "--min-compatibility-version",
                                                   "--image-repository", "--image", "--component", "--to-revision",
                                                   "--stable-for", "--step-timeout", "--on-failure",
-                                                  "--kubeconfig", "--context", "--node-name", "--components" };
+                                                  "--kubeconfig", "--context", "--node-name", "--components",
+                                                  "--node-timeout", "--max-status-age" };
         static const char *const gate_with_value[] = { "--stable-for", "--step-timeout", "--on-failure" };
         static const char *const own_booleans[] = { "--no-wait", "--dry-run", "--json", "--quiet", "--help", "-h" };
         char **out = calloc(argc + 1, sizeof(char *));
@@ -398,6 +411,8 @@ static const struct option long_options[] = {
         { "node-name", required_argument, NULL, OPT_NODE_NAME },
         { "insecure-skip-tls-verify", no_argument, NULL, OPT_INSECURE_SKIP_TLS_VERIFY },
         { "components", required_argument, NULL, OPT_COMPONENTS },
+        { "node-timeout", required_argument, NULL, OPT_NODE_TIMEOUT },
+        { "max-status-age", required_argument, NULL, OPT_MAX_STATUS_AGE },
         {},
 };
 
@@ -407,7 +422,7 @@ typedef struct parsed {
         char *plugin_dir; /* absolute */
         bool help, version;
         /* The last option given of each TAKES_* group, to say which one does not apply. */
-        char used[8][40];
+        char used[9][40];
 } parsed;
 
 static void parsed_done(parsed *p) {
@@ -444,6 +459,9 @@ static int option_group(int opt) {
                 return 7;
         case OPT_COMPONENTS:
                 return 6;
+        case OPT_NODE_TIMEOUT:
+        case OPT_MAX_STATUS_AGE:
+                return 8;
         default:
                 return -1;
         }
@@ -539,6 +557,12 @@ static int take_option(int opt, const char *arg, cli *c, parsed *p) {
                 return EXIT_OK;
         case OPT_COMPONENTS:
                 return cli_add_components_option(c, arg);
+        case OPT_NODE_TIMEOUT:
+                c->node_timeout = arg;
+                return EXIT_OK;
+        case OPT_MAX_STATUS_AGE:
+                c->max_status_age = arg;
+                return EXIT_OK;
         default:
                 return EXIT_INVALID;
         }

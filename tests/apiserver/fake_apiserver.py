@@ -760,6 +760,55 @@ def _admit_mirror_pod(node, a, pod, store):
     if spec.get("serviceAccountName"):
         raise err_admission_forbidden(a, 'node "%s" can not create pods that reference a '
                                       "service account" % node)
+    # the pod may reference no other API object (podutil.VisitPodSecretNames and
+    # VisitPodConfigmapNames over all containers, projected cluster trust bundles, claims)
+    refs = _pod_references(spec)
+    for what in ("secrets", "configmaps", "clustertrustbundles", "persistentvolumeclaims"):
+        if what in refs:
+            raise err_admission_forbidden(a, 'node "%s" can not create pods that reference %s'
+                                          % (node, what))
+
+
+def _pod_references(spec):
+    refs = set()
+    if spec.get("imagePullSecrets"):
+        refs.add("secrets")
+    containers = [c for k in ("initContainers", "containers", "ephemeralContainers")
+                  for c in (spec.get(k) or []) if isinstance(c, dict)]
+    for c in containers:
+        for e in c.get("envFrom") or []:
+            if (e or {}).get("secretRef"):
+                refs.add("secrets")
+            if (e or {}).get("configMapRef"):
+                refs.add("configmaps")
+        for e in c.get("env") or []:
+            vf = (e or {}).get("valueFrom") or {}
+            if vf.get("secretKeyRef"):
+                refs.add("secrets")
+            if vf.get("configMapKeyRef"):
+                refs.add("configmaps")
+    for v in spec.get("volumes") or []:
+        v = v or {}
+        if v.get("secret"):
+            refs.add("secrets")
+        if v.get("configMap"):
+            refs.add("configmaps")
+        if v.get("persistentVolumeClaim"):
+            refs.add("persistentvolumeclaims")
+        for src in ((v.get("projected") or {}).get("sources") or []):
+            if (src or {}).get("secret"):
+                refs.add("secrets")
+            if (src or {}).get("configMap"):
+                refs.add("configmaps")
+            if (src or {}).get("clusterTrustBundle"):
+                refs.add("clustertrustbundles")
+        for key in ("azureFile", "cephfs", "cinder", "flexVolume", "iscsi", "rbd", "scaleIO",
+                    "storageos", "csi"):
+            sv = v.get(key) or {}
+            if sv.get("secretRef") or sv.get("secretName") or sv.get("nodePublishSecretRef") \
+                    or sv.get("chapAuthDiscovery") and sv.get("secretRef"):
+                refs.add("secrets")
+    return refs
 
 
 # ------------------------------------------------------------------------------------------
@@ -1599,10 +1648,23 @@ class Handler(BaseHTTPRequestHandler):
         self.send_object(kind, out)
 
     def _verb_delete(self, kind, a, body, node):
-        check = None
-        if node is not None:
-            def check(old):
+        pre = {}
+        if body:
+            opts = self._decode(body, kind)
+            pre = opts.get("preconditions") or {}
+
+        def check(old):
+            if node is not None:
                 node_restriction(node, a, old, None, self.api.store)
+            # DeleteOptions.preconditions, checked against the stored object (storage's
+            # Preconditions.Check): the kubelet deletes an outdated mirror pod by its UID
+            m = old.get("metadata") or {}
+            for field, mine in (("uid", "UID"), ("resourceVersion", "ResourceVersion")):
+                if pre.get(field) and pre[field] != m.get(field):
+                    raise APIError(409, "Conflict",
+                                   "Precondition failed: %s in precondition: %s, %s in object "
+                                   "meta: %s" % (mine, pre[field], mine, m.get(field)),
+                                   _details(kind, a.name))
         gone = self.api.store.delete(kind, a.namespace, a.name, check)
         self.send_object(kind, gone)
 

@@ -349,8 +349,29 @@ def test_events_leases_pods(srv):
                  "application/strategic-merge-patch+json")
     check("node patches the status of its mirror pod", r.status == 200 and
           r.json()["status"]["phase"] == "Running", r)
+    uid = admin.get(P + "/kube-scheduler-n1").json()["metadata"]["uid"]
+    opts = {"kind": "DeleteOptions", "apiVersion": "v1", "gracePeriodSeconds": 0,
+            "preconditions": {"uid": "0000-not-it"}}
+    r = n1.request("DELETE", P + "/kube-scheduler-n1", opts)
+    check("DELETE with another UID in its preconditions: 409, nothing deleted (the kubelet "
+          "deletes an outdated mirror pod by UID)",
+          r.status == 409 and r.json()["message"] == "Precondition failed: UID in precondition: "
+          "0000-not-it, UID in object meta: %s" % uid and
+          admin.get(P + "/kube-scheduler-n1").status == 200, r)
+    for what, vol in (("secrets", {"name": "s", "secret": {"secretName": "s"}}),
+                      ("configmaps", {"name": "c", "configMap": {"name": "c"}}),
+                      ("persistentvolumeclaims", {"name": "p", "persistentVolumeClaim":
+                                                  {"claimName": "p"}})):
+        other = json.loads(json.dumps(mirror))
+        other["metadata"]["name"] = "kube-x-n1"
+        other["spec"]["volumes"] = [vol]
+        r = n1.post(P, other)
+        check("node may not create a mirror pod that references %s (NodeRestriction)" % what,
+              r.status == 403 and r.json()["message"].endswith(
+                  'node "n1" can not create pods that reference %s' % what), r)
+    opts["preconditions"]["uid"] = uid
     r1 = n1.request("DELETE", P + "/kube-apiserver-n2")
-    r2 = n1.request("DELETE", P + "/kube-scheduler-n1")
+    r2 = n1.request("DELETE", P + "/kube-scheduler-n1", opts)
     r3 = admin.get(P + "/kube-scheduler-n1")
     check("node deletes its own mirror pod, not another node's (NodeRestriction)",
           r1.status == 403 and 'node "n1" can only delete pods with spec.nodeName set to '

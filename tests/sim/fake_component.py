@@ -175,7 +175,11 @@ BOOL_FLAGS = set("""
 # --version is a tristate: alone it prints the version, or --version=raw / =false.
 OPTIONAL_VALUE_FLAGS = {"version"}
 VALUE_FLAGS = {"emulated-version", "min-compatibility-version", "secure-port", "bind-address",
-               "client-ca-file", "authentication-config", "feature-gates"}
+               "client-ca-file", "authentication-config", "feature-gates",
+               # leader election (tests/sim/leader_election.py)
+               "kubeconfig", "leader-elect-lease-duration", "leader-elect-renew-deadline",
+               "leader-elect-retry-period", "leader-elect-resource-name",
+               "leader-elect-resource-namespace", "leader-elect-resource-lock"}
 # --feature-gates is a map flag: repeated flags and comma-separated pairs accumulate.
 SLICE_FLAGS = {"emulated-version", "min-compatibility-version", "feature-gates"}
 # klog's -v is the one shorthand (a one-letter Go flag); -h is cobra's help.
@@ -896,6 +900,14 @@ def main(component=None, argv=None):
         t = threading.Timer(float(crash_after), die, (msg, code))
         t.daemon = True
         t.start()
+
+    if component in ("kube-controller-manager", "kube-scheduler"):
+        # a --kubeconfig that exists on this simulated node: hold the leader-election Lease
+        sys.path.insert(0, os.path.dirname(os.path.realpath(__file__)))
+        import leader_election
+        leader_election.start(component, flags, os.environ.get("CPLET_SIM_NODE"),
+                              os.environ.get("CPLET_SIM_NODE_NAME"),
+                              lambda level, msg: log(level, msg, "leaderelection.go:1"), die)
 
     if os.environ.get("CPLET_SIM_EXIT_WITH_PARENT") == "1":
         ppid = os.getppid()

@@ -253,7 +253,8 @@ def decode_pod(data):
     meta = meta_of(doc)
     name = meta.get("name")
     namespace = meta.get("namespace") or "default"
-    return {"hash": digest, "name": name, "namespace": str(namespace), "containers": containers}
+    return {"hash": digest, "name": name, "namespace": str(namespace), "containers": containers,
+            "doc": doc}
 
 
 # --------------------------------------------------------------------------------------
@@ -426,6 +427,7 @@ class PodWorker(threading.Thread):
             "CPLET_SIM_KNOBS": self.k.args.knobs or "",
             "CPLET_SIM_CERT_DIR": self.k.args.cert_dir,
             "CPLET_SIM_NODE": self.k.node_id,
+            "CPLET_SIM_NODE_NAME": self.k.args.node_name,
             "CPLET_SIM_EXIT_WITH_PARENT": "1",
             "PYTHONDONTWRITEBYTECODE": "1",
         })
@@ -539,6 +541,7 @@ class Kubelet:
         self.workers = {}
         self.files = {}  # fname -> (stat key, content sha, pod hash or None)
         self.stop_flag = False
+        self.mirror = None
         os.makedirs(args.log_dir, exist_ok=True)
 
     def pod_log(self, fname):
@@ -587,6 +590,8 @@ class Kubelet:
                 continue  # same pod, different bytes
             log("manifest %s: %s pod %s" % (e.name, "changed" if old else "new", pod["name"]))
             self.worker(e.name).set_desired(pod)
+            if self.mirror:
+                self.mirror.kick()
         for name in list(self.files):
             if name not in present:
                 del self.files[name]
@@ -594,6 +599,8 @@ class Kubelet:
                 w = self.workers.get(name)
                 if w:
                     w.set_desired(None)
+                if self.mirror:
+                    self.mirror.kick()
 
     def worker(self, fname):
         w = self.workers.get(fname)
@@ -614,6 +621,11 @@ class Kubelet:
         signal.signal(signal.SIGINT, on_signal)
         signal.signal(signal.SIGHUP, on_signal)
 
+        if self.args.kubeconfig:
+            from mirror import MirrorPods
+            self.mirror = MirrorPods(self, self.args.kubeconfig, self.args.node_name,
+                                     period=self.args.mirror_period, log=log)
+            self.mirror.start()
         ino = None
         try:
             ino = Inotify()
@@ -662,6 +674,8 @@ class Kubelet:
                 self.scan()
                 last_scan = time.monotonic()
         log("shutting down: stopping all pods")
+        if self.mirror:
+            self.mirror.stop()
         for w in self.workers.values():
             w.stop_worker()
         for w in self.workers.values():
@@ -693,7 +707,18 @@ def main(argv=None):
     p.add_argument("--resync", type=float, default=1.0, help="periodic full re-scan, seconds")
     p.add_argument("--parent-pid", type=int, default=0,
                    help="shut down (stopping all pods) when this process is no longer our parent")
+    p.add_argument("--kubeconfig", help="the kubelet's kubeconfig (identity system:node:NAME): "
+                   "mirror pods are kept in that API server; without it, none")
+    p.add_argument("--node-name", help="this node's name (default sim-node)")
+    p.add_argument("--mirror-period", type=float, default=0.5,
+                   help="seconds between two mirror pod syncs (and readiness probes)")
     args = p.parse_args(argv)
+    if args.node_name:
+        FIELD_REFS["spec.nodeName"] = args.node_name
+    else:
+        args.node_name = FIELD_REFS["spec.nodeName"]
+    if args.kubeconfig:
+        args.kubeconfig = os.path.abspath(args.kubeconfig)
     if not args.manifest_dir:
         if not args.root:
             p.error("--root or --manifest-dir is required")

@@ -14,6 +14,7 @@ A node root DIR gets:
 
 CLI:
   simnode.py up --root DIR [--version v1.34.2] [--knobs FILE] [--base-port N] [--backoff S]
+                [--kubeconfig K --node-name N]   (mirror pods in the API server of K)
   simnode.py status --root DIR
   simnode.py wait --root DIR [--timeout S]
   simnode.py down --root DIR
@@ -290,11 +291,15 @@ def https_get(port, path, timeout=2.0, host="127.0.0.1"):
 class SimNode:
     def __init__(self, root, version=None, knobs=None, base_port=None, backoff=0.5,
                  backoff_max=10.0, grace=2.0, bin_dir=None, components=COMPONENTS,
-                 tie_to_parent=True, flags=None):
+                 tie_to_parent=True, flags=None, kubeconfig=None, node_name=None, manifest_filter=None):
         """version: a tag for all three, or {component: tag}. knobs: dict or a file path.
         tie_to_parent: the kubelet stops everything when this process goes away.
         flags: {component: {flag: value or None}} set in (or dropped from) the first manifests,
-        e.g. {"kube-apiserver": {"client-ca-file": CA, "authentication-config": FILE}}."""
+        e.g. {"kube-apiserver": {"client-ca-file": CA, "authentication-config": FILE}}.
+        kubeconfig: the kubelet's (identity system:node:<node_name>): it keeps the mirror pods
+        of its static pods in that API server; None: no API server (every test before issue 9).
+        node_name: the node's name (the kubelet's --node-name; default sim-node).
+        manifest_filter: f(component, text) -> text, applied to each rendered manifest."""
         self.root = os.path.realpath(root)
         self.info_path = os.path.join(self.root, "sim", "node.json")
         saved = {}
@@ -316,6 +321,9 @@ class SimNode:
         self.components = tuple(components)
         self.tie_to_parent = tie_to_parent
         self.flags = {c: dict(f) for c, f in (flags or {}).items()}
+        self.kubeconfig = os.path.abspath(kubeconfig) if kubeconfig else saved.get("kubeconfig")
+        self.node_name = node_name or saved.get("node_name")
+        self.manifest_filter = manifest_filter
         self.manifest_dir = os.path.join(self.root, MANIFEST_SUBDIR)
         self.sim_dir = os.path.join(self.root, "sim")
         self.log_dir = os.path.join(self.sim_dir, "logs")
@@ -370,9 +378,11 @@ class SimNode:
             for comp in self.components:
                 with open(os.path.join(template_dir(), comp + ".yaml")) as f:
                     tmpl = f.read()
-                atomic_write(self.manifest_path(comp),
-                             render_manifest(comp, tmpl, self.versions[comp], self.ports[comp],
-                                             self.flags.get(comp)))
+                text = render_manifest(comp, tmpl, self.versions[comp], self.ports[comp],
+                                       self.flags.get(comp))
+                if self.manifest_filter:
+                    text = self.manifest_filter(comp, text)
+                atomic_write(self.manifest_path(comp), text)
             sys.path.insert(0, HERE)
             from fake_component import ensure_cert
             ensure_cert(self.cert_dir)
@@ -384,6 +394,10 @@ class SimNode:
                    "--backoff-max", str(self.backoff_max), "--grace", str(self.grace)]
             if self.tie_to_parent:
                 cmd += ["--parent-pid", str(os.getpid())]
+            if self.node_name:
+                cmd += ["--node-name", self.node_name]
+            if self.kubeconfig:
+                cmd += ["--kubeconfig", self.kubeconfig]
             env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", CPLET_SIM_NODE=self.root)
             with open(os.path.join(self.log_dir, "kubelet.log"), "ab") as logf:
                 os.set_inheritable(lock_fd, True)
@@ -414,7 +428,8 @@ class SimNode:
                 "kubelet_pid": self.kubelet_pid(), "manifests": self.manifest_dir,
                 "events": self.events_path, "logs": self.log_dir, "certs": self.cert_dir,
                 "ca": os.path.join(self.cert_dir, "tls.crt"), "knobs": self.knobs_path,
-                "bin_dir": self.bin_dir}
+                "bin_dir": self.bin_dir, "kubeconfig": self.kubeconfig,
+                "node_name": self.node_name}
 
     def down(self, timeout=10.0):
         """Stops the kubelet (which stops its pods), then kills whatever of this node is left.
@@ -581,6 +596,8 @@ def main(argv=None):
     up.add_argument("--backoff-max", type=float, default=10.0)
     up.add_argument("--timeout", type=float, default=20.0)
     up.add_argument("--no-wait", action="store_true")
+    up.add_argument("--kubeconfig", help="the kubelet's kubeconfig: mirror pods in that API server")
+    up.add_argument("--node-name", help="the node's name (default sim-node)")
     for name in ("down", "status", "wait"):
         sp = sub.add_parser(name)
         sp.add_argument("--root", required=True)
@@ -590,7 +607,8 @@ def main(argv=None):
     if a.cmd == "up":
         knobs = a.knobs
         node = SimNode(a.root, a.version or "v1.34.2", knobs=knobs, base_port=a.base_port, backoff=a.backoff,
-                       backoff_max=a.backoff_max, tie_to_parent=False)
+                       backoff_max=a.backoff_max, tie_to_parent=False, kubeconfig=a.kubeconfig,
+                       node_name=a.node_name)
         try:
             node.up(timeout=a.timeout, wait=not a.no_wait)
         except RuntimeError as e:
