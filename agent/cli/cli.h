@@ -110,7 +110,7 @@ int cmd_cluster(cli *c);
         "                         ~/.kube/config)\n"                                                        \
         "  --context NAME         the kubeconfig context (default: its current-context)\n"                  \
         "  --insecure-skip-tls-verify  do not verify the API server's certificate\n"                       \
-        "  --max-status-age D     an agent status older than D is stale (default 10m; 0s: never)\n"         \
+        "  --max-status-age D     an agent status older than D is stale (default 15m; 0s: never)\n"         \
         "  --dry-run              print each node's target and write nothing\n"                             \
         "  --stable-for D, --step-timeout D, --on-failure P   into each target (the agent's gate)\n"       \
         "  --node-timeout D       bound of each (node, component) step, checks included (default 15m)\n"   \

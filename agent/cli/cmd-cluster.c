@@ -18,7 +18,9 @@
 #include "kubeconfig.h"
 #include "macro.h"
 
-#define DEFAULT_MAX_STATUS_AGE "10m"
+/* An idle agent writes its status each time the API server ends its watch (every 5 to 10 minutes,
+ * docs/protocol.md): one missed period plus slack. */
+#define DEFAULT_MAX_STATUS_AGE "15m"
 #define DEFAULT_NODE_TIMEOUT "15m"
 
 typedef struct cluster_cli {

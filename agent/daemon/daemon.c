@@ -625,6 +625,16 @@ static void on_node_trouble(long status, const char *error, void *userdata) {
                             error ?: "no reason given");
 }
 
+/* A status written every watch period (5 to 10 minutes, when the server ends the watch and it is
+ * opened again): `updated` says the agent is alive, so that a controller can tell a quiet agent
+ * from a dead one (cplet cluster --max-status-age), with no timer of the agent's own. */
+static void on_watch_renewed(void *userdata) {
+        agent *d = userdata;
+
+        if (!d->running)
+                d->manifests_changed = true; /* published from the main loop, like a change by hand */
+}
+
 /* ---- signals, watchdog, the manifest directory */
 
 static int on_stop_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
@@ -876,7 +886,8 @@ int daemon_run(const daemon_options *o, char **ret_error) {
 
         (void) sd_notify(false, "READY=1\nSTATUS=Idle");
         log_info("cplet %s watching Node %s on %s", CPLET_VERSION, d.node_name, d.kubeconfig->server);
-        r = node_watch_new(d.event, d.kube, d.node_name, on_node_changed, on_node_trouble, &d, &d.watch);
+        r = node_watch_new(d.event, d.kube, d.node_name, on_node_changed, on_node_trouble, on_watch_renewed, &d,
+                           &d.watch);
         if (r < 0)
                 return set_error(ret_error, r, "cannot watch the Node: %s", strerror(-r));
         if (unfinished)

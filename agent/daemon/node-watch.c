@@ -24,6 +24,7 @@ struct node_watch {
         char *resource_version;
         node_changed_fn changed;
         node_trouble_fn trouble;
+        node_renewed_fn renewed;
         void *userdata;
 
         bool listing, watching, connected;
@@ -170,6 +171,8 @@ static void on_watch_end(const kube_response *r, void *userdata) {
         if (r->status == 200 && !r->error) {
                 /* The server's timeoutSeconds: resume at once (or list, after an ERROR 410). */
                 w->attempt = 0;
+                if (w->renewed)
+                        w->renewed(w->userdata);
                 if (w->resource_version)
                         start_watch(w);
                 else
@@ -201,14 +204,14 @@ static void start_watch(node_watch *w) {
 }
 
 int node_watch_new(sd_event *e, kube_client *k, const char *node_name, node_changed_fn changed,
-                   node_trouble_fn trouble, void *userdata, node_watch **ret) {
+                   node_trouble_fn trouble, node_renewed_fn renewed, void *userdata, node_watch **ret) {
         node_watch *w;
 
         w = calloc(1, sizeof(node_watch));
         if (!w)
                 return -ENOMEM;
         *w = (node_watch){ .event = sd_event_ref(e), .kube = k, .name = strdup(node_name), .changed = changed,
-                           .trouble = trouble, .userdata = userdata };
+                           .trouble = trouble, .renewed = renewed, .userdata = userdata };
         if (!w->name) {
                 node_watch_free(w);
                 return -ENOMEM;

@@ -20,9 +20,12 @@ typedef void (*node_changed_fn)(json_t *node, void *userdata);
 /* Called when reading the Node fails: the HTTP status (0: no answer) and why. The watch
  * retries by itself after a backoff; `forbidden` says the identity may not read this Node. */
 typedef void (*node_trouble_fn)(long status, const char *error, void *userdata);
+/* Called when the server ended a watch cleanly (its timeoutSeconds: every 5 to 10 minutes) and
+ * the next one starts: the one regular moment an idle agent is awake anyway. */
+typedef void (*node_renewed_fn)(void *userdata);
 
 int node_watch_new(sd_event *e, kube_client *k, const char *node_name, node_changed_fn changed,
-                   node_trouble_fn trouble, void *userdata, node_watch **ret);
+                   node_trouble_fn trouble, node_renewed_fn renewed, void *userdata, node_watch **ret);
 node_watch *node_watch_free(node_watch *w);
 static inline void node_watch_freep(node_watch **w) {
         node_watch_free(*w);
