@@ -466,6 +466,26 @@ def test_idle(t):
                 % (cs1 - cs0, IDLE_SECONDS))
 
 
+def test_heartbeat_on_watch_renewal(t):
+    """The server ends the watch (its timeoutSeconds, here a clean end forced by the knob): the
+    daemon opens the next one and writes its status once, with a newer `updated` and nothing else
+    changed, so that a controller tells a quiet agent from a dead one."""
+    W.daemon(t, "n1")
+    log = W.log("n1")
+    time.sleep(1.2)  # `updated` has a resolution of a second
+    before = log.latest()[2] or {}
+    mark = log.mark()
+    W.cluster.knobs(drop_watches=True, drop_mode="end")
+    seen = log.wait(lambda s: s.get("updated", "") > before.get("updated", ""), timeout=15, since_index=mark)
+    if not t.check(seen, "no status written after the watch was renewed (last updated %r)" % before.get("updated")):
+        return
+    after = seen[2]
+    for key in ("id", "generation", "phase", "message", "components"):
+        t.eq(after.get(key), before.get(key), "%s unchanged by the heartbeat" % key)
+    time.sleep(1.0)
+    t.eq(len(log.snapshot()[mark:]), 1, "status writes for one watch renewal")
+
+
 # --------------------------------------------------------------------------------------
 # 4. the same (id, generation) never runs twice
 
@@ -1101,6 +1121,8 @@ def cases():
          "with events", test_full_upgrade),
         ("idle after Succeeded: no request but the watch, no status write, no wakeups for %d s" % IDLE_SECONDS,
          test_idle),
+        ("a watch the server ends cleanly is renewed with one status write (a newer `updated`, nothing else)",
+         test_heartbeat_on_watch_renewal),
         ("the same (id, generation) re-sent, and after a restart (SIGTERM: exit 0, STOPPING=1), is not run again",
          test_same_generation),
     ]
