@@ -531,6 +531,36 @@ def test_same_generation(t):
     t.note("statuses after the restart: %r" % summary(after))
 
 
+def test_unreported_outcome_settled(t):
+    """The agent killed after its rollout's journal ended but before its last status reached the
+    API server: the status still says Progressing for the handled target, and no journal is
+    unfinished. The next start settles it from the node: at the target, Succeeded (not run again,
+    nothing written)."""
+    node = W.sims.get("n1")
+    d = W.daemon(t, "n1")
+    log = W.log("n1")
+    s0 = log.latest()[2] or {}
+    t.need(s0.get("phase") == "Succeeded", "the node is not at Succeeded: %r" % (s0,))
+    before = tree_checksum(node.root)
+    rc, _ = d.stop(signal.SIGKILL, 30)
+    stale = dict(s0, phase="Progressing", message=None,
+                 step={"index": 6, "total": 6, "component": "kube-scheduler", "kind": "emulation",
+                       "waitingFor": "health"})
+    W.cluster.annotate("n1", STATUS, json.dumps(stale))
+    mark = log.mark()
+    d2 = W.start_daemon(t, "n1")
+    seen = log.wait(lambda s: s.get("phase") != "Progressing", timeout=20, since_index=mark, daemon=d2)
+    if not t.check(seen, "no status after the restart: %r" % summary(log.snapshot()[mark:])):
+        return
+    s1 = seen[2]
+    t.eq((s1.get("phase"), s1.get("id"), s1.get("generation")), ("Succeeded", s0.get("id"), s0.get("generation")),
+         "the unreported outcome settled")
+    t.contains(s1.get("message"), "the node is at the target", "message of the settled status")
+    t.eq(tree_diff(before, tree_checksum(node.root)), "", "files changed while settling")
+    t.check(not [x for x in log.snapshot()[mark:] if x[2] and x[2].get("phase") == "Pending"],
+            "the target ran again: %r" % summary(log.snapshot()[mark:]))
+
+
 # --------------------------------------------------------------------------------------
 # 5. hostile targets: Refused naming the field, the tree byte-identical
 
@@ -1123,6 +1153,8 @@ def cases():
          test_idle),
         ("a watch the server ends cleanly is renewed with one status write (a newer `updated`, nothing else)",
          test_heartbeat_on_watch_renewal),
+        ("killed before its last status was written: the next start settles it from the node (Succeeded, nothing run)",
+         test_unreported_outcome_settled),
         ("the same (id, generation) re-sent, and after a restart (SIGTERM: exit 0, STOPPING=1), is not run again",
          test_same_generation),
     ]
