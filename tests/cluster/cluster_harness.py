@@ -122,6 +122,7 @@ class Cluster:
         self.listener = {n: i for i, n in enumerate(self.names)}
         self.lb = len(self.names)               # index of the load balancer's listener
         self._admin = None
+        self._knob_client = None     # the follower thread's own (a Client is not thread-safe)
         self._follow = None
         self._stop = threading.Event()
         self._outages = []
@@ -146,6 +147,8 @@ class Cluster:
                        ["system:masters"])
         self._admin = self.api.client("kubernetes-admin", ["system:masters"],
                                       port=self.api.ports[self.lb])
+        self._knob_client = self.api.client("kubernetes-admin", ["system:masters"],
+                                            port=self.api.ports[self.lb])
         try:
             for n in self.names:
                 self._start_node(n)
@@ -240,8 +243,9 @@ class Cluster:
             node.down()
         if self._follow is not None:
             self._follow.join(5)
-        if self._admin is not None:
-            self._admin.close()
+        for cl in (self._admin, self._knob_client):
+            if cl is not None:
+                cl.close()
         if self.api is not None:
             self.api.stop()
 
@@ -287,7 +291,7 @@ class Cluster:
         i = self.listener[name]
         try:
             if what == "down":
-                self._admin.knobs(outage=None, listener=i)
+                self._knob_client.knobs(outage=None, listener=i)
             else:
                 knobs = {"outage_end": True, "listener": i}
                 v = self.nodes[name].version()
@@ -298,7 +302,7 @@ class Cluster:
                                                                v["emulationMinor"])
                         knobs["min_compatibility_version"] = "%s.%s" % (
                             v["minCompatibilityMajor"], v["minCompatibilityMinor"])
-                self._admin.knobs(**knobs)
+                self._knob_client.knobs(**knobs)
         except Exception as e:  # noqa: BLE001 - the harness must keep following
             sys.stderr.write("cluster_harness: knob for %s %s failed: %s\n" % (name, what, e))
         with self._olock:
@@ -312,7 +316,8 @@ class Cluster:
 
     # ---------------------------------------------------------------- reading the API
     def admin(self):
-        """An apiclient.Client as kubernetes-admin through the load balancer's listener."""
+        """An apiclient.Client as kubernetes-admin through the load balancer's listener
+        (one connection: use it from one thread)."""
         return self._admin
 
     def _get(self, path):

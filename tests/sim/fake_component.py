@@ -24,6 +24,12 @@ Run through the wrappers in tests/sim/bin/ (their basename is the component name
     (default 1), termDelay (s between SIGTERM and exit, /readyz 500 meanwhile),
     ignoreSigterm (only SIGKILL ends it).
 
+  * kube-controller-manager and kube-scheduler with a --kubeconfig that exists (as given, or
+    under the node's root $CPLET_SIM_NODE) and --leader-elect not false: the leader-election
+    Lease kube-system/<component>, renewed as client-go does (leader_election.py; the
+    --leader-elect-* flags); the leader that cannot renew within the renew deadline exits 1
+    ("leaderelection lost"). A --kubeconfig that is not there: no API (the real binary exits).
+
 Kept free of heavy imports: process start to a listening socket is on the critical path of
 every simulated restart.
 """
@@ -677,10 +683,18 @@ def main(component=None, argv=None):
             log("I", "received %s, ignoring it (knob ignoreSigterm)" % signal.Signals(signum).name)
             return
         delay = float(knobs.get("termDelay") or 0)
+        le = sys.modules.get("leader_election")
         if delay > 0:
             comp.terminating = True
-            threading.Timer(delay, lambda: os._exit(0)).start()
+
+            def end():
+                if le:
+                    le.on_terminate()
+                os._exit(0)
+            threading.Timer(delay, end).start()
             return
+        if le:
+            le.on_terminate()  # the scheduler releases its Lease (ReleaseOnCancel)
         sys.stderr.flush()
         os._exit(0)
     signal.signal(signal.SIGTERM, on_term)
