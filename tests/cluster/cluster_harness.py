@@ -101,12 +101,13 @@ def set_flags(text, flags):
 class Cluster:
     def __init__(self, workdir, names=NODE_NAMES, version="v1.34.2", knobs=None,
                  lease_flags=FAST_LEASES, daemons=True, backoff=0.2, extra_flags=None,
-                 daemon_args=()):
+                 daemon_args=(), rbac=()):
         """version: every component's image tag (or {component: tag}); knobs: the fake
         components' knobs (dict, the same file for every node; set_knobs() changes it);
         lease_flags: leader-election flags put into the controller-manager's and the
         scheduler's manifests (None: the binaries' defaults); extra_flags: {component:
-        {flag: value}} for every node's manifests; daemons: start `cplet daemon` on each."""
+        {flag: value}} for every node's manifests; daemons: start `cplet daemon` on each;
+        rbac: more RBAC YAML files for the fake API server (e.g. cplet cluster's own Role)."""
         self.dir = os.path.abspath(workdir)
         self.names = tuple(names)
         self.version = version
@@ -116,6 +117,7 @@ class Cluster:
         self.want_daemons = daemons
         self.daemon_args = list(daemon_args)
         self.backoff = backoff
+        self.rbac = [os.path.abspath(f) for f in rbac]
         self.api = None
         self.nodes = {}
         self.daemons = {}
@@ -139,6 +141,8 @@ class Cluster:
                 "--git-version", tag]
         for n in self.names:
             args += ["--node", n]
+        for f in self.rbac:
+            args += ["--rbac", f]
         self.api = apiclient.FakeServer(api_dir, args)
         self.api.start()
         pki = self.api.pki
@@ -198,6 +202,13 @@ class Cluster:
         self.set_knobs(self.knobs)
         node.up(wait=False)
         self.nodes[name] = node
+
+    def kubeconfig(self, path, user, groups=(), listener=None):
+        """A kubeconfig for any identity (client certificate CN=user, O=groups), through the
+        load balancer's listener unless another is named: e.g. `cplet cluster`'s own
+        least-privilege identity."""
+        return self.api.pki.kubeconfig(path, self.url(self.lb if listener is None else listener),
+                                       user, list(groups))
 
     def set_knobs(self, knobs):
         """The fake components' knobs on every node (read at each component start)."""

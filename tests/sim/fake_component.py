@@ -24,8 +24,8 @@ Run through the wrappers in tests/sim/bin/ (their basename is the component name
     (default 1), termDelay (s between SIGTERM and exit, /readyz 500 meanwhile),
     ignoreSigterm (only SIGKILL ends it).
 
-  * kube-controller-manager and kube-scheduler with a --kubeconfig that exists (as given, or
-    under the node's root $CPLET_SIM_NODE) and --leader-elect not false: the leader-election
+  * kube-controller-manager and kube-scheduler with a --kubeconfig that exists (under the
+    node's root $CPLET_SIM_NODE, else as given) and --leader-elect not false: the leader-election
     Lease kube-system/<component>, renewed as client-go does (leader_election.py; the
     --leader-elect-* flags); the leader that cannot renew within the renew deadline exits 1
     ("leaderelection lost"). A --kubeconfig that is not there: no API (the real binary exits).

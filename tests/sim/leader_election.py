@@ -231,10 +231,10 @@ def start(component, flags, node_root, node_name, log, die):
     if not kc:
         return None
     # the manifest says /etc/kubernetes/<x>.conf: on a simulated node that is under its root
-    cands = [kc] if os.path.exists(kc) else []
-    if node_root:
-        cands.insert(0, os.path.join(node_root, kc.lstrip("/")))
-    path = next((p for p in cands if os.path.exists(p)), None)
+    # (never the host's own file)
+    path = os.path.join(node_root, kc.lstrip("/")) if node_root else kc
+    if not os.path.exists(path):
+        path = None
     if path is None:
         log("W", "kubeconfig %s is not there: no API server on this simulated node, leader "
                  "election off (the real binary would exit)" % kc)
