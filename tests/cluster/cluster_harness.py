@@ -317,7 +317,10 @@ class Cluster:
         except Exception as e:  # noqa: BLE001 - the harness must keep following
             sys.stderr.write("cluster_harness: knob for %s %s failed: %s\n" % (name, what, e))
         with self._olock:
-            self._outages.append({"t": t, "node": name, "listener": i, "event": what})
+            # t: when the listener changed; cause: the node's event (stop/exit) or the
+            # /readyz 200 that made it change
+            self._outages.append({"t": time.time(), "cause": t, "node": name, "listener": i,
+                                  "event": what})
             with open(os.path.join(self.dir, "outages.jsonl"), "a") as f:
                 f.write(json.dumps(self._outages[-1]) + "\n")
 
