@@ -678,10 +678,18 @@ def main(component=None, argv=None):
     bind = (flags.get("bind-address") or ["127.0.0.1"])[-1]
 
     # SIGTERM: exit at once (or after termDelay, /readyz failing meanwhile)
+    exiting = []
+
     def on_term(signum, frame):
         if knobs.get("ignoreSigterm"):
             log("I", "received %s, ignoring it (knob ignoreSigterm)" % signal.Signals(signum).name)
             return
+        if exiting:
+            # the same signal again: the kubelet signals the process group and the launcher
+            # forwards it too; the first is being handled (the scheduler's Lease release may
+            # be under way in the handler this one interrupted)
+            return
+        exiting.append(signum)
         delay = float(knobs.get("termDelay") or 0)
         le = sys.modules.get("leader_election")
         if delay > 0:

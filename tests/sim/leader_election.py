@@ -123,9 +123,12 @@ class LeaderElector(threading.Thread):
     released = False
 
     def release(self, timeout=1.0):
-        """client-go's release(): an empty holder with a 1 s duration, if we hold it."""
+        """client-go's release(): an empty holder with a 1 s duration, if we hold it.
+        Called from a signal handler: it never waits long for the elector's request."""
         import kubeclient
-        with self.lock:
+        if not self.lock.acquire(timeout=timeout):
+            return False
+        try:
             self.released = True
             if not self.leader or not self.observed:
                 return False
@@ -143,6 +146,8 @@ class LeaderElector(threading.Thread):
             self.leader = False
             self.log("I", "released lease %s" % self.desc())
             return True
+        finally:
+            self.lock.release()
 
     def _try_acquire_or_renew(self, timeout):
         import kubeclient
