@@ -160,6 +160,14 @@ class Cluster:
                 if not self.nodes[n].wait_healthy(timeout):
                     raise RuntimeError("node %s did not become healthy: %s\n%s" % (
                         n, self.nodes[n].health(), self.nodes[n]._tails()))
+            # steady before anyone looks: every mirror pod there and Ready, both leases held
+            # (the kubelets write status after their probes, a little after /readyz is 200)
+            if not self.wait_steady(timeout):
+                raise RuntimeError("the cluster did not settle in %.0fs: mirror pods %s, "
+                                   "leases %s" % (timeout, {k: self.pod_ready(p) for k, p in
+                                                            self.mirror_pods().items()},
+                                                  [self.lease_holder(c) for c in
+                                                   LEASE_COMPONENTS]))
             self._follow = threading.Thread(target=self._follow_apiservers, daemon=True,
                                             name="follow-apiservers")
             self._follow.start()
@@ -407,6 +415,23 @@ class Cluster:
                 return p
             if time.monotonic() > deadline:
                 return None
+            time.sleep(0.1)
+
+    def wait_steady(self, timeout=30.0):
+        """Every node's mirror pods present and Ready, and both Leases held; True when so
+        within timeout."""
+        want = {"%s-%s" % (comp, n) for n in self.names for comp in
+                ("kube-apiserver",) + LEASE_COMPONENTS}
+        deadline = time.monotonic() + timeout
+        while True:
+            pods = self.mirror_pods()
+            ok = want <= set(pods) and all(self.pod_ready(pods[k]) for k in want)
+            if ok:
+                ok = all(self.lease_holder(c) for c in LEASE_COMPONENTS)
+            if ok:
+                return True
+            if time.monotonic() > deadline:
+                return False
             time.sleep(0.1)
 
     def lease(self, component):
