@@ -101,12 +101,13 @@ def set_flags(text, flags):
 class Cluster:
     def __init__(self, workdir, names=NODE_NAMES, version="v1.34.2", knobs=None,
                  lease_flags=FAST_LEASES, daemons=True, backoff=0.2, extra_flags=None,
-                 daemon_args=()):
+                 daemon_args=(), rbac=()):
         """version: every component's image tag (or {component: tag}); knobs: the fake
         components' knobs (dict, the same file for every node; set_knobs() changes it);
         lease_flags: leader-election flags put into the controller-manager's and the
         scheduler's manifests (None: the binaries' defaults); extra_flags: {component:
-        {flag: value}} for every node's manifests; daemons: start `cplet daemon` on each."""
+        {flag: value}} for every node's manifests; daemons: start `cplet daemon` on each;
+        rbac: more RBAC YAML files for the fake API server (e.g. cplet cluster's own Role)."""
         self.dir = os.path.abspath(workdir)
         self.names = tuple(names)
         self.version = version
@@ -116,12 +117,14 @@ class Cluster:
         self.want_daemons = daemons
         self.daemon_args = list(daemon_args)
         self.backoff = backoff
+        self.rbac = [os.path.abspath(f) for f in rbac]
         self.api = None
         self.nodes = {}
         self.daemons = {}
         self.listener = {n: i for i, n in enumerate(self.names)}
         self.lb = len(self.names)               # index of the load balancer's listener
         self._admin = None
+        self._knob_client = None     # the follower thread's own (a Client is not thread-safe)
         self._follow = None
         self._stop = threading.Event()
         self._outages = []
@@ -138,6 +141,8 @@ class Cluster:
                 "--git-version", tag]
         for n in self.names:
             args += ["--node", n]
+        for f in self.rbac:
+            args += ["--rbac", f]
         self.api = apiclient.FakeServer(api_dir, args)
         self.api.start()
         pki = self.api.pki
@@ -146,6 +151,8 @@ class Cluster:
                        ["system:masters"])
         self._admin = self.api.client("kubernetes-admin", ["system:masters"],
                                       port=self.api.ports[self.lb])
+        self._knob_client = self.api.client("kubernetes-admin", ["system:masters"],
+                                            port=self.api.ports[self.lb])
         try:
             for n in self.names:
                 self._start_node(n)
@@ -153,6 +160,14 @@ class Cluster:
                 if not self.nodes[n].wait_healthy(timeout):
                     raise RuntimeError("node %s did not become healthy: %s\n%s" % (
                         n, self.nodes[n].health(), self.nodes[n]._tails()))
+            # steady before anyone looks: every mirror pod there and Ready, both leases held
+            # (the kubelets write status after their probes, a little after /readyz is 200)
+            if not self.wait_steady(timeout):
+                raise RuntimeError("the cluster did not settle in %.0fs: mirror pods %s, "
+                                   "leases %s" % (timeout, {k: self.pod_ready(p) for k, p in
+                                                            self.mirror_pods().items()},
+                                                  [self.lease_holder(c) for c in
+                                                   LEASE_COMPONENTS]))
             self._follow = threading.Thread(target=self._follow_apiservers, daemon=True,
                                             name="follow-apiservers")
             self._follow.start()
@@ -195,6 +210,13 @@ class Cluster:
         self.set_knobs(self.knobs)
         node.up(wait=False)
         self.nodes[name] = node
+
+    def kubeconfig(self, path, user, groups=(), listener=None):
+        """A kubeconfig for any identity (client certificate CN=user, O=groups), through the
+        load balancer's listener unless another is named: e.g. `cplet cluster`'s own
+        least-privilege identity."""
+        return self.api.pki.kubeconfig(path, self.url(self.lb if listener is None else listener),
+                                       user, list(groups))
 
     def set_knobs(self, knobs):
         """The fake components' knobs on every node (read at each component start)."""
@@ -240,8 +262,9 @@ class Cluster:
             node.down()
         if self._follow is not None:
             self._follow.join(5)
-        if self._admin is not None:
-            self._admin.close()
+        for cl in (self._admin, self._knob_client):
+            if cl is not None:
+                cl.close()
         if self.api is not None:
             self.api.stop()
 
@@ -287,7 +310,7 @@ class Cluster:
         i = self.listener[name]
         try:
             if what == "down":
-                self._admin.knobs(outage=None, listener=i)
+                self._knob_client.knobs(outage=None, listener=i)
             else:
                 knobs = {"outage_end": True, "listener": i}
                 v = self.nodes[name].version()
@@ -298,11 +321,14 @@ class Cluster:
                                                                v["emulationMinor"])
                         knobs["min_compatibility_version"] = "%s.%s" % (
                             v["minCompatibilityMajor"], v["minCompatibilityMinor"])
-                self._admin.knobs(**knobs)
+                self._knob_client.knobs(**knobs)
         except Exception as e:  # noqa: BLE001 - the harness must keep following
             sys.stderr.write("cluster_harness: knob for %s %s failed: %s\n" % (name, what, e))
         with self._olock:
-            self._outages.append({"t": t, "node": name, "listener": i, "event": what})
+            # t: when the listener changed; cause: the node's event (stop/exit) or the
+            # /readyz 200 that made it change
+            self._outages.append({"t": time.time(), "cause": t, "node": name, "listener": i,
+                                  "event": what})
             with open(os.path.join(self.dir, "outages.jsonl"), "a") as f:
                 f.write(json.dumps(self._outages[-1]) + "\n")
 
@@ -312,7 +338,8 @@ class Cluster:
 
     # ---------------------------------------------------------------- reading the API
     def admin(self):
-        """An apiclient.Client as kubernetes-admin through the load balancer's listener."""
+        """An apiclient.Client as kubernetes-admin through the load balancer's listener
+        (one connection: use it from one thread)."""
         return self._admin
 
     def _get(self, path):
@@ -388,6 +415,23 @@ class Cluster:
                 return p
             if time.monotonic() > deadline:
                 return None
+            time.sleep(0.1)
+
+    def wait_steady(self, timeout=30.0):
+        """Every node's mirror pods present and Ready, and both Leases held; True when so
+        within timeout."""
+        want = {"%s-%s" % (comp, n) for n in self.names for comp in
+                ("kube-apiserver",) + LEASE_COMPONENTS}
+        deadline = time.monotonic() + timeout
+        while True:
+            pods = self.mirror_pods()
+            ok = want <= set(pods) and all(self.pod_ready(pods[k]) for k in want)
+            if ok:
+                ok = all(self.lease_holder(c) for c in LEASE_COMPONENTS)
+            if ok:
+                return True
+            if time.monotonic() > deadline:
+                return False
             time.sleep(0.1)
 
     def lease(self, component):

@@ -28,6 +28,12 @@ Run through the wrappers in tests/sim/bin/ (their basename is the component name
     (default 1), termDelay (s between SIGTERM and exit, /readyz 500 meanwhile),
     ignoreSigterm (only SIGKILL ends it).
 
+  * kube-controller-manager and kube-scheduler with a --kubeconfig that exists (under the
+    node's root $CPLET_SIM_NODE, else as given) and --leader-elect not false: the leader-election
+    Lease kube-system/<component>, renewed as client-go does (leader_election.py; the
+    --leader-elect-* flags); the leader that cannot renew within the renew deadline exits 1
+    ("leaderelection lost"). A --kubeconfig that is not there: no API (the real binary exits).
+
 Kept free of heavy imports: process start to a listening socket is on the critical path of
 every simulated restart.
 """
@@ -832,15 +838,31 @@ def main(component=None, argv=None):
     bind = (flags.get("bind-address") or ["127.0.0.1"])[-1]
 
     # SIGTERM: exit at once (or after termDelay, /readyz failing meanwhile)
+    exiting = []
+
     def on_term(signum, frame):
         if knobs.get("ignoreSigterm"):
             log("I", "received %s, ignoring it (knob ignoreSigterm)" % signal.Signals(signum).name)
             return
+        if exiting:
+            # the same signal again: the kubelet signals the process group and the launcher
+            # forwards it too; the first is being handled (the scheduler's Lease release may
+            # be under way in the handler this one interrupted)
+            return
+        exiting.append(signum)
         delay = float(knobs.get("termDelay") or 0)
+        le = sys.modules.get("leader_election")
         if delay > 0:
             comp.terminating = True
-            threading.Timer(delay, lambda: os._exit(0)).start()
+
+            def end():
+                if le:
+                    le.on_terminate()
+                os._exit(0)
+            threading.Timer(delay, end).start()
             return
+        if le:
+            le.on_terminate()  # the scheduler releases its Lease (ReleaseOnCancel)
         sys.stderr.flush()
         os._exit(0)
     signal.signal(signal.SIGTERM, on_term)

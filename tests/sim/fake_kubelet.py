@@ -20,6 +20,10 @@ runs as securityContext.runAsUser (container, else pod) when set, else as the ku
 A kube-* binary that is not there counts as a crash; others (etcd) are skipped.
 Environment of a container: CPLET_SIM_IMAGE (its image), CPLET_SIM_KNOBS,
 CPLET_SIM_CERT_DIR, CPLET_SIM_NODE (marker for clean-up), plus its manifest `env` values.
+With --kubeconfig K (identity system:node:<--node-name>) it keeps a mirror pod of every static
+pod in that API server, as the real kubelet does (mirror.py: names, annotations, owner,
+outdated ones replaced, status with Ready from the startup/readiness probes); the API server
+unreachable, the pods keep running and it retries. Without --kubeconfig there is no API.
 Output goes to LOG_DIR/<file>.log. Events are JSON lines in --events:
   {"t", "event": start|stop|exit|skip|invalid, "file", "container", "pid", "image",
    "argv", "code"}

@@ -15,8 +15,11 @@ tools/leaderelection does it with a coordination.k8s.io/v1 Lease lock:
   * acquire: retry every retryPeriod with jitter 1.2; renew: every retryPeriod, and a renewal
     that does not succeed within renewDeadline loses the lease: the component logs
     "leaderelection lost" and exits 1, as both binaries do (the kubelet restarts it);
-  * a stopped component simply stops renewing (no release on exit): another one takes over
-    when the lease has not changed for leaseDuration.
+  * SIGTERM: the scheduler (ReleaseOnCancel: true in its makeLeaderElectionConfig) releases
+    a lease it holds (holderIdentity "", leaseDurationSeconds 1), so another one takes over at
+    once; the controller-manager (no ReleaseOnCancel) simply stops renewing, and another one
+    takes over when the lease has not changed for leaseDuration. So does any component that
+    crashes or is killed.
 """
 
 import random
@@ -105,11 +108,48 @@ class LeaderElector(threading.Thread):
         self.observed = None          # the lease spec as last seen
         self.observed_time = 0.0      # monotonic time it last changed (our clock)
         self.leader = False
+        self.release_on_cancel = False
+        self.lock = threading.Lock()     # one request at a time: a release is the last one
 
     def desc(self):
         return "%s/%s" % (self.cfg["namespace"], self.cfg["name"])
 
     def try_acquire_or_renew(self, timeout):
+        with self.lock:
+            if self.released:
+                return False
+            return self._try_acquire_or_renew(timeout)
+
+    released = False
+
+    def release(self, timeout=1.0):
+        """client-go's release(): an empty holder with a 1 s duration, if we hold it.
+        Called from a signal handler: it never waits long for the elector's request."""
+        import kubeclient
+        if not self.lock.acquire(timeout=timeout):
+            return False
+        try:
+            self.released = True
+            if not self.leader or not self.observed:
+                return False
+            now = micro_time()
+            try:
+                old = self.c.request("GET", self.path, timeout=timeout)
+                if (old.get("spec") or {}).get("holderIdentity") != self.identity:
+                    return False
+                old["spec"] = {"leaseDurationSeconds": 1, "acquireTime": now, "renewTime": now,
+                               "leaseTransitions": self.observed.get("leaseTransitions") or 0}
+                self.c.request("PUT", self.path, old, timeout=timeout)
+            except (kubeclient.APIError, kubeclient.Unreachable) as e:
+                self.log("E", "Failed to release lock: %s" % e)
+                return False
+            self.leader = False
+            self.log("I", "released lease %s" % self.desc())
+            return True
+        finally:
+            self.lock.release()
+
+    def _try_acquire_or_renew(self, timeout):
         import kubeclient
         now_wall, now = time.time(), time.monotonic()
         record = {"holderIdentity": self.identity,
@@ -196,10 +236,10 @@ def start(component, flags, node_root, node_name, log, die):
     if not kc:
         return None
     # the manifest says /etc/kubernetes/<x>.conf: on a simulated node that is under its root
-    cands = [kc] if os.path.exists(kc) else []
-    if node_root:
-        cands.insert(0, os.path.join(node_root, kc.lstrip("/")))
-    path = next((p for p in cands if os.path.exists(p)), None)
+    # (never the host's own file)
+    path = os.path.join(node_root, kc.lstrip("/")) if node_root else kc
+    if not os.path.exists(path):
+        path = None
     if path is None:
         log("W", "kubeconfig %s is not there: no API server on this simulated node, leader "
                  "election off (the real binary would exit)" % kc)
@@ -212,5 +252,17 @@ def start(component, flags, node_root, node_name, log, die):
     identity = "%s_%s" % (node_name or "localhost", uuid.uuid4())
     el = LeaderElector(client, cfg, identity, log,
                        lambda: die("leaderelection lost"))
+    el.release_on_cancel = component == "kube-scheduler"
+    global ELECTOR
+    ELECTOR = el
     el.start()
     return el
+
+
+ELECTOR = None
+
+
+def on_terminate():
+    """Called by the fake component on SIGTERM, before it exits."""
+    if ELECTOR is not None and ELECTOR.release_on_cancel:
+        ELECTOR.release()

@@ -88,6 +88,7 @@ class MirrorPods(threading.Thread):
         self.sent = {}               # (ns, name) -> status signature last written
         self.seen = {}               # pod hash -> config.seen
         self.started = {}            # (fname, container, pid) -> startup probe passed
+        self.ready_cache = {}        # (fname, container, pid) -> (when, readiness result)
         self.down = None             # text of the outage being reported, None when up
         self.last_error = None
 
@@ -133,8 +134,18 @@ class MirrorPods(threading.Thread):
                 self.started = {k: v for k, v in self.started.items() if k[:2] != key[:2]}
                 self.started[key] = True
         rp = doc_c.get("readinessProbe")
-        ready = started and (probe_ok(rp) if rp else True)
+        ready = started and (self.probe_every(key, rp) if rp else True)
         return True, started, ready
+
+    def probe_every(self, key, probe):
+        """The readiness probe's last result, probed again once its periodSeconds passed."""
+        now = time.monotonic()
+        last = self.ready_cache.get(key)
+        if last is None or now - last[0] >= float(probe.get("periodSeconds") or 10):
+            self.ready_cache = {k: v for k, v in self.ready_cache.items() if k[:2] != key[:2]}
+            last = (now, probe_ok(probe))
+            self.ready_cache[key] = last
+        return last[1]
 
     # ---- the objects
     def mirror_object(self, pod, h):
