@@ -56,15 +56,6 @@ void clear_step(agent *d) {
         set_string(&d->waiting_for, NULL);
 }
 
-static void format_now(char buf[static 32]) {
-        struct timespec ts;
-        struct tm tm;
-
-        clock_gettime(CLOCK_REALTIME, &ts);
-        gmtime_r(&ts.tv_sec, &tm);
-        strftime(buf, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
-
 /* Each component's live revision, by name, from the store (0: unknown). */
 static void live_revisions(agent *d, const node *n, unsigned *ret) {
         _cleanup_(op_history_result_done) op_history_result h = {};
@@ -118,7 +109,7 @@ void publish_status(agent *d) {
                 .revisions = revisions,
                 .healthy = healthy,
         };
-        format_now(now);
+        now_rfc3339(now);
         j = status_to_json(&report, now);
         if (!j) {
                 log_error("Could not build the status: out of memory");

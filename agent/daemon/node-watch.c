@@ -2,7 +2,6 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 
 #include "macro.h"
 #include "node-watch.h"
@@ -32,14 +31,6 @@ struct node_watch {
         uint64_t watch_started; /* CLOCK_MONOTONIC */
         sd_event_source *retry; /* armed only while backing off */
 };
-
-static uint64_t random_u64(void) {
-        uint64_t v = 0;
-
-        if (getrandom(&v, sizeof(v), GRND_NONBLOCK) != sizeof(v))
-                v = now_usec() * 6364136223846793005ULL;
-        return v;
-}
 
 uint64_t backoff_usec(unsigned attempt, uint64_t base_usec, uint64_t max_usec) {
         uint64_t d = base_usec;

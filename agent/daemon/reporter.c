@@ -2,7 +2,6 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <time.h>
 
 #include "log.h"
@@ -218,15 +217,6 @@ void reporter_set_status(reporter *r, json_t *status) {
         pump(r);
 }
 
-static void format_now(char buf[static 32]) {
-        struct timespec ts;
-        struct tm tm;
-
-        clock_gettime(CLOCK_REALTIME, &ts);
-        gmtime_r(&ts.tv_sec, &tm);
-        strftime(buf, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
-
 /* The API server refuses a string that is not UTF-8: cut on a character boundary. */
 static char *utf8_cut(const char *s, size_t max) {
         size_t n = strlen(s);
@@ -241,16 +231,14 @@ static char *utf8_cut(const char *s, size_t max) {
 
 void reporter_event(reporter *r, const char *type, const char *reason, const char *message) {
         _cleanup_free_ char *name = NULL, *cut = NULL;
-        uint64_t suffix = 0;
+        uint64_t suffix = random_u64();
         char now[32];
         json_t *ev;
 
         /* The kubelet's own form: NAME.HEX, unique per event. */
-        if (getrandom(&suffix, sizeof(suffix), GRND_NONBLOCK) != sizeof(suffix))
-                suffix = now_usec();
         name = strdup_printf("%s.%016llx", r->node_name, (unsigned long long) suffix);
         cut = utf8_cut(message ?: "", EVENT_MESSAGE_MAX);
-        format_now(now);
+        now_rfc3339(now);
         if (!name || !cut)
                 return;
         ev = json_pack("{s:s, s:s, s:{s:s, s:s}, s:{s:s, s:s, s:s, s:s}, s:s, s:s, s:s, s:{s:s, s:s}, s:s, s:s, "

@@ -9,8 +9,10 @@
 #include <unistd.h>
 
 #include "buffer.h"
+#include "fs-util.h"
 #include "http.h"
 #include "kube-client.h"
+#include "list.h"
 #include "macro.h"
 #include "watch.h"
 
@@ -76,26 +78,6 @@ struct kube_client {
         bool free_requested;
 };
 
-#define LIST_PREPEND(head, item)                                                                           \
-        do {                                                                                               \
-                (item)->prev = NULL;                                                                       \
-                (item)->next = (head);                                                                     \
-                if (head)                                                                                  \
-                        (head)->prev = (item);                                                             \
-                (head) = (item);                                                                           \
-        } while (0)
-
-#define LIST_REMOVE(head, item)                                                                            \
-        do {                                                                                               \
-                if ((item)->next)                                                                          \
-                        (item)->next->prev = (item)->prev;                                                 \
-                if ((item)->prev)                                                                          \
-                        (item)->prev->next = (item)->next;                                                 \
-                else                                                                                       \
-                        (head) = (item)->next;                                                             \
-                (item)->prev = (item)->next = NULL;                                                        \
-        } while (0)
-
 /* ------------------------------------------------------------------------------------------ */
 /* Credentials from files */
 
@@ -112,9 +94,8 @@ static bool file_id_equal(const file_id *a, const file_id *b) {
  * the path may name a moment later). */
 static int read_credential_file(const char *path, size_t max, char **ret, size_t *ret_size, file_id *ret_id) {
         _cleanup_close_ int fd = -EBADF;
-        _cleanup_free_ char *data = NULL;
         struct stat st;
-        size_t size = 0;
+        int r;
 
         fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
         if (fd < 0)
@@ -125,26 +106,9 @@ static int read_credential_file(const char *path, size_t max, char **ret, size_t
                 return -EBADFD;
         if ((uint64_t) st.st_size > max)
                 return -EFBIG;
-        data = malloc(max + 1);
-        if (!data)
-                return -ENOMEM;
-        for (;;) {
-                ssize_t n = read(fd, data + size, max + 1 - size);
-
-                if (n < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return -errno;
-                }
-                if (n == 0)
-                        break;
-                size += (size_t) n;
-                if (size > max)
-                        return -EFBIG;
-        }
-        data[size] = 0;
-        *ret = TAKE_PTR(data);
-        *ret_size = size;
+        r = read_fd(fd, max, ret, ret_size);
+        if (r < 0)
+                return r == -E2BIG ? -EFBIG : r;
         file_id_from_stat(&st, ret_id);
         return 0;
 }

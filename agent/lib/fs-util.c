@@ -61,8 +61,6 @@ int write_file_atomic(int dirfd, const char *name, const void *data, size_t size
 
 int read_file_at(int dirfd, const char *name, size_t max, char **ret, size_t *ret_size) {
         _cleanup_close_ int fd = -EBADF;
-        _cleanup_free_ char *buf = NULL;
-        size_t size = 0;
         struct stat st;
 
         fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
@@ -72,6 +70,13 @@ int read_file_at(int dirfd, const char *name, size_t max, char **ret, size_t *re
                 return -errno;
         if (!S_ISREG(st.st_mode))
                 return -EBADFD;
+        return read_fd(fd, max, ret, ret_size);
+}
+
+int read_fd(int fd, size_t max, char **ret, size_t *ret_size) {
+        _cleanup_free_ char *buf = NULL;
+        size_t size = 0;
+
         buf = malloc(max + 1);
         if (!buf)
                 return -ENOMEM;

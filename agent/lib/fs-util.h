@@ -16,6 +16,8 @@ int write_file_atomic(int dirfd, const char *name, const void *data, size_t size
 
 /* Reads a whole regular file (O_NOFOLLOW) of at most max bytes; NUL-terminates. */
 int read_file_at(int dirfd, const char *name, size_t max, char **ret, size_t *ret_size);
+/* Reads what is left of an open file, at most max bytes (-E2BIG beyond); NUL-terminates. */
+int read_fd(int fd, size_t max, char **ret, size_t *ret_size);
 
 /* Opens (creating with `mode` when missing) each element of `path` below `rootfd` as a
  * directory without following symbolic links; returns the last one's fd. A directory it

@@ -8,6 +8,7 @@
 #include "buffer.h"
 #include "cplet-build.h"
 #include "http.h"
+#include "list.h"
 #include "macro.h"
 
 /* What the keepalive probes of a long-lived response use: a peer that vanished (a node powered
@@ -56,26 +57,6 @@ struct http_client {
         unsigned dispatching;
         bool free_requested;
 };
-
-#define LIST_PREPEND(head, item)                                                                           \
-        do {                                                                                               \
-                (item)->prev = NULL;                                                                       \
-                (item)->next = (head);                                                                     \
-                if (head)                                                                                  \
-                        (head)->prev = (item);                                                             \
-                (head) = (item);                                                                           \
-        } while (0)
-
-#define LIST_REMOVE(head, item)                                                                            \
-        do {                                                                                               \
-                if ((item)->next)                                                                          \
-                        (item)->next->prev = (item)->prev;                                                 \
-                if ((item)->prev)                                                                          \
-                        (item)->prev->next = (item)->next;                                                 \
-                else                                                                                       \
-                        (head) = (item)->next;                                                             \
-                (item)->prev = (item)->next = NULL;                                                        \
-        } while (0)
 
 static void http_socket_free(http_client *c, http_socket *s) {
         LIST_REMOVE(c->sockets, s);

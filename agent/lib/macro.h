@@ -87,6 +87,9 @@ const char *startswith(const char *s, const char *prefix);
 uint64_t now_usec(void);
 /* The wall-clock time as RFC 3339 in UTC ("2026-11-28T08:00:00Z"). */
 void now_rfc3339(char buf[static 32]);
+/* 64 random bits from getrandom(), or from the clock when it cannot give them without blocking
+ * (for jitter and unique names, never for secrets). */
+uint64_t random_u64(void);
 
 /* Parses a duration as Kubernetes users write them: "0s", "30s", "5m", "1m30s", "500ms",
  * "1h". A bare number is refused (seconds or milliseconds? say which). */

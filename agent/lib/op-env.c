@@ -5,7 +5,6 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/statvfs.h>
 
 #include "cplet-build.h"
@@ -141,11 +140,7 @@ int op_load_node(op_env *e, node **ret, char **ret_error) {
 }
 
 void op_new_plan_id(char buf[static 32]) {
-        uint32_t rnd = 0;
-
-        if (getrandom(&rnd, sizeof(rnd), GRND_NONBLOCK) != sizeof(rnd))
-                rnd = (uint32_t) getpid();
-        snprintf(buf, 32, "plan-%08x", rnd);
+        snprintf(buf, 32, "plan-%08x", (uint32_t) random_u64());
 }
 
 int op_unfinished_journal(const char *root, journal **ret, char **ret_error) {

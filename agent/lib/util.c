@@ -2,6 +2,7 @@
 #include <stdarg.h>
 #include <time.h>
 #include <string.h>
+#include <sys/random.h>
 
 #include "macro.h"
 
@@ -87,6 +88,14 @@ uint64_t now_usec(void) {
 
         clock_gettime(CLOCK_MONOTONIC, &ts);
         return (uint64_t) ts.tv_sec * 1000000ULL + (uint64_t) ts.tv_nsec / 1000ULL;
+}
+
+uint64_t random_u64(void) {
+        uint64_t v = 0;
+
+        if (getrandom(&v, sizeof(v), GRND_NONBLOCK) != sizeof(v))
+                v = now_usec() * 6364136223846793005ULL;
+        return v;
 }
 
 void now_rfc3339(char buf[static 32]) {
