@@ -10,6 +10,9 @@ libcurl4-openssl-dev libssl-dev libyaml-dev libcmocka-dev python3 python3-yaml o
 # scripts/test's fuzz targets (tests/fuzz): Debian's clang, its libFuzzer/sanitizer runtimes
 # (a Recommends of clang, so named here), llvm-symbolizer for readable reports.
 CPLET_FUZZ_DEPS="clang libclang-rt-dev llvm"
+# scripts/test's install test (tests/install): building and checking the packages, and a booted
+# Debian 12 root to install them in.
+CPLET_PACKAGE_DEPS="git gcc debhelper dpkg-dev fakeroot lintian rpm rpmlint mmdebstrap systemd-container"
 
 # cplet_install_deps [PACKAGE...]: the build dependencies, or the packages named.
 cplet_install_deps() {
