@@ -238,12 +238,34 @@ def build_cases():
         for s in subs:
             t.check(f"cplet cluster {s}" in body, f"cplet cluster {s} is not in the cluster subsection")
 
-    @case("cplet-config.5: every field")
+    @case("cplet-config.5: every field, and its example is accepted")
     def _(t):
         text = man_text(MAN5)
-        for field in ["apiVersion", "kind", "pluginDir", "revisionsToKeep", "imageRepositories", "kubeconfig",
-                      "nodeName"]:
-            t.check(re.search(rf"^\.BR? {field}\b", text, re.M), f"field {field} has no entry")
+        fields_section = man_sections(text)[0].get("FIELDS", "")
+        # The fields of the shipped default file (commented out there), each one cplet knows.
+        shipped = open(os.path.join(SOURCE, "packaging", "config.yaml"), encoding="utf-8").read()
+        fields = re.findall(r"^#?([a-zA-Z]+):", shipped, re.M)
+        t.covers(fields, ["apiVersion", "kind", "pluginDir", "revisionsToKeep", "imageRepositories", "kubeconfig",
+                          "nodeName"], "fields of packaging/config.yaml")
+        d = tempfile.mkdtemp(prefix="cplet-docs-")
+        try:
+            copy_example(os.path.join(d, "node"))
+            base = [CPLET, "--root", os.path.join(d, "node"), "--plugin-dir", PLUGINS]
+            for field in fields:
+                t.check(re.search(rf"^\.TP\n\.BR? {field}\b", fields_section, re.M),
+                        f"field {field} has no entry under FIELDS in cplet-config.5")
+                with open(os.path.join(d, "c.yaml"), "w") as f:
+                    f.write(f"kind: CpletConfiguration\n{field}: 0\n")
+                p = run(base + ["--config", os.path.join(d, "c.yaml"), "status"])
+                t.check("unknown field" not in p.stderr, f"cplet does not know field {field}: {p.stderr}")
+            m = re.search(r"^\.SH EXAMPLE\n\.RS \d+\n\.nf\n(.*?)^\.fi$", text, re.M | re.S)
+            if t.check(m, "no EXAMPLE block (.RS, .nf ... .fi)"):
+                with open(os.path.join(d, "example.yaml"), "w") as f:
+                    f.write(m.group(1))
+                p = run(base + ["--config", os.path.join(d, "example.yaml"), "status"])
+                t.check(p.returncode == 0, f"the EXAMPLE is refused (exit {p.returncode}): {p.stderr}")
+        finally:
+            shutil.rmtree(d, ignore_errors=True)
         for word in ["SIGHUP", "systemctl reload cplet", "CpletConfiguration", "cplet.io/v1alpha1"]:
             t.check(word in text, f"{word} is not mentioned")
 
