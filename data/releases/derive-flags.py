@@ -39,11 +39,13 @@ JSON_LOG = ["log-json-info-buffer-size", "log-json-split-stream"]
 C31 = f"{K}@1892e4deb967a2b39cfc2fea87a8bd49274449ef CHANGELOG/CHANGELOG-1.31.md"
 C32 = f"{K}@030880a5dc5449403c6d1f0aa146a7dc21d6c6dc CHANGELOG/CHANGELOG-1.32.md"
 C33 = f"{K}@2e94b405ac89f322d58dba55dae5e52a18f59778 CHANGELOG/CHANGELOG-1.33.md"
+C34 = f"{K}@008b3652959ca58af8be3fb5b6ecfe9ae7638282 CHANGELOG/CHANGELOG-1.34.md"
 C35 = f"{K}@008b3652959ca58af8be3fb5b6ecfe9ae7638282 CHANGELOG/CHANGELOG-1.35.md"
 C36 = f"{K}@008b3652959ca58af8be3fb5b6ecfe9ae7638282 CHANGELOG/CHANGELOG-1.36.md"
 
 # (release, component) -> flags added in that release (absent before it), with source.
 ADDED = {
+    ("1.30", "kube-controller-manager"): (["disable-force-detach-on-timeout"], f"{K}@03fe89c2339a1582733649faab5f5df471f65f09 CHANGELOG/CHANGELOG-1.30.md API Change #120344"),
     ("1.31", "all"): (["disable-http2-serving"], f"{C31} Feature #122176 (generic secure serving, all three read it)"),
     ("1.31", "kube-apiserver"): (["emulated-version"], "KEP-4330 compatibility versions; 1.31 presence in kube-apiserver NOT verified (see SOURCES.md)"),
     ("1.32", "kube-controller-manager"): (["concurrent-daemonset-syncs", "emulated-version"], f"{C32} Feature #128444; emulated-version: website compatibility-version page 'since v1.32'"),
@@ -51,6 +53,7 @@ ADDED = {
     ("1.32", "all"): (["requestheader-uid-headers"], f"{C32} Feature #115834 (delegating and built-in request-header authentication)"),
     ("1.32", "kube-apiserver"): (["service-account-signing-endpoint"], f"{C32} Feature #128190"),
     ("1.33", "kube-apiserver"): (["emulation-forward-compatible", "runtime-config-emulation-forward-compatible"], f"{C33} Feature #130354"),
+    ("1.34", "kube-apiserver"): (["coordinated-leadership-lease-duration", "coordinated-leadership-renew-deadline", "coordinated-leadership-retry-period"], f"{C34} Feature #132433 'Added configurable flags to kube-apiserver for coordinated leader election'"),
     ("1.35", "all"): (["min-compatibility-version"], f"{C35} API Change #133980"),
     ("1.35", "kube-controller-manager"): (["concurrent-device-taint-eviction-syncs", "controller-shutdown-timeout"], "absent from the 1.34 zh-tw page, present on the 1.35 uk page (find_string ids 7822693472 / 8038890296)"),
     ("1.36", "all"): (["tls-curve-preferences"], f"{C36} API Change #137115; on the 1.36 kube-scheduler page"),
@@ -75,11 +78,7 @@ PAGE_SOURCE = {
 }
 
 
-def rel_idx(r):
-    return RELESES_INDEX[r]
-
-
-RELESES_INDEX = {r: i for i, r in enumerate(RELEASES)}
+RELEASES_INDEX = {r: i for i, r in enumerate(RELEASES)}
 
 
 def added_in(comp):
@@ -95,9 +94,9 @@ def flags_for(comp, release):
     base_rel, base = PAGE[comp]
     s = set(base) | set(JSON_LOG)
     added = added_in(comp)
-    ri, bi = RELESES_INDEX[release], RELESES_INDEX[base_rel]
+    ri, bi = RELEASES_INDEX[release], RELEASES_INDEX[base_rel]
     for fl, r in added.items():
-        ai = RELESES_INDEX[r]
+        ai = RELEASES_INDEX[r]
         if ri < ai:
             s.discard(fl)          # added after this release
         elif ri >= ai and bi < ai:
@@ -105,7 +104,7 @@ def flags_for(comp, release):
     for e in REMOVED:
         if e["component"] != comp:
             continue
-        ri_rm = RELESES_INDEX.get(e["removedIn"])
+        ri_rm = RELEASES_INDEX.get(e["removedIn"])
         if ri_rm is None:
             continue
         if ri < ri_rm:
@@ -148,13 +147,13 @@ def admission_for(release):
                                       "are in CHANGELOG-1.36, JobValidation and PodResizeValidator are not named there)")
     s = set(ADMISSION_35)
     note = ["1.35 apiserver page --admission-control list (find_string id 1424424734)"]
-    if RELESES_INDEX[release] < RELESES_INDEX["1.35"]:
+    if RELEASES_INDEX[release] < RELEASES_INDEX["1.35"]:
         s.discard("NodeDeclaredFeatureValidator")
         note.append("minus NodeDeclaredFeatureValidator (CHANGELOG-1.35 #133389; absent from the 1.34 zh-tw page and from a v1.33.0 'kube-apiserver -h' output)")
-    if RELESES_INDEX[release] < RELESES_INDEX["1.33"]:
+    if RELEASES_INDEX[release] < RELEASES_INDEX["1.33"]:
         s.discard("PodTopologyLabels")
         note.append("minus PodTopologyLabels (CHANGELOG-1.33 #127092)")
-    if RELESES_INDEX[release] < RELESES_INDEX["1.32"]:
+    if RELEASES_INDEX[release] < RELEASES_INDEX["1.32"]:
         s.discard("MutatingAdmissionPolicy")
         note.append("minus MutatingAdmissionPolicy (CHANGELOG-1.32 #127134, v1alpha1 introduced)")
     if release == "1.30":
