@@ -46,10 +46,8 @@ C36 = f"{K}@008b3652959ca58af8be3fb5b6ecfe9ae7638282 CHANGELOG/CHANGELOG-1.36.md
 # (release, component) -> flags added in that release (absent before it), with source.
 ADDED = {
     ("1.30", "kube-controller-manager"): (["disable-force-detach-on-timeout"], f"{K}@03fe89c2339a1582733649faab5f5df471f65f09 CHANGELOG/CHANGELOG-1.30.md API Change #120344"),
-    ("1.31", "all"): (["disable-http2-serving"], f"{C31} Feature #122176 (generic secure serving, all three read it)"),
-    ("1.31", "kube-apiserver"): (["emulated-version"], "KEP-4330 compatibility versions; 1.31 presence in kube-apiserver NOT verified (see SOURCES.md)"),
-    ("1.32", "kube-controller-manager"): (["concurrent-daemonset-syncs", "emulated-version"], f"{C32} Feature #128444; emulated-version: website compatibility-version page 'since v1.32'"),
-    ("1.32", "kube-scheduler"): (["emulated-version"], "website compatibility-version page 'since v1.32'"),
+    ("1.31", "all"): (["disable-http2-serving", "emulated-version"], f"disable-http2-serving: {C31} Feature #122176 (generic secure serving, all three read it); emulated-version: on the 1.31 generated pages of all three ('kube=1.31..1.31 (default=1.31)': find_string ids 660247849 apiserver, 173037830 controller-manager, 694276371 zh-cn scheduler)"),
+    ("1.32", "kube-controller-manager"): (["concurrent-daemonset-syncs"], f"{C32} Feature #128444"),
     ("1.32", "all"): (["requestheader-uid-headers"], f"{C32} Feature #115834 (delegating and built-in request-header authentication)"),
     ("1.32", "kube-apiserver"): (["service-account-signing-endpoint"], f"{C32} Feature #128190"),
     ("1.33", "kube-apiserver"): (["emulation-forward-compatible", "runtime-config-emulation-forward-compatible"], f"{C33} Feature #130354"),
@@ -156,10 +154,41 @@ def admission_for(release):
     if RELEASES_INDEX[release] < RELEASES_INDEX["1.32"]:
         s.discard("MutatingAdmissionPolicy")
         note.append("minus MutatingAdmissionPolicy (CHANGELOG-1.32 #127134, v1alpha1 introduced)")
+    if release == "1.31":
+        assert s == set(page("admission-1.31.page.txt")), "1.31 admission list differs from the 1.31 page"
+        note.append("identical to the --enable-admission-plugins list of the 1.31 kube-apiserver page (find_string id 660247849)")
     if release == "1.30":
         s.add("PersistentVolumeLabel")
         note.append("plus PersistentVolumeLabel (removed in 1.31, CHANGELOG-1.31 #124505)")
     return sorted(s), "; ".join(note)
+
+
+# Pages of other releases used only to check the derived lists. A derived flag missing from such
+# a page must be one that pflag hides (MarkDeprecated) or the JSON log flags; a page flag missing
+# from the derived list must be a known stale translation row.
+CHECK = {
+    ("1.31", "kube-apiserver"): ("kube-apiserver-1.31.page.txt", "English kube-apiserver page of the 1.31 binary, find_string id 660247849 ('kube=1.31..1.31 (default=1.31)')"),
+    ("1.31", "kube-controller-manager"): ("kube-controller-manager-1.31.page.txt", "English kube-controller-manager page of the 1.31 binary, find_string id 173037830 ('kube=1.31..1.31 (default=1.31)')"),
+    ("1.31", "kube-scheduler"): ("kube-scheduler-1.31.zh-cn.page.txt", "zh-cn kube-scheduler page with English originals in comments, find_string id 694276371 ('kube=1.31..1.31 (default=1.31)')"),
+}
+HIDDEN_OK = {"admission-control", "cloud-config", "cloud-provider", "enable-logs-handler"} | set(JSON_LOG)
+STALE_OK = {"logtostderr"}   # klog flag long gone from the components; left over in the zh-cn translation
+
+
+def check(comp, release, flags):
+    if (release, comp) not in CHECK:
+        return None
+    name, desc = CHECK[(release, comp)]
+    p = set(page(name))
+    extra, missing = set(flags) - p, p - set(flags)
+    assert extra <= HIDDEN_OK, (comp, release, "derived but not on page", sorted(extra - HIDDEN_OK))
+    assert missing <= STALE_OK, (comp, release, "on page but not derived", sorted(missing - STALE_OK))
+    note = f"checked against the {desc}: identical"
+    if extra:
+        note += f" except {', '.join(sorted(extra))} (not shown on the page: hidden deprecated flags / JSON log flags)"
+    if missing:
+        note += f"; the page's {', '.join(sorted(missing))} is a stale translation row, not a flag of the binary"
+    return note
 
 
 def component_source(comp, release):
@@ -167,6 +196,9 @@ def component_source(comp, release):
     parts = [PAGE_SOURCE[comp]]
     if release != base_rel:
         parts.append(f"derived to {release} with the additions/removals listed in derive-flags.py ADDED and removed-flags.yaml")
+    c = check(comp, release, flags_for(comp, release))
+    if c:
+        parts.append(c)
     parts.append("plus log-json-info-buffer-size/log-json-split-stream (registered when the JSON log format is linked, as in the released binaries)")
     return "; ".join(parts)
 
