@@ -12,6 +12,9 @@ search tool returned; SOURCES.md names every page and how it was dated):
   admission-1.36.plugins-go.txt         AllOrderedPlugins of pkg/kubeapiserver/options/plugins.go
                                         at kubernetes/kubernetes@008b3652959ca58af8be3fb5b6ecfe9ae7638282
 
+Check pages (1.31 generated pages of all three and the 1.31 admission list): the derived 1.31
+lists are asserted against them (see CHECK below).
+
 Every other release is derived from the nearest page by the additions and removals written
 below, each with the changelog line it comes from. A flag added in a release whose changelog
 part was not read stays in the older lists (so the older lists can hold a few flags too many,
