@@ -12,7 +12,7 @@ search tool returned; SOURCES.md names every page and how it was dated):
   admission-1.36.plugins-go.txt         AllOrderedPlugins of pkg/kubeapiserver/options/plugins.go
                                         at kubernetes/kubernetes@008b3652959ca58af8be3fb5b6ecfe9ae7638282
 
-Check pages (1.31 generated pages of all three and the 1.31 admission list): the derived 1.31
+Check pages (1.31 generated pages of all three, the 1.31 admission list, the 1.32 uk kube-scheduler page): the derived 1.31
 lists are asserted against them (see CHECK below).
 
 Every other release is derived from the nearest page by the additions and removals written
@@ -173,6 +173,7 @@ CHECK = {
     ("1.31", "kube-apiserver"): ("kube-apiserver-1.31.page.txt", "English kube-apiserver page of the 1.31 binary, find_string id 660247849 ('kube=1.31..1.31 (default=1.31)')"),
     ("1.31", "kube-controller-manager"): ("kube-controller-manager-1.31.page.txt", "English kube-controller-manager page of the 1.31 binary, find_string id 173037830 ('kube=1.31..1.31 (default=1.31)')"),
     ("1.31", "kube-scheduler"): ("kube-scheduler-1.31.zh-cn.page.txt", "zh-cn kube-scheduler page with English originals in comments, find_string id 694276371 ('kube=1.31..1.31 (default=1.31)')"),
+    ("1.32", "kube-scheduler"): ("kube-scheduler-1.32.uk.page.txt", "uk kube-scheduler page (flag names and defaults untranslated), find_string id 19398381754 ('kube=1.32..1.32 (default=1.32)')"),
 }
 HIDDEN_OK = {"admission-control", "cloud-config", "cloud-provider", "enable-logs-handler"} | set(JSON_LOG)
 STALE_OK = {"logtostderr"}   # klog flag long gone from the components; left over in the zh-cn translation
