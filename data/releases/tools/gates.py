@@ -40,6 +40,7 @@ TAGS = {
     "H33": "hdgittest/K8s@0f1ffd7a:test/compatibility_lifecycle/reference/versioned_feature_list.yaml",
     "V32": "kubernetes/kubernetes@0021731d:test/featuregates_linter/test_data/versioned_feature_list.yaml",
     "U31": "kubernetes/kubernetes@128e189f:test/featuregates_linter/test_data/unversioned_feature_list.yaml",
+    "B36": "BenTheElder/kubernetes@8d570438:test/compatibility_lifecycle/reference/versioned_feature_list.yaml",
     "G": "gardener/gardener@fe7dc2c5:pkg/utils/validation/features/featuregates.go",
     "R": "/work/shared/removals.md",
     "DOC": "secondary upgrade notes found by find_string (no repository given)",
@@ -188,6 +189,8 @@ EXPLAINED = {
     ("F36", "LoggingAlphaOptions"): "feature_list.md omits the component-base logs gates",
     ("F36", "LoggingBetaOptions"): "feature_list.md omits the component-base logs gates",
     ("V32", "HPAContainerMetrics"): "V32 is a 1.32 development snapshot; gardener and removals.md say removed in 1.32",
+    ("F36", "HonorPVReclaimPolicy"): "mid-1.36 list; gone from the late-1.36 snapshot B36",
+    ("F36", "InPlacePodVerticalScalingAllocatedStatus"): "mid-1.36 list; gone from the late-1.36 snapshot B36",
     ("K35", "PodLevelResourceManagers"): "contributor branch; upstream has the gate from 1.36",
     ("K35", "ImageVolumeWithDigest"): "spec says 1.35; absent from this 1.35-development snapshot",
 }
