@@ -129,7 +129,7 @@ def derive(gates):
         entry = {"name": f.get("flag", ident), "goName": ident if "flag" in f else None,
                  "specs": specs, "knownIn": known, "removedIn": removed, "added": added,
                  "partial": f.get("partial") == "1", "verified": verified, "note": note,
-                 "src": g["src"]}
+                 "src": g["src"], "confirmed": f.get("confirmed")}
         out.append(entry)
     out.sort(key=lambda e: e["name"].lower())
     return out
@@ -235,7 +235,7 @@ def main():
     # gates whose spec starts 1.36 but which the mid-1.36 list lacks: mark unverified
     f36 = snaps["F36"]["names"]
     for e in entries:
-        if e["added"] == "1.36" and e["name"] not in f36 and e["verified"]:
+        if e["added"] == "1.36" and e["name"] not in f36 and e["verified"] and not e["confirmed"]:
             e["verified"] = False
             e["note"] = (e["note"] + "; " if e["note"] else "") + "first spec 1.36; absent from the mid-1.36 feature_list.md, presence in v1.36.0 not confirmed"
     text = render(entries)
