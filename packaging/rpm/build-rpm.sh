@@ -86,7 +86,7 @@ echo "== rpmlint"
 # rpmlint exits non-zero on errors (and on warnings past its badness threshold); the summary
 # line says how many of each there were.
 rc=0
-rpmlint "${rpms[@]}" >"$outdir/rpmlint.txt" 2>&1 || rc=$?
+rpmlint -c "$src/packaging/rpm/rpmlint.toml" "${rpms[@]}" >"$outdir/rpmlint.txt" 2>&1 || rc=$?
 cat "$outdir/rpmlint.txt"
 if [ "$rc" -ne 0 ] || grep -q ': E: ' "$outdir/rpmlint.txt"; then
     echo "build-rpm.sh: rpmlint reported errors" >&2
