@@ -49,9 +49,11 @@ debian=""
 
 if [ -n "$debian" ]; then
     . scripts/deps.sh
-    # The build dependencies (the spec's BuildRequires, in Debian's names), and rpm/rpmlint.
+    # The build dependencies (the spec's BuildRequires, in Debian's names), rpm, rpmlint and
+    # checkbashisms (devscripts), which rpmlint's BashismsCheck runs on the scriptlets (Fedora's
+    # rpmlint requires it too).
     cplet_install_deps || exit 1
-    cplet_install_deps rpm rpmlint || exit 1
+    cplet_install_deps rpm rpmlint devscripts || exit 1
 fi
 
 # One version, in meson.build and in the spec.
