@@ -3,9 +3,11 @@
 # packaging/rpm/cplet.spec, checks them with rpmlint (any error fails), installs them into a
 # scratch root and prints the installed file list.
 #
-#   packaging/rpm/build-rpm.sh [--nocheck] [--outdir DIR]
+#   packaging/rpm/build-rpm.sh [--nocheck] [--outdir DIR] [--deb PKG.deb]...
 #
 #   --nocheck     skip the spec's %check (the whole test suite runs in CI through scripts/test)
+#   --deb PKG     at the end, compare the installed files with this .deb's (repeatable: the
+#                 union of the .debs), with tests/packaging/rpm-files.py; a difference fails
 #   --outdir DIR  where everything goes (default: build-rpm/ in the source tree):
 #                   DIR/RPMS/ARCH/*.rpm  the packages
 #                   DIR/rpmlint.txt      rpmlint's report
@@ -26,11 +28,13 @@ set -euo pipefail
 
 nocheck=""
 outdir=""
+debs=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --nocheck) nocheck=--nocheck ;;
         --outdir) outdir="$2"; shift ;;
         --outdir=*) outdir="${1#--outdir=}" ;;
+        --deb) debs+=("$(realpath "$2")"); shift ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) echo "build-rpm.sh: unknown argument: $1" >&2; exit 2 ;;
     esac
@@ -88,7 +92,7 @@ echo "== rpmlint"
 # rpmlint exits non-zero on errors (and on warnings past its badness threshold); the summary
 # line says how many of each there were.
 rc=0
-rpmlint -c "$src/packaging/rpm/rpmlint.toml" "${rpms[@]}" >"$outdir/rpmlint.txt" 2>&1 || rc=$?
+rpmlint -c "$src/packaging/rpm/rpmlint.toml" "$spec" "${rpms[@]}" >"$outdir/rpmlint.txt" 2>&1 || rc=$?
 cat "$outdir/rpmlint.txt"
 if [ "$rc" -ne 0 ] || grep -q ': E: ' "$outdir/rpmlint.txt"; then
     echo "build-rpm.sh: rpmlint reported errors" >&2
@@ -107,3 +111,10 @@ mapfile -t names < <(rpm --root "$root" --dbpath /var/lib/rpm -qa --qf '%{NAME}\
 rpm --root "$root" --dbpath /var/lib/rpm -qlv "${names[@]}" >"$outdir/files.txt"
 cat "$outdir/files.txt"
 echo "== installed: ${names[*]} (file list: $outdir/files.txt)"
+
+if [ ${#debs[@]} -gt 0 ]; then
+    echo "== tests/packaging/rpm-files.py: the RPMs' files against ${debs[*]##*/}"
+    deb_args=()
+    for d in "${debs[@]}"; do deb_args+=(--deb "$d"); done
+    python3 tests/packaging/rpm-files.py --rpm-list "$outdir/files.txt" "${deb_args[@]}"
+fi
