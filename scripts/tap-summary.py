@@ -93,7 +93,8 @@ def report_failure(build_dir, test, failing):
 
 
 def count(build_dir, counts):
-    log = Path(build_dir) / "meson-logs" / "testlog.json"
+    # A build directory (its meson-logs/testlog.json) or a log file of its own (--logbase).
+    log = Path(build_dir) if build_dir.endswith(".json") else Path(build_dir) / "meson-logs" / "testlog.json"
     if not log.exists():
         print(f"\n=== FAILED {build_dir}: no {log} (the build or the test run failed)")
         counts.failed += 1
