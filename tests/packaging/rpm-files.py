@@ -23,9 +23,11 @@ to one layout:
   /usr/share/licenses/PKG/* (RPM), /usr/share/doc/PKG/copyright
   (Debian)                                                      -> "[license]"
   the -devel (RPM) and -dev (Debian) packages' doc directories  -> the main package's
+shared objects' execute bits are not compared (0755 on Fedora, 0644 on Debian, each policy's),
 and these are left out, being one distribution's metadata rather than the software:
   /usr/lib/.build-id/ (Fedora ships build-id links in the package, Debian in -dbgsym),
-  /usr/share/doc/PKG/changelog.Debian* (an RPM's changelog is in its header),
+  /usr/share/doc/PKG/changelog.Debian* and, for a native package, changelog (an RPM's
+  changelog is in its header),
   /usr/share/lintian/.
 Exit status: 0 when both sides hold the same files with the same permissions, 1 otherwise
 (each difference listed), 2 on a usage or input error.
@@ -81,8 +83,8 @@ def canonical(path, ignore_docs):
         rest = m['rest']
         if rest is None:
             return None                       # the directory itself, or a symlink to another's
-        if rest.startswith('changelog.Debian'):
-            return None
+        if rest.startswith('changelog.Debian') or COMPRESSED.sub('', rest) == 'changelog':
+            return None                       # Debian's changelog (a native package's has no suffix)
         if rest == 'copyright':
             return '[license of %s]' % base_package(m['pkg'])
         return '/usr/share/doc/%s/%s' % (base_package(m['pkg']), COMPRESSED.sub('', rest))
@@ -144,7 +146,13 @@ def collect(entries, ignore_docs):
             left_out.add(path)
             continue
         # Licenses: one per package side, whatever the files are called.
-        files[c] = 'license' if c.startswith('[license') else mode
+        if c.startswith('[license'):
+            mode = 'license'
+        elif c.endswith('.so') and mode.startswith('-'):
+            # Shared objects: Fedora's policy makes them executable, Debian's (dh_fixperms) not;
+            # the other bits must agree.
+            mode = mode.replace('x', '-')
+        files[c] = mode
     return files, left_out
 
 
