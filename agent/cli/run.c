@@ -216,7 +216,9 @@ int cli_run_write(cli *c, cli_write_fn fn) {
                 if (r == 0 && res.n_diffs == 0)
                         printf("Nothing to do: the node is already at the target.\n");
         } else if (c->no_wait) {
-                if (r == 0 && res.n_steps == 0)
+                /* A single write (flags, a revision) counts no plan steps: what was written says
+                 * whether there was anything to do. */
+                if (r == 0 && res.n_steps == 0 && res.n_written == 0)
                         printf(c->json ? "{\"steps\": [], \"complete\": true}\n"
                                        : "Nothing to do: the node is already at the target.\n");
                 else if (res.n_written > 0 || r == 0)

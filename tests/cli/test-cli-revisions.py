@@ -879,6 +879,8 @@ def test_flags(t):
     rc, out, err = t.run(root, ["flags", "set", c, "--v=4", "--profiling=false", "--no-wait"], unchanged=False)
     t.eq(rc, 0, f"flags set: exit code (stderr {err.strip()!r})")
     t.eq(revision_numbers(root, c), [1, 2], f"{c}: revisions after flags set")
+    # It wrote a revision: it must not say there was nothing to do.
+    t.not_contains(out, "Nothing to do", "flags set --no-wait does not claim 'Nothing to do'")
     d2 = load_yaml(t, read(mpath(root, c + ".yaml")), "after flags set")
     t.eq(read_bytes(mpath(root, c + ".yaml")), read_bytes(rpath(root, c, 2)) if os.path.exists(rpath(root, c, 2)) else None,
          "live = revision 2")
