@@ -15,6 +15,7 @@ target *target_free(target *t) {
         free(t->emulated_version);
         free(t->min_compat_version);
         strv_free(t->components);
+        strv_free(t->drop_removed);
         free(t->image_repository);
         free(t->stable_for);
         free(t->step_timeout);
@@ -27,7 +28,7 @@ target *target_free(target *t) {
 
 static const char *const known_fields[] = {
         "id",         "generation", "binaryVersion", "emulatedVersion", "minCompatibilityVersion",
-        "components", "imageRepository", "onFailure", "stableFor", "stepTimeout",
+        "components", "imageRepository", "onFailure", "stableFor", "stepTimeout", "dropRemoved",
 };
 
 /* Text as a message may show it: printable ASCII, the rest as \xNN, cut after `max` bytes. */
@@ -159,6 +160,46 @@ static int parse_components(json_t *doc, const target_limits *limits, target *t,
         return 0;
 }
 
+/* A flag, feature gate or admission plugin name as the preflight names what to drop
+ * (`cplet upgrade --drop-removed`): letters, digits, '-', '_', '.', at most 128 bytes. Nothing
+ * else can reach preflight_drop(), and it only ever removes what the manifest already has. */
+static bool valid_drop_entry(const char *s) {
+        size_t n = 0;
+
+        for (; s[n]; n++)
+                if (!isalnum((unsigned char) s[n]) && !strchr("-_.", s[n]))
+                        return false;
+        return n > 0 && n <= TARGET_DROP_NAME_MAX && s[0] != '-';
+}
+
+static int parse_drop_removed(json_t *doc, target *t, char **ret_error) {
+        json_t *list = json_object_get(doc, "dropRemoved"), *v;
+        size_t i;
+
+        if (!list)
+                return 0;
+        if (!json_is_array(list) || json_array_size(list) == 0 || json_array_size(list) > TARGET_DROP_MAX)
+                return invalid(ret_error, "dropRemoved", list,
+                               "expected a non-empty list of at most 64 flag, feature gate or admission plugin names");
+        t->drop_removed = calloc(json_array_size(list) + 1, sizeof(char *));
+        if (!t->drop_removed)
+                return -ENOMEM;
+        json_array_foreach(list, i, v) {
+                const char *name = json_string_value(v);
+
+                if (!name || !valid_drop_entry(name))
+                        return invalid(ret_error, "dropRemoved", v,
+                                       "expected a flag name without dashes (cloud-provider), a feature gate or an "
+                                       "admission plugin name");
+                if (listed((const char *const *) t->drop_removed, name))
+                        return invalid(ret_error, "dropRemoved", v, "named twice");
+                t->drop_removed[i] = strdup(name);
+                if (!t->drop_removed[i])
+                        return -ENOMEM;
+        }
+        return 0;
+}
+
 static int parse_policy(json_t *doc, target *t, char **ret_error) {
         _cleanup_free_ char *on_failure = NULL;
         uint64_t stable = ROLLOUT_STABLE_DEFAULT_USEC, timeout = ROLLOUT_TIMEOUT_DEFAULT_USEC;
@@ -282,6 +323,8 @@ int target_parse(const char *text, size_t size, const target_limits *limits, tar
                 r = parse_versions(doc, limits, t, ret_error);
         if (r >= 0)
                 r = parse_components(doc, limits, t, ret_error);
+        if (r >= 0)
+                r = parse_drop_removed(doc, t, ret_error);
         if (r >= 0)
                 r = parse_policy(doc, t, ret_error);
         if (r < 0)

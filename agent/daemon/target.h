@@ -13,6 +13,8 @@
 #define TARGET_SIZE_MAX (16 * 1024)
 #define TARGET_ID_MAX 63
 #define TARGET_COMPONENTS_MAX 16
+#define TARGET_DROP_MAX 64
+#define TARGET_DROP_NAME_MAX 128
 
 typedef struct target {
         char *id;
@@ -21,6 +23,8 @@ typedef struct target {
         char *emulated_version;    /* "1.35" or NULL */
         char *min_compat_version;  /* "1.34" or NULL */
         char **components;         /* NULL-terminated, or NULL: all */
+        char **drop_removed;       /* NULL-terminated, or NULL: what the preflight may drop
+                                    * (`cplet upgrade --drop-removed`) */
         char *image_repository;    /* NULL: each manifest's own */
         bool on_failure_stop;      /* "stop"; default "rollback" */
         char *stable_for;          /* duration strings as given, checked; NULL: default */

@@ -218,9 +218,9 @@ else
 fi
 check "the restarted daemon resumes the rollout and it succeeds" inside python3 /opt/cplet-test/tests/install/node.py \
     wait-status 's.get("phase") in ("Succeeded", "Failed", "RolledBack") and s.get("phase") == "Succeeded"' 240
-check "the node runs v1.35.0, emulated 1.35, after six revisions" sh_in \
+check "the node runs v1.35.0, emulated 1.35, on every component" sh_in \
     'cplet status --json | python3 -c "import json,sys; c=json.load(sys.stdin)[\"components\"]; print(c)
-assert len(c) == 3 and all(x[\"binaryVersion\"] == \"v1.35.0\" for x in c), c"'
+assert len(c) == 3 and all(x[\"binaryVersion\"] == \"v1.35.0\" and x[\"emulatedVersion\"] == \"1.35\" for x in c), c"'
 check "the journal of the second daemon says it resumed" sh_in \
     "journalctl -u cplet _PID=$pid_after --no-pager -o cat | tee /dev/stderr | grep -qi 'resum'"
 journal_fields() {

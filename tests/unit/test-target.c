@@ -27,7 +27,8 @@ static void test_full_target(void **state) {
         assert_int_equal(parse("{\"id\": \"up-135\", \"generation\": 3, \"binaryVersion\": \"v1.35.0\", "
                                "\"emulatedVersion\": \"1.34\", \"minCompatibilityVersion\": \"1.33\", "
                                "\"components\": [\"kube-apiserver\"], \"imageRepository\": \"registry.k8s.io\", "
-                               "\"onFailure\": \"stop\", \"stableFor\": \"5s\", \"stepTimeout\": \"2m\"}",
+                               "\"onFailure\": \"stop\", \"stableFor\": \"5s\", \"stepTimeout\": \"2m\", "
+                               "\"dropRemoved\": [\"cloud-provider\", \"InTreePluginvSphereUnregister\"]}",
                                &t, &error),
                          0);
         assert_string_equal(t->id, "up-135");
@@ -41,6 +42,9 @@ static void test_full_target(void **state) {
         assert_true(t->on_failure_stop);
         assert_string_equal(t->stable_for, "5s");
         assert_string_equal(t->step_timeout, "2m");
+        assert_string_equal(t->drop_removed[0], "cloud-provider");
+        assert_string_equal(t->drop_removed[1], "InTreePluginvSphereUnregister");
+        assert_null(t->drop_removed[2]);
 }
 
 static void test_minimal_target(void **state) {
@@ -50,6 +54,7 @@ static void test_minimal_target(void **state) {
         assert_int_equal(parse("{\"id\":\"a\",\"generation\":1,\"binaryVersion\":\"1.35.0\"}", &t, &error), 0);
         assert_null(t->emulated_version);
         assert_null(t->components);
+        assert_null(t->drop_removed);
         assert_null(t->image_repository);
         assert_false(t->on_failure_stop);
 }
@@ -59,6 +64,16 @@ static void test_hostile_targets(void **state) {
                 const char *text, *says;
         } cases[] = {
                 { "not json", "not JSON" },
+                { "{\"id\":\"a\",\"generation\":1,\"binaryVersion\":\"v1.35.0\",\"dropRemoved\":[\"--cloud-provider\"]}",
+                  "dropRemoved \"--cloud-provider\": expected a flag name without dashes" },
+                { "{\"id\":\"a\",\"generation\":1,\"binaryVersion\":\"v1.35.0\",\"dropRemoved\":[\"v=9 --x\"]}",
+                  "dropRemoved \"v=9 --x\"" },
+                { "{\"id\":\"a\",\"generation\":1,\"binaryVersion\":\"v1.35.0\",\"dropRemoved\":[]}",
+                  "dropRemoved []: expected a non-empty list" },
+                { "{\"id\":\"a\",\"generation\":1,\"binaryVersion\":\"v1.35.0\",\"dropRemoved\":\"cloud-provider\"}",
+                  "dropRemoved \"cloud-provider\": expected a non-empty list" },
+                { "{\"id\":\"a\",\"generation\":1,\"binaryVersion\":\"v1.35.0\",\"dropRemoved\":[\"a\",\"a\"]}",
+                  "dropRemoved \"a\": named twice" },
                 { "[1,2]", "expected a JSON object" },
                 { "{\"id\":\"a\",\"generation\":1,\"binaryVersion\":\"v1.35.0\",\"extraArgs\":{\"v\":\"9\"}}",
                   "field \"extraArgs\": unknown" },
