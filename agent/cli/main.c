@@ -166,19 +166,19 @@ static const command commands[] = {
                 .min_args = 2,
                 .max_args = 1000,
                 .summary = "set or unset other flags of a component, as a new revision",
-                .help = "Usage: cplet [OPTIONS] flags set COMPONENT --NAME=VALUE... [--no-wait|--dry-run]\n"
-                        "       cplet [OPTIONS] flags unset COMPONENT NAME... [--no-wait|--dry-run]\n"
+                .help = "Usage: cplet [OPTIONS] flags set COMPONENT --NAME=VALUE... [--no-wait|--dry-run] [--force]\n"
+                        "       cplet [OPTIONS] flags unset COMPONENT NAME... [--no-wait|--dry-run] [--force]\n"
                         "\n"
                         "Changes flags of a component's command line and writes the result as a new\n"
                         "revision, gated like an upgrade step (restored if the component does not come\n"
                         "back healthy; --no-wait writes without waiting). After COMPONENT every\n"
                         "--NAME=VALUE is the component's flag, except cplet's own --no-wait, --dry-run,\n"
-                        "--json, --quiet, --stable-for, --step-timeout and --on-failure; cplet's\n"
+                        "--force, --json, --quiet, --stable-for, --step-timeout and --on-failure; cplet's\n"
                         "own options with values (--root, --config, --plugin-dir) go before \"flags\".\n"
                         "The compatibility flags (--emulated-version, --min-compatibility-version,\n"
                         "--emulation-forward-compatible...) are refused: they go through plan/upgrade.\n"
                         "A value must be a single command-line item: no white space or control\n"
-                        "characters.\n",
+                        "characters. --force lifts the min-compatibility floor (see upgrade --help).\n",
         },
         {
                 .name = "resume",
@@ -327,7 +327,8 @@ static int split_flags_command(int argc, char *argv[], char ***ret_argv, int *re
                                                   "--kubeconfig", "--context", "--node-name", "--components",
                                                   "--node-timeout", "--max-status-age" };
         static const char *const gate_with_value[] = { "--stable-for", "--step-timeout", "--on-failure" };
-        static const char *const own_booleans[] = { "--no-wait", "--dry-run", "--json", "--quiet", "--help", "-h" };
+        /* No control-plane component has flags of these names (data/releases/flags-*.yaml). */
+        static const char *const own_booleans[] = { "--no-wait", "--dry-run", "--force", "--json", "--quiet", "--help", "-h" };
         char **out = calloc(argc + 1, sizeof(char *));
         int n = 0, i;
 

@@ -10,6 +10,7 @@
 
 void mirror_pod_done(mirror_pod *m) {
         free(m->image);
+        json_decref(m->container);
         *m = (mirror_pod){};
 }
 
@@ -71,6 +72,7 @@ int mirror_pod_read(json_t *pod, int component, mirror_pod *ret) {
                 .revision = pod_revision(pod),
                 .image = image ? strdup(image) : NULL,
                 .ready = pod_ready(pod),
+                .container = json_incref(c),
         };
         if (image && !ret->image)
                 return -ENOMEM;

@@ -16,6 +16,8 @@ typedef struct mirror_pod {
         unsigned revision; /* cplet.io/revision; 0: none or not a number */
         char *image;       /* the component's container's image; NULL: none */
         bool ready;        /* condition Ready is True */
+        json_t *container; /* the component's container (a reference), for its command line;
+                            * NULL: none */
 } mirror_pod;
 
 void mirror_pod_done(mirror_pod *m);

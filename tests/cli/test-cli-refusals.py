@@ -126,6 +126,9 @@ def test_flag_without_value(t):
     t.refused(root, ["flags", "set", "kube-scheduler", "--profiling", "--no-wait"], "--profiling")
     code, _, err = t.cplet(root, ["flags", "set", "kube-scheduler", "--v=3", "--no-wait"])
     t.eq(code, 0, f"--v=3 is accepted (stderr {err.strip()!r})")
+    # cplet's own --force after the component, like --no-wait: no component has a --force flag.
+    code, _, err = t.cplet(root, ["flags", "set", "kube-scheduler", "--v=4", "--no-wait", "--force"])
+    t.eq(code, 0, f"--force after the component is cplet's (stderr {err.strip()!r})")
 
 
 def test_world_writable_state_dir(t):
