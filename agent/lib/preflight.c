@@ -155,7 +155,8 @@ static int check_flag_name(check *k, const char *written, const char *name) {
         dep = release_deprecated_find(k->cf, name);
         if (dep)
                 return add_finding(k->r, true, k->component, k->file, written, NULL, NULL, KMINOR(0, 0),
-                                   "--%s is deprecated in %s: %s", written, minor_text(k->binary, b), dep->message);
+                                   "--%s is deprecated in %s: %s", written, minor_text(k->binary, b),
+                                   startswith(dep->message, "DEPRECATED: ") ?: dep->message);
         return 0;
 }
 
