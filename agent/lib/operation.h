@@ -137,6 +137,11 @@ typedef struct op_status_result {
         node *node;
         json_t *interrupted;
         char *journal_error; /* the journal exists but cannot be read: every write is refused */
+        /* Per component (node->components order): what the next minor (binary minor + 1)
+         * removes of its flags, feature gates and admission plugins (preflight_removed_in());
+         * next_known[i] false when the binary is unknown or cplet has no data for that minor. */
+        struct preflight_report *removed_next;
+        bool *next_known;
 } op_status_result;
 int op_status(op_env *e, op_status_result *ret, char **ret_error);
 void op_status_result_done(op_status_result *r);
