@@ -99,7 +99,8 @@ int cmd_cluster(cli *c);
 #define CMD_CLUSTER_HELP                                                                                   \
         "Usage: cplet cluster status [--json] [API options]\n"                                              \
         "       cplet cluster plan --binary-version V [--emulated-version E]\n"                             \
-        "                          [--min-compatibility-version M] [--json] [API options]\n"                \
+        "                          [--min-compatibility-version M] [--drop-removed NAME[,NAME...]]...\n"    \
+        "                          [--force] [--json] [API options]\n"                                      \
         "       cplet cluster upgrade (same target options) [--dry-run] [--stable-for D]\n"                 \
         "                          [--step-timeout D] [--on-failure P] [--node-timeout D] [API options]\n"  \
         "       cplet cluster rollback --emulated-version E | --binary-version V (same options)\n"          \
@@ -122,6 +123,10 @@ int cmd_cluster(cli *c);
         "  --dry-run              print each node's target and write nothing\n"                             \
         "  --stable-for D, --step-timeout D, --on-failure P   into each target (the agent's gate)\n"       \
         "  --node-timeout D       bound of each (node, component) step, checks included (default 15m)\n"   \
+        "  --drop-removed NAME[,NAME...]  flags, feature gates or admission plugins the new binaries\n"    \
+        "                         refuse (the preflight, on each node's mirror pod): each node's\n"         \
+        "                         component drops them in its first step (target dropRemoved)\n"          \
+        "  --force                go ahead although the preflight refuses (the binary will not start)\n"  \
         "\n"                                                                                                \
         "Exit status: 0 done, 1 a step failed (the node, component and reason are printed),\n"             \
         "2 invalid input, a plan the rules refuse, or another controller holding the Lease.\n"

@@ -13,6 +13,7 @@
 #include "cluster-api.h"
 #include "cluster-lease.h"
 #include "cluster-plan.h"
+#include "cluster-preflight.h"
 #include "cluster-state.h"
 #include "controller.h"
 #include "kubeconfig.h"
@@ -349,6 +350,41 @@ static void print_plan(const cluster_state *st, const cluster_plan *p) {
         }
 }
 
+/* The preflight over every node's mirror pods: warnings printed, refusals refuse the plan
+ * (exit 2, all of them listed) unless --force; --drop-removed goes into the targets. */
+static int cluster_preflight_cmd(const cli *c, const cluster_state *st, cluster_plan *p) {
+        _cleanup_(cluster_preflight_done) cluster_preflight cp = {};
+        _cleanup_free_ char *error = NULL;
+        int r;
+
+        r = cluster_preflight_run(st, p, c->target.drop_removed, &cp, &error);
+        if (r < 0)
+                return cli_fail(r, error);
+        for (size_t i = 0; !c->quiet && i < cp.report.n_findings; i++)
+                if (cp.report.findings[i].warning)
+                        fprintf(stderr, "warning: %s\n", cp.report.findings[i].message);
+        if (cp.n_unchecked > 0 && !c->quiet)
+                fprintf(stderr, "warning: %zu (node, component) without a readable mirror pod: not checked here, "
+                        "their agents check before writing\n", cp.n_unchecked);
+        if (cp.report.n_refusals == 0)
+                return EXIT_OK;
+        if (c->force) {
+                for (size_t i = 0; !c->quiet && i < cp.report.n_findings; i++)
+                        if (!cp.report.findings[i].warning)
+                                fprintf(stderr, "warning: %s (the binary will refuse this; going ahead as --force says)\n",
+                                        cp.report.findings[i].message);
+                return EXIT_OK;
+        }
+        cli_error("cluster plan refused: the new binaries would refuse to start (%zu finding%s):",
+                  cp.report.n_refusals, cp.report.n_refusals == 1 ? "" : "s");
+        for (size_t i = 0; i < cp.report.n_findings; i++)
+                if (!cp.report.findings[i].warning)
+                        fprintf(stderr, "  %s\n", cp.report.findings[i].message);
+        fprintf(stderr, "Remove them from the manifests, or run again with --drop-removed NAME (each node's "
+                        "component drops it in its first step), or with --force to go ahead anyway\n");
+        return EXIT_INVALID;
+}
+
 static int compute_plan(const cli *c, cluster_cli *cc, cluster_mode mode, cluster_state **ret_state,
                         cluster_plan **ret_plan) {
         _cleanup_free_ char *error = NULL;
@@ -364,7 +400,7 @@ static int compute_plan(const cli *c, cluster_cli *cc, cluster_mode mode, cluste
         r = cluster_plan_compute((*ret_state)->nodes, (*ret_state)->n, &t, ret_plan, &error);
         if (r < 0)
                 return cli_fail(r, error);
-        return EXIT_OK;
+        return cluster_preflight_cmd(c, *ret_state, *ret_plan);
 }
 
 static int cluster_plan_cmd(const cli *c, cluster_cli *cc, cluster_mode mode) {

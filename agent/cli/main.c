@@ -245,7 +245,7 @@ static const command commands[] = {
         {
                 .name = "cluster",
                 .run = cmd_cluster,
-                .takes = TAKES_TARGET | TAKES_WRITE | TAKES_GATE | TAKES_API | TAKES_CLUSTER,
+                .takes = TAKES_TARGET | TAKES_WRITE | TAKES_GATE | TAKES_API | TAKES_CLUSTER | TAKES_DROP | TAKES_FORCE,
                 .min_args = 1,
                 .max_args = 1,
                 .summary = "drive every control-plane node's agent: status, plan, upgrade, rollback",

@@ -594,6 +594,8 @@ int cluster_plan_compute(const cluster_node *nodes, size_t n, const cluster_targ
 cluster_plan *cluster_plan_free(cluster_plan *p) {
         if (!p)
                 return NULL;
+        for (size_t i = 0; i < p->n_steps; i++)
+                strv_free(p->steps[i].drop_removed);
         free(p->steps);
         free(p);
         return NULL;

@@ -109,6 +109,9 @@ typedef struct cluster_step {
         kminor min_compat;
         bool min_compat_explicit;
         char id[CLUSTER_ID_MAX]; /* the target id: same for every node of a (phase, component) */
+        /* The target's dropRemoved (NULL-terminated, owned; NULL: none): set by the preflight
+         * (cluster-preflight.h), not by the planner. */
+        char **drop_removed;
 } cluster_step;
 
 typedef struct cluster_plan {

@@ -34,6 +34,15 @@ json_t *controller_target_json(const cluster_step *s, uint64_t generation, const
                 return NULL;
         if (json_object_set_new(t, "components", json_pack("[s]", cluster_component_names[s->component])) < 0)
                 return NULL;
+        if (s->drop_removed) {
+                json_t *list = json_array();
+
+                if (json_object_set_new(t, "dropRemoved", list) < 0)
+                        return NULL;
+                for (char **d = s->drop_removed; *d; d++)
+                        if (json_array_append_new(list, json_string(*d)) < 0)
+                                return NULL;
+        }
         if (o->on_failure && json_object_set_new(t, "onFailure", json_string(o->on_failure)) < 0)
                 return NULL;
         if (o->stable_for && json_object_set_new(t, "stableFor", json_string(o->stable_for)) < 0)

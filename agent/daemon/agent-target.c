@@ -78,6 +78,7 @@ op_target op_target_of(const target *t) {
                 .min_compat_version = t->min_compat_version,
                 .image_repository = t->image_repository,
                 .components = (const char *const *) t->components,
+                .drop_removed = (const char *const *) t->drop_removed,
         };
 }
 
