@@ -38,6 +38,8 @@ enum {
         OPT_COMPONENTS,
         OPT_NODE_TIMEOUT,
         OPT_MAX_STATUS_AGE,
+        OPT_PULL_TIMEOUT,
+        OPT_SKIP_PULL,
 };
 
 /* Bits for the command options a command accepts. */
@@ -51,6 +53,7 @@ enum {
         TAKES_COMPONENTS = 1 << 6, /* --components */
         TAKES_API = 1 << 7,        /* --kubeconfig, --context, --node-name, --insecure-skip-tls-verify */
         TAKES_CLUSTER = 1 << 8,    /* --node-timeout, --max-status-age */
+        TAKES_PULL = 1 << 9,       /* --pull-timeout, --skip-pull */
 };
 
 typedef struct command {
@@ -110,13 +113,13 @@ static const command commands[] = {
         {
                 .name = "upgrade",
                 .run = cmd_upgrade,
-                .takes = TAKES_TARGET | TAKES_WRITE | TAKES_GATE | TAKES_FORCE | TAKES_COMPONENTS,
+                .takes = TAKES_TARGET | TAKES_WRITE | TAKES_GATE | TAKES_FORCE | TAKES_COMPONENTS | TAKES_PULL,
                 .summary = "execute the plan, step by step, each gated by process, versions and health",
                 .help = "Usage: cplet upgrade --binary-version V [--emulated-version E]\n"
                         "                     [--min-compatibility-version M] [--image-repository R]\n"
                         "                     [--image C=REF]... [--components C[,C...]]\n"
                         "                     [--stable-for D] [--step-timeout D]\n"
-                        "                     [--on-failure rollback|stop]\n"
+                        "                     [--on-failure rollback|stop] [--pull-timeout D] [--skip-pull]\n"
                         "                     [--no-wait] [--dry-run] [--force] [--json|--quiet]\n"
                         "\n"
                         "Executes the plan of cplet plan step by step. Each step is written as a new\n"
@@ -128,11 +131,19 @@ static const command commands[] = {
                         "are unwound in reverse (--on-failure rollback, the default) or left (stop).\n"
                         "Every transition is journaled: after a crash, cplet resume or cplet abort.\n"
                         "\n"
+                        "Before the first step every image the plan needs is pulled through the node's\n"
+                        "container runtime (crictl pull), so that no step waits on a download; an image\n"
+                        "that cannot be pulled stops the upgrade before anything is written. Without\n"
+                        "crictl or a runtime endpoint, cplet says so and the kubelet pulls each image at\n"
+                        "its step.\n"
+                        "\n"
                         "  --image C=REF       the exact image of C's binary step (see cplet plan --help)\n"
                         "  --components C,...  move only these components (see cplet plan --help)\n"
                         "  --stable-for D      how long health must hold (default 10s; durations: 0s, 30s, 5m, 1m30s)\n"
                         "  --step-timeout D    give up on a step after D (default 5m)\n"
                         "  --on-failure P      rollback (default) or stop\n"
+                        "  --pull-timeout D    give up pulling an image after D (default 5m)\n"
+                        "  --skip-pull         do not pull the images first (the kubelet pulls them at each step)\n"
                         "  --no-wait           write every step without waiting (image builders, offline nodes)\n"
                         "  --dry-run           print what would be written (a diff per step) and write nothing\n"
                         "  --force             allow lowering the min-compatibility version below its high-water mark\n"
@@ -325,7 +336,7 @@ static int split_flags_command(int argc, char *argv[], char ***ret_argv, int *re
                                                   "--image-repository", "--image", "--component", "--to-revision",
                                                   "--stable-for", "--step-timeout", "--on-failure",
                                                   "--kubeconfig", "--context", "--node-name", "--components",
-                                                  "--node-timeout", "--max-status-age" };
+                                                  "--node-timeout", "--max-status-age", "--pull-timeout" };
         static const char *const gate_with_value[] = { "--stable-for", "--step-timeout", "--on-failure" };
         static const char *const own_booleans[] = { "--no-wait", "--dry-run", "--json", "--quiet", "--help", "-h" };
         char **out = calloc(argc + 1, sizeof(char *));
@@ -413,6 +424,8 @@ static const struct option long_options[] = {
         { "components", required_argument, NULL, OPT_COMPONENTS },
         { "node-timeout", required_argument, NULL, OPT_NODE_TIMEOUT },
         { "max-status-age", required_argument, NULL, OPT_MAX_STATUS_AGE },
+        { "pull-timeout", required_argument, NULL, OPT_PULL_TIMEOUT },
+        { "skip-pull", no_argument, NULL, OPT_SKIP_PULL },
         {},
 };
 
@@ -422,7 +435,7 @@ typedef struct parsed {
         char *plugin_dir; /* absolute */
         bool help, version;
         /* The last option given of each TAKES_* group, to say which one does not apply. */
-        char used[9][40];
+        char used[10][40];
 } parsed;
 
 static void parsed_done(parsed *p) {
@@ -462,6 +475,9 @@ static int option_group(int opt) {
         case OPT_NODE_TIMEOUT:
         case OPT_MAX_STATUS_AGE:
                 return 8;
+        case OPT_PULL_TIMEOUT:
+        case OPT_SKIP_PULL:
+                return 9;
         default:
                 return -1;
         }
@@ -563,6 +579,12 @@ static int take_option(int opt, const char *arg, cli *c, parsed *p) {
         case OPT_MAX_STATUS_AGE:
                 c->max_status_age = arg;
                 return EXIT_OK;
+        case OPT_PULL_TIMEOUT:
+                c->pull_timeout = arg;
+                return EXIT_OK;
+        case OPT_SKIP_PULL:
+                c->skip_pull = true;
+                return EXIT_OK;
         default:
                 return EXIT_INVALID;
         }
@@ -611,6 +633,13 @@ static int check_command_line(const command *cmd, const cli *c, const parsed *p)
         }
         if (p->used[4][0]) {
                 r = op_parse_rollout_options(c->stable_for, c->step_timeout, c->on_failure, &unused, &error);
+                if (r < 0)
+                        return cli_fail(r, error);
+        }
+        if (c->pull_timeout) {
+                uint64_t usec;
+
+                r = op_parse_pull_timeout(c->pull_timeout, &usec, &error);
                 if (r < 0)
                         return cli_fail(r, error);
         }

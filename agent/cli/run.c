@@ -62,6 +62,10 @@ static void print_event_text(output *o, const rollout_event *ev) {
 
         if (streq(ev->event, "begin"))
                 print_begin(o->c, ev);
+        else if (streq(ev->event, "pull"))
+                printf("pulling %s (%zu/%zu)\n", ev->detail, ev->step, ev->n_planned);
+        else if (streq(ev->event, "pulled"))
+                printf("pulled %s (%zu/%zu) in %.2fs\n", ev->detail, ev->step, ev->n_planned, ev->elapsed_usec / 1e6);
         else if (streq(ev->event, "waiting") || streq(ev->event, "tick")) {
                 if (o->tty)
                         printf("\r\033[K%-8s %-24s %-18s revision %-4u waiting for %s (%.1fs)", step, ev->component,
@@ -197,8 +201,11 @@ int cli_run_write(cli *c, cli_write_fn fn) {
         int r;
 
         r = op_parse_rollout_options(c->stable_for, c->step_timeout, c->on_failure, &o.rollout, &error);
+        if (r >= 0)
+                r = op_parse_pull_timeout(c->pull_timeout, &o.pull_timeout_usec, &error);
         if (r < 0)
                 return cli_fail(r, error);
+        o.skip_pull = c->skip_pull;
         r = cli_env(c);
         if (r != EXIT_OK)
                 return r;
