@@ -410,7 +410,7 @@ static int pull_failed(const pull *p, const char *image, int r, uint64_t timeout
 
         if (r == -ETIMEDOUT)
                 return set_error(ret_error, r,
-                                 "pulling image %s did not finish within %.0fs (--pull-timeout)%s%s; nothing was "
+                                 "pulling image %s did not finish within %gs (--pull-timeout)%s%s; nothing was "
                                  "written",
                                  image, timeout_usec / 1e6, why ? ": crictl said: " : "", why ?: "");
         if (r == -EINTR)
