@@ -161,7 +161,8 @@ static void print_written(const cli *c, const op_result *res, bool complete) {
         }
 }
 
-static int print_gated_result(const cli *c, const output *out, const op_result *res, int r, uint64_t started) {
+static int print_gated_result(const cli *c, const output *out, const op_result *res, int r, const char *error,
+                              uint64_t started) {
         double secs = (now_usec() - started) / 1e6;
 
         if (r == 0 && res->nothing_to_resume) {
@@ -174,6 +175,10 @@ static int print_gated_result(const cli *c, const output *out, const op_result *
                         printf(c->json ? "{\"event\":\"finished\",\"result\":\"nothing to do\"}\n"
                                        : "Nothing to do: the node is already at the target.\n");
                 return EXIT_OK;
+        }
+        if (r == -EINTR && !*res->plan_id) {
+                cli_error("%s", error ?: "interrupted before the first write: nothing was written");
+                return EXIT_FAILED;
         }
         if (r == -EINTR) {
                 cli_error("interrupted: the journal keeps the rollout where it stopped (nothing half-written); "
@@ -229,7 +234,7 @@ int cli_run_write(cli *c, cli_write_fn fn) {
                 else if (res.n_written > 0 || r == 0)
                         print_written(c, &res, r == 0);
         } else {
-                int k = print_gated_result(c, &out, &res, r, started);
+                int k = print_gated_result(c, &out, &res, r, error, started);
 
                 if (r == -EINTR || r == 0)
                         return k;

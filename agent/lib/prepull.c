@@ -200,10 +200,13 @@ static int on_child_fd(sd_event_source *s, int fd, uint32_t revents, void *userd
 static int on_child_poll(sd_event_source *s, uint64_t usec, void *userdata) {
         pull *p = userdata;
 
+        int r;
+
         pull_reaped(p);
-        if (!p->exited)
-                return sd_event_source_set_time_relative(s, REAP_POLL_USEC);
-        return 0;
+        if (p->exited)
+                return 0;
+        r = sd_event_source_set_time_relative(s, REAP_POLL_USEC);
+        return r < 0 ? r : sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
 }
 
 static int on_output(sd_event_source *s, int fd, uint32_t revents, void *userdata) {

@@ -15,6 +15,7 @@ Environment (set by tests/meson.build):
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -282,6 +283,37 @@ def test_pull_timeout(t):
     check_untouched(t, node, before, err, "pull timeout")
 
 
+def test_interrupted_pull(t):
+    """SIGINT while an image is being pulled: crictl killed, exit 1 saying nothing was written
+    (no journal to resume), nothing written."""
+    node = t.node()
+    t.runtime_socket(node)
+    env = t.crictl_env(delay=60)
+    before = tree_checksum(node.root)
+    p = subprocess.Popen(cplet_cmd(node.root, UPGRADE), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         stdin=subprocess.DEVNULL, env=env)
+    try:
+        line = p.stdout.readline()
+        t.eq(line, "pulling %s (1/3)\n" % NEW_IMAGES[0], "first progress line")
+        deadline = time.monotonic() + 10
+        while not t.calls(env) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=20)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    t.eq(p.returncode, 1, "exit code (stderr %r)" % err)
+    t.contains(err, "interrupted while pulling image %s; nothing was written" % NEW_IMAGES[0], "stderr")
+    t.check("resume" not in err, "no journal to resume: %r" % err)
+    calls = t.calls(env)
+    t.eq(len(calls), 1, "one pull started")
+    for s, e in calls:
+        t.check(not pid_alive(s["pid"]), "crictl (pid %d) still runs after cplet returned" % s["pid"])
+    check_untouched(t, node, before, err, "interrupted pull")
+
+
 def test_no_crictl(t):
     """No crictl: a warning, and the upgrade proceeds (the kubelet pulls each image)."""
     node = t.node()
@@ -351,6 +383,7 @@ TESTS = [
     ("an image the registry lacks: exit 1 naming it, nothing written", test_missing_image),
     ("a runtime socket nobody listens on: crictl's connection error, nothing written", test_unreachable_runtime),
     ("a pull slower than --pull-timeout: crictl killed, exit 1, nothing written", test_pull_timeout),
+    ("SIGINT during a pull: crictl killed, exit 1, nothing written", test_interrupted_pull),
     ("no crictl: a warning, the upgrade proceeds", test_no_crictl),
     ("no runtime endpoint: a warning, no call, the upgrade proceeds", test_no_endpoint),
     ("--dry-run, --skip-pull, --no-wait: no pull", test_skip_pull_dry_run_no_wait),
