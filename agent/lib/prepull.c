@@ -120,7 +120,8 @@ static bool exists(const char *path, mode_t type) {
  * where crictl would have guessed one, and only one that exists: crictl's guessing logs
  * deprecation warnings and waits on each endpoint that is not there. */
 int prepull_endpoint_args(const char *root, const char *client, char *const *environ_, char ***ret_args) {
-        static const char *const names[] = { "CONTAINER_RUNTIME_ENDPOINT", "IMAGE_SERVICE_ENDPOINT", "CRI_CONFIG_FILE" };
+        static const char *const names[] = { "CONTAINER_RUNTIME_ENDPOINT", "IMAGE_SERVICE_ENDPOINT",
+                                             "CRI_CONFIG_FILE" };
         const char *prefix = streq(root, "/") ? "" : root;
         _cleanup_strv_free_ char **args = calloc(1, sizeof(char *));
         _cleanup_free_ char *config = NULL, *beside = NULL;
@@ -424,8 +425,9 @@ static int pull_failed(const pull *p, const char *image, int r, uint64_t timeout
                 return set_error(ret_error, -EIO, "cannot pull image %s: %s%s%d%s; nothing was written", image,
                                  why ?: "", why ? " (crictl exit status " : "crictl exited with status ",
                                  WEXITSTATUS(p->status), why ? ")" : "");
-        return set_error(ret_error, -EIO, "cannot pull image %s: crictl was killed by signal %d%s%s; nothing was written",
-                         image, WTERMSIG(p->status), why ? ": " : "", why ?: "");
+        return set_error(ret_error, -EIO,
+                         "cannot pull image %s: crictl was killed by signal %d%s%s; nothing was written", image,
+                         WTERMSIG(p->status), why ? ": " : "", why ?: "");
 }
 
 /* "Image is up to date for sha256:..." (cmd/crictl/image.go). */
