@@ -262,6 +262,15 @@ def test_unreachable_runtime(t):
     t.contains(err, "dial unix %s: connect: connection refused" % sock, "stderr")
     t.eq(len(t.calls(env)), 1, "one pull tried")
     check_untouched(t, node, before, err, "unreachable runtime")
+    # crictl.yaml naming a socket that is not there (the runtime configured elsewhere).
+    missing = os.path.join(node.root, "run", "crio", "crio.sock")
+    with open(os.path.join(node.root, "etc", "crictl.yaml"), "w") as f:
+        f.write("runtime-endpoint: unix://%s\n" % missing)
+    before = tree_checksum(node.root)
+    rc, out, err, _ = t.run(node, UPGRADE, env)
+    t.eq(rc, 1, "crictl.yaml naming a missing socket: exit code (stderr %r)" % err)
+    t.contains(err, "dial unix %s: connect: no such file or directory" % missing, "crictl.yaml: stderr")
+    check_untouched(t, node, before, err, "crictl.yaml naming a missing socket")
 
 
 def test_pull_timeout(t):
@@ -381,7 +390,8 @@ TESTS = [
     ("upgrade pulls each new image once, in plan order, before its first write; progress", test_pulls_before_first_write),
     ("ROOT/etc/crictl.yaml: --config, the runtime it names; --json pull events", test_crictl_config),
     ("an image the registry lacks: exit 1 naming it, nothing written", test_missing_image),
-    ("a runtime socket nobody listens on: crictl's connection error, nothing written", test_unreachable_runtime),
+    ("a runtime socket nobody listens on, or missing: crictl's connection error, nothing written",
+     test_unreachable_runtime),
     ("a pull slower than --pull-timeout: crictl killed, exit 1, nothing written", test_pull_timeout),
     ("SIGINT during a pull: crictl killed, exit 1, nothing written", test_interrupted_pull),
     ("no crictl: a warning, the upgrade proceeds", test_no_crictl),
