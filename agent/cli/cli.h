@@ -36,6 +36,8 @@ typedef struct cli {
         const char *stable_for;
         const char *step_timeout;
         const char *on_failure;
+        const char *pull_timeout; /* upgrade */
+        bool skip_pull;
         const char *component;
         const char *to_revision;
         const char *kubeconfig;

@@ -39,6 +39,8 @@ enum {
         OPT_NODE_TIMEOUT,
         OPT_MAX_STATUS_AGE,
         OPT_DROP_REMOVED,
+        OPT_PULL_TIMEOUT,
+        OPT_SKIP_PULL,
 };
 
 /* Bits for the command options a command accepts. */
@@ -53,6 +55,7 @@ enum {
         TAKES_API = 1 << 7,        /* --kubeconfig, --context, --node-name, --insecure-skip-tls-verify */
         TAKES_CLUSTER = 1 << 8,    /* --node-timeout, --max-status-age */
         TAKES_DROP = 1 << 9,       /* --drop-removed */
+        TAKES_PULL = 1 << 10,      /* --pull-timeout, --skip-pull */
 };
 
 typedef struct command {
@@ -125,14 +128,14 @@ static const command commands[] = {
         {
                 .name = "upgrade",
                 .run = cmd_upgrade,
-                .takes = TAKES_TARGET | TAKES_WRITE | TAKES_GATE | TAKES_FORCE | TAKES_COMPONENTS | TAKES_DROP,
+                .takes = TAKES_TARGET | TAKES_WRITE | TAKES_GATE | TAKES_FORCE | TAKES_COMPONENTS | TAKES_DROP | TAKES_PULL,
                 .summary = "execute the plan, step by step, each gated by process, versions and health",
                 .help = "Usage: cplet upgrade --binary-version V [--emulated-version E]\n"
                         "                     [--min-compatibility-version M] [--image-repository R]\n"
                         "                     [--image C=REF]... [--components C[,C...]]\n"
                         "                     [--drop-removed NAME[,NAME...]]...\n"
                         "                     [--stable-for D] [--step-timeout D]\n"
-                        "                     [--on-failure rollback|stop]\n"
+                        "                     [--on-failure rollback|stop] [--pull-timeout D] [--skip-pull]\n"
                         "                     [--no-wait] [--dry-run] [--force] [--json|--quiet]\n"
                         "\n"
                         "Executes the plan of cplet plan step by step. Each step is written as a new\n"
@@ -144,6 +147,12 @@ static const command commands[] = {
                         "are unwound in reverse (--on-failure rollback, the default) or left (stop).\n"
                         "Every transition is journaled: after a crash, cplet resume or cplet abort.\n"
                         "\n"
+                        "Before the first step every image the plan needs is pulled through the node's\n"
+                        "container runtime (crictl pull), so that no step waits on a download; an image\n"
+                        "that cannot be pulled stops the upgrade before anything is written. Without\n"
+                        "crictl or a runtime endpoint, cplet says so and the kubelet pulls each image at\n"
+                        "its step.\n"
+                        "\n"
                         "  --image C=REF       the exact image of C's binary step (see cplet plan --help)\n"
                         "  --components C,...  move only these components (see cplet plan --help)\n"
                         "  --drop-removed N,... remove these flags, feature gates or admission plugins that\n"
@@ -152,6 +161,8 @@ static const command commands[] = {
                         "  --stable-for D      how long health must hold (default 10s; durations: 0s, 30s, 5m, 1m30s)\n"
                         "  --step-timeout D    give up on a step after D (default 5m)\n"
                         "  --on-failure P      rollback (default) or stop\n"
+                        "  --pull-timeout D    give up pulling an image after D (default 5m)\n"
+                        "  --skip-pull         do not pull the images first (the kubelet pulls them at each step)\n"
                         "  --no-wait           write every step without waiting (image builders, offline nodes)\n"
                         "  --dry-run           print what would be written (a diff per step) and write nothing\n"
                         "  --force             allow lowering the min-compatibility version below its high-water mark,\n"
@@ -345,7 +356,8 @@ static int split_flags_command(int argc, char *argv[], char ***ret_argv, int *re
                                                   "--image-repository", "--image", "--component", "--to-revision",
                                                   "--stable-for", "--step-timeout", "--on-failure",
                                                   "--kubeconfig", "--context", "--node-name", "--components",
-                                                  "--node-timeout", "--max-status-age", "--drop-removed" };
+                                                  "--node-timeout", "--max-status-age", "--drop-removed",
+                                                  "--pull-timeout" };
         static const char *const gate_with_value[] = { "--stable-for", "--step-timeout", "--on-failure" };
         /* No control-plane component has flags of these names (data/releases/flags-*.yaml). */
         static const char *const own_booleans[] = { "--no-wait", "--dry-run", "--force", "--json", "--quiet", "--help", "-h" };
@@ -435,6 +447,8 @@ static const struct option long_options[] = {
         { "node-timeout", required_argument, NULL, OPT_NODE_TIMEOUT },
         { "max-status-age", required_argument, NULL, OPT_MAX_STATUS_AGE },
         { "drop-removed", required_argument, NULL, OPT_DROP_REMOVED },
+        { "pull-timeout", required_argument, NULL, OPT_PULL_TIMEOUT },
+        { "skip-pull", no_argument, NULL, OPT_SKIP_PULL },
         {},
 };
 
@@ -444,7 +458,7 @@ typedef struct parsed {
         char *plugin_dir; /* absolute */
         bool help, version;
         /* The last option given of each TAKES_* group, to say which one does not apply. */
-        char used[10][40];
+        char used[11][40];
 } parsed;
 
 static void parsed_done(parsed *p) {
@@ -486,6 +500,9 @@ static int option_group(int opt) {
                 return 8;
         case OPT_DROP_REMOVED:
                 return 9;
+        case OPT_PULL_TIMEOUT:
+        case OPT_SKIP_PULL:
+                return 10;
         default:
                 return -1;
         }
@@ -589,6 +606,12 @@ static int take_option(int opt, const char *arg, cli *c, parsed *p) {
                 return EXIT_OK;
         case OPT_DROP_REMOVED:
                 return cli_add_drop_removed_option(c, arg);
+        case OPT_PULL_TIMEOUT:
+                c->pull_timeout = arg;
+                return EXIT_OK;
+        case OPT_SKIP_PULL:
+                c->skip_pull = true;
+                return EXIT_OK;
         default:
                 return EXIT_INVALID;
         }
@@ -637,6 +660,13 @@ static int check_command_line(const command *cmd, const cli *c, const parsed *p)
         }
         if (p->used[4][0]) {
                 r = op_parse_rollout_options(c->stable_for, c->step_timeout, c->on_failure, &unused, &error);
+                if (r < 0)
+                        return cli_fail(r, error);
+        }
+        if (c->pull_timeout) {
+                uint64_t usec;
+
+                r = op_parse_pull_timeout(c->pull_timeout, &usec, &error);
                 if (r < 0)
                         return cli_fail(r, error);
         }

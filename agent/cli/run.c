@@ -62,6 +62,10 @@ static void print_event_text(output *o, const rollout_event *ev) {
 
         if (streq(ev->event, "begin"))
                 print_begin(o->c, ev);
+        else if (streq(ev->event, "pull"))
+                printf("pulling %s (%zu/%zu)\n", ev->detail, ev->step, ev->n_planned);
+        else if (streq(ev->event, "pulled"))
+                printf("pulled %s (%zu/%zu) in %.2fs\n", ev->detail, ev->step, ev->n_planned, ev->elapsed_usec / 1e6);
         else if (streq(ev->event, "waiting") || streq(ev->event, "tick")) {
                 if (o->tty)
                         printf("\r\033[K%-8s %-24s %-18s revision %-4u waiting for %s (%.1fs)", step, ev->component,
@@ -157,7 +161,8 @@ static void print_written(const cli *c, const op_result *res, bool complete) {
         }
 }
 
-static int print_gated_result(const cli *c, const output *out, const op_result *res, int r, uint64_t started) {
+static int print_gated_result(const cli *c, const output *out, const op_result *res, int r, const char *error,
+                              uint64_t started) {
         double secs = (now_usec() - started) / 1e6;
 
         if (r == 0 && res->nothing_to_resume) {
@@ -170,6 +175,10 @@ static int print_gated_result(const cli *c, const output *out, const op_result *
                         printf(c->json ? "{\"event\":\"finished\",\"result\":\"nothing to do\"}\n"
                                        : "Nothing to do: the node is already at the target.\n");
                 return EXIT_OK;
+        }
+        if (r == -EINTR && !*res->plan_id) {
+                cli_error("%s", error ?: "interrupted before the first write: nothing was written");
+                return EXIT_FAILED;
         }
         if (r == -EINTR) {
                 cli_error("interrupted: the journal keeps the rollout where it stopped (nothing half-written); "
@@ -197,8 +206,11 @@ int cli_run_write(cli *c, cli_write_fn fn) {
         int r;
 
         r = op_parse_rollout_options(c->stable_for, c->step_timeout, c->on_failure, &o.rollout, &error);
+        if (r >= 0)
+                r = op_parse_pull_timeout(c->pull_timeout, &o.pull_timeout_usec, &error);
         if (r < 0)
                 return cli_fail(r, error);
+        o.skip_pull = c->skip_pull;
         r = cli_env(c);
         if (r != EXIT_OK)
                 return r;
@@ -224,7 +236,7 @@ int cli_run_write(cli *c, cli_write_fn fn) {
                 else if (res.n_written > 0 || r == 0)
                         print_written(c, &res, r == 0);
         } else {
-                int k = print_gated_result(c, &out, &res, r, started);
+                int k = print_gated_result(c, &out, &res, r, error, started);
 
                 if (r == -EINTR || r == 0)
                         return k;

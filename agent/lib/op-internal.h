@@ -92,3 +92,15 @@ int op_run_gated_plan(op_env *e, const op_target *t, const char *command, const 
                       char **ret_error);
 int op_run_gated_write(op_env *e, const char *name, op_builder build, void *userdata, const char *command,
                        const char *reason, const op_options *o, op_result *ret, char **ret_error);
+
+/* What an upgrade pulled before its first write (op-prepull.c). */
+typedef struct op_pulls {
+        char **pulled;    /* the images pulled so far */
+        bool unavailable; /* no crictl, or no runtime endpoint: said once, not looked for again */
+} op_pulls;
+void op_pulls_done(op_pulls *s);
+
+/* Pulls the images of the plan's binary steps that are not pulled yet (prepull.h), unless
+ * o->skip_pull; where no runtime client or endpoint is found, warns once and returns 0. A pull
+ * that fails or times out is an error naming the image: nothing has been written then. */
+int op_prepull(op_env *e, const op_options *o, const plan *p, op_pulls *s, char **ret_error);

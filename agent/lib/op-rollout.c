@@ -133,9 +133,11 @@ static json_t *target_to_json(const op_target *t) {
 }
 
 /* Plans read-only first (a refused plan leaves the node exactly as it was), then again under
- * the lock from the node as it then stands. */
-static int plan_under_lock(op_env *e, const op_target *t, const op_options *o, session *s, plan **ret,
-                           char **ret_error) {
+ * the lock from the node as it then stands. An upgrade (pulls non-NULL) pulls its images
+ * between the two: a pull that fails leaves everything as it was, not even the lock file
+ * touched, and the lock is not held while a registry is slow. */
+static int plan_under_lock(op_env *e, const op_target *t, const op_options *o, session *s, op_pulls *pulls,
+                           plan **ret, char **ret_error) {
         _cleanup_(node_freep) node *n = NULL;
         _cleanup_(plan_freep) plan *p = NULL;
         int r;
@@ -147,6 +149,8 @@ static int plan_under_lock(op_env *e, const op_target *t, const op_options *o, s
                 r = op_refuse_ungateable(n, NULL, ret_error);
         if (r >= 0 && p->n_steps > 0)
                 r = op_preflight_write(e, n, false, ret_error);
+        if (r >= 0 && p->n_steps > 0 && pulls)
+                r = op_prepull(e, o, p, pulls, ret_error);
         if (r < 0 || p->n_steps == 0) {
                 *ret = TAKE_PTR(p);
                 return r;
@@ -157,6 +161,9 @@ static int plan_under_lock(op_env *e, const op_target *t, const op_options *o, s
                 r = op_compute_plan(e, s->node, t, (o->force ? OP_PLAN_FORCE : 0) | OP_PLAN_QUIET, &p, ret_error);
         if (r >= 0)
                 r = op_refuse_ungateable(s->node, NULL, ret_error);
+        /* The node changed meanwhile: whatever the new plan needs besides. */
+        if (r >= 0 && pulls)
+                r = op_prepull(e, o, p, pulls, ret_error);
         if (r < 0)
                 return r;
         *ret = TAKE_PTR(p);
@@ -166,12 +173,15 @@ static int plan_under_lock(op_env *e, const op_target *t, const op_options *o, s
 int op_run_gated_plan(op_env *e, const op_target *t, const char *command, const op_options *o, op_result *res,
                       char **ret_error) {
         _cleanup_(plan_freep) plan *p = NULL;
+        _cleanup_(op_pulls_done) op_pulls pulls = {};
         json_auto_t *target = NULL;
         session s = { .lock_fd = -EBADF };
         int r;
 
         res->command = command;
-        r = plan_under_lock(e, t, o, &s, &p, ret_error);
+        /* A rollback goes back to images the node ran before, still in the runtime's store
+         * unless collected; it does not wait on a registry first. */
+        r = plan_under_lock(e, t, o, &s, streq(command, "upgrade") ? &pulls : NULL, &p, ret_error);
         if (r >= 0 && p->n_steps > 0) {
                 res->n_steps = p->n_steps;
                 op_new_plan_id(res->plan_id);

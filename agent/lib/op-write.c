@@ -446,6 +446,10 @@ int op_upgrade(op_env *e, const op_target *t, const op_options *o, op_result *re
         if (o->no_wait && o->dry_run)
                 return set_error(ret_error, -EINVAL, "--no-wait and --dry-run exclude each other: --dry-run "
                                                      "writes nothing, --no-wait writes without waiting");
+        /* No image pull before these: --dry-run writes nothing that would run an image, and
+         * --no-wait serves image builders and offline nodes (no runtime to pull through, the
+         * images preloaded) and writes every step at once, so the kubelet pulls each image once
+         * anyway with no step waiting on another. */
         if (o->no_wait || o->dry_run)
                 return op_write_plan(e, t, o, ret, ret_error);
         return op_run_gated_plan(e, t, "upgrade", o, ret, ret_error);

@@ -83,6 +83,9 @@ bool op_valid_registry_prefix(const char *s);
 int op_parse_rollout_options(const char *stable_for, const char *step_timeout, const char *on_failure,
                              rollout_options *ret, char **ret_error);
 
+/* Parses --pull-timeout (NULL: the default, 5 minutes). */
+int op_parse_pull_timeout(const char *text, uint64_t *ret_usec, char **ret_error);
+
 typedef struct op_options {
         bool no_wait;  /* write every step at once, wait for nothing */
         bool dry_run;  /* compute the diffs, write nothing */
@@ -97,6 +100,11 @@ typedef struct op_options {
         /* The client certificate and key a gate presents to /version (the daemon's kubeconfig
          * identity; anonymous access may be disabled). NULL: anonymous. */
         const http_pem *version_cert, *version_key;
+        /* upgrade: the images of the binary steps are pulled through the node's container runtime
+         * before the first write (prepull.h), each within pull_timeout_usec (0: 5 minutes),
+         * unless skip_pull. */
+        bool skip_pull;
+        uint64_t pull_timeout_usec;
 } op_options;
 
 /* One manifest change, as --dry-run shows it. */
