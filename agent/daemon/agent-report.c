@@ -151,6 +151,21 @@ void on_progress(const rollout_event *ev, void *userdata) {
         if (streq(ev->event, "tick") || streq(ev->event, "written"))
                 return; /* once a second, or between the write and the swap: not news */
 
+        /* The images pulled before the first write (prepull.h): still Pending, the message says
+         * which image the node waits for. */
+        if (streq(ev->event, "pull") || streq(ev->event, "pulled")) {
+                _cleanup_free_ char *m = strdup_printf("%s %s (%zu/%zu)%s", streq(ev->event, "pull") ? "pulling" : "pulled",
+                                                       ev->detail ?: "?", ev->step, ev->n_planned,
+                                                       streq(ev->event, "pull") ? " before the first step" : "");
+
+                log_full(LOG_INFO, &f, "%s", m ?: ev->event);
+                if (m && streq(ev->event, "pull")) {
+                        set_string(&d->message, m);
+                        publish_status(d);
+                }
+                return;
+        }
+
         if (streq(ev->event, "step") || streq(ev->event, "waiting")) {
                 bool same = d->waiting_for && ev->detail && streq(d->waiting_for, ev->detail) &&
                             d->step_index == ev->step;

@@ -134,6 +134,12 @@ static void conclude(agent *d, int r, const op_result *res, const char *error, b
         case OP_FAILED:
                 break;
         }
+        /* Nothing was written (the images could not be pulled, say): nothing to roll back. */
+        if (!*res->plan_id) {
+                reporter_event(d->reporter, "Warning", "Failed", error ?: "failed");
+                set_phase(d, STATUS_FAILED, error);
+                return;
+        }
         /* Rolled back only when the unwind finished (the journal closed); a journal still open
          * means someone has to resume or abort. */
         open_journal = op_status(d->env, &sr, NULL) >= 0 && sr.interrupted;
@@ -157,6 +163,17 @@ static op_options call_options(agent *d) {
                 .version_cert = cert ? &d->version_cert : NULL,
                 .version_key = cert ? &d->version_key : NULL,
         };
+}
+
+/* Takes back the record run_target() saved before the first write. */
+static void forget_handled(agent *d, store *s) {
+        _cleanup_free_ char *error = NULL;
+        int r;
+
+        r = handled_forget(s, &error);
+        if (r < 0)
+                log_error("Cannot take back %s: %s", HANDLED_FILE, error ?: strerror(-r));
+        handled_done(&d->last);
 }
 
 static void run_target(agent *d, target *t) {
@@ -209,6 +226,10 @@ static void run_target(agent *d, target *t) {
         free(error);
         error = NULL;
         r = op_upgrade(d->env, &ot, &o, &res, &error);
+        if (r == -EINTR && !*res.plan_id)
+                /* Stopped before the first write (during the image pull): no journal resumes it, so
+                 * the next start must run the target again, not take it as handled. */
+                forget_handled(d, s);
         conclude(d, r, &res, error, ro.unwind_on_failure);
 }
 

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include <errno.h>
+#include <unistd.h>
 #include <string.h>
 
 #include "fs-util.h"
@@ -57,6 +58,16 @@ int handled_save(store *s, const char *id, uint64_t generation, size_t n_steps, 
         r = write_file_atomic(s->state_fd, HANDLED_FILE, text, strlen(text), 0600);
         if (r < 0)
                 return set_error(ret_error, r, "%s/%s/%s: %s", s->root, STORE_STATE_DIR, HANDLED_FILE, strerror(-r));
+        return 0;
+}
+
+int handled_forget(store *s, char **ret_error) {
+        if (s->state_fd < 0)
+                return -EROFS;
+        if (unlinkat(s->state_fd, HANDLED_FILE, 0) < 0 && errno != ENOENT)
+                return set_error(ret_error, -errno, "%s/%s/%s: %m", s->root, STORE_STATE_DIR, HANDLED_FILE);
+        if (fsync(s->state_fd) < 0)
+                return set_error(ret_error, -errno, "%s/%s: %m", s->root, STORE_STATE_DIR);
         return 0;
 }
 

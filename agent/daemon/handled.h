@@ -26,6 +26,10 @@ int handled_load(store *s, handled *ret, char **ret_error);
  * the target again from the start: the journal resumes it). */
 int handled_save(store *s, const char *id, uint64_t generation, size_t n_steps, char **ret_error);
 
+/* Removes the record (durably): a target stopped before its first write (no journal resumes
+ * it) runs again at the next start. */
+int handled_forget(store *s, char **ret_error);
+
 /* Whether a target should run: not when it is the one last handled (same id and generation),
  * nor an older generation of it; a newer generation of the same id runs again, a new id
  * replaces the last one. */
