@@ -101,6 +101,37 @@ int cli_add_components_option(cli *c, const char *arg) {
         return EXIT_OK;
 }
 
+int cli_add_drop_removed_option(cli *c, const char *arg) {
+        const char *p = arg;
+
+        do {
+                size_t l;
+
+                /* "--cloud-provider" as the flag is written is "cloud-provider". */
+                for (int dash = 0; dash < 2 && *p == '-'; dash++)
+                        p++;
+                l = strcspn(p, ",");
+                if (l == 0 || l >= sizeof(c->drop_names[0]) || memchr(p, '=', l) || memchr(p, ' ', l)) {
+                        cli_error("--drop-removed \"%s\": expected NAME[,NAME...]: flags without dashes, feature "
+                                  "gates or admission plugins, e.g. cloud-provider,InTreePluginvSphereUnregister",
+                                  arg);
+                        return EXIT_INVALID;
+                }
+                if (c->n_drop_removed >= CLI_DROP_MAX) {
+                        cli_error("--drop-removed: at most %d names", CLI_DROP_MAX);
+                        return EXIT_INVALID;
+                }
+                memcpy(c->drop_names[c->n_drop_removed], p, l);
+                c->drop_names[c->n_drop_removed][l] = 0;
+                c->drop_removed[c->n_drop_removed] = c->drop_names[c->n_drop_removed];
+                c->n_drop_removed++;
+                p += l;
+        } while (*p++ == ',');
+        c->drop_removed[c->n_drop_removed] = NULL;
+        c->target.drop_removed = c->drop_removed;
+        return EXIT_OK;
+}
+
 int cli_print_diff(const op_diff *d) {
         _cleanup_free_ char *text = NULL;
         int r = unified_diff(d->before, d->after, d->label_a, d->label_b, &text);

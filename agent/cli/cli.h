@@ -10,6 +10,7 @@
 
 #define CLI_IMAGES_MAX 16
 #define CLI_COMPONENTS_MAX 16
+#define CLI_DROP_MAX 64
 
 enum {
         EXIT_OK = 0,
@@ -51,6 +52,10 @@ typedef struct cli {
         const char *components[CLI_COMPONENTS_MAX + 1];
         char component_names[CLI_COMPONENTS_MAX][64];
         size_t n_components;
+        /* --drop-removed NAME[,NAME...] (repeatable); target.drop_removed points here. */
+        const char *drop_removed[CLI_DROP_MAX + 1];
+        char drop_names[CLI_DROP_MAX][128];
+        size_t n_drop_removed;
 
         op_env *env; /* loaded by cli_env() */
 } cli;
@@ -69,6 +74,9 @@ int cli_add_image_option(cli *c, const char *arg);
 /* Records --components C[,C...] (the names are checked against the node later); prints and
  * returns an exit code (> 0) when it is not a comma-separated list of names. */
 int cli_add_components_option(cli *c, const char *arg);
+/* Records --drop-removed NAME[,NAME...] (checked against the plan's refusals later); prints and
+ * returns an exit code (> 0) when it is not a comma-separated list of names. */
+int cli_add_drop_removed_option(cli *c, const char *arg);
 /* Prints a unified diff. */
 int cli_print_diff(const op_diff *d);
 

@@ -7,11 +7,12 @@
 
 static json_t *step_to_json(const node *n, const plan_step *s) {
         char b[KVERSION_STRING_MAX], e[KMINOR_STRING_MAX], m[KMINOR_STRING_MAX];
+        json_t *j, *drop;
 
         kversion_format(&s->binary, b);
         kminor_format(s->emulated, e);
         kminor_format(s->min_compat, m);
-        return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s}",
+        j = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s}",
                          "component", n->components[s->component].plugin->name,
                          "manifest", n->components[s->component].file,
                          "kind", step_kind_to_string(s->kind),
@@ -19,6 +20,13 @@ static json_t *step_to_json(const node *n, const plan_step *s) {
                          "binaryVersion", b,
                          "emulatedVersion", e,
                          "minCompatibilityVersion", m);
+        if (j && s->drop) {
+                drop = json_array();
+                for (char **d = s->drop; drop && *d; d++)
+                        json_array_append_new(drop, json_string(*d));
+                json_object_set_new(j, "dropRemoved", drop);
+        }
+        return j;
 }
 
 static void print_step(const node *n, size_t i, const plan_step *s) {
@@ -42,6 +50,8 @@ static void print_step(const node *n, size_t i, const plan_step *s) {
                step_kind_to_string(s->kind), what);
         printf("     after: binary %s, emulated %s%s, min-compatibility %s%s\n", b, e,
                s->emulated_flag ? " (flag)" : "", m, s->min_compat_flag ? " (flag)" : "");
+        for (char **d = s->drop; d && *d; d++)
+                printf("     drops: %s (--drop-removed)\n", *d);
 }
 
 /* ", moving kube-apiserver, kube-scheduler" for a target's components; "" for all. */
@@ -72,7 +82,7 @@ int cmd_plan(cli *c) {
         r = cli_env(c);
         if (r != EXIT_OK)
                 return r;
-        r = op_plan(c->env, &c->target, false, &res, &error);
+        r = op_plan(c->env, &c->target, c->force, &res, &error);
         if (r < 0)
                 return cli_fail(r, error);
         n = res.node;

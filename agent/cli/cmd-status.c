@@ -3,9 +3,22 @@
 
 #include "cli.h"
 #include "macro.h"
+#include "preflight.h"
 
 static json_t *version_or_null(bool known, const char *s) {
         return known ? json_string(s) : json_null();
+}
+
+/* The messages of what the next minor removes; null when cplet cannot know. */
+static json_t *removed_next_to_json(const op_status_result *st, size_t i) {
+        json_t *a;
+
+        if (!st->next_known[i])
+                return json_null();
+        a = json_array();
+        for (size_t k = 0; a && k < st->removed_next[i].n_findings; k++)
+                json_array_append_new(a, json_string(st->removed_next[i].findings[k].message));
+        return a;
 }
 
 static json_t *component_to_json(const node *n, const component *co) {
@@ -78,8 +91,13 @@ static void print_json(const op_status_result *st) {
         json_t *list = json_object_get(root, "components");
         const node *n = st->node;
 
-        for (size_t i = 0; i < n->n_components; i++)
-                json_array_append_new(list, component_to_json(n, &n->components[i]));
+        for (size_t i = 0; i < n->n_components; i++) {
+                json_t *o = component_to_json(n, &n->components[i]);
+
+                if (o)
+                        json_object_set_new(o, "removedInNextMinor", removed_next_to_json(st, i));
+                json_array_append_new(list, o);
+        }
         for (size_t i = 0; i < n->n_broken; i++)
                 json_array_append_new(list, broken_to_json(n, &n->broken[i]));
         if (st->interrupted)
@@ -115,6 +133,24 @@ static void print_interrupted(json_t *unfinished) {
                json_string_value(json_object_get(sum, "state")) ?: "-");
 }
 
+/* Under the table: what the next minor removes, per component (cplet plan would refuse it). */
+static void print_removed_next(const op_status_result *st) {
+        const node *n = st->node;
+
+        for (size_t i = 0; i < n->n_components; i++) {
+                const preflight_report *r = &st->removed_next[i];
+                char next[KMINOR_STRING_MAX];
+
+                if (!st->next_known[i] || r->n_findings == 0)
+                        continue;
+                kminor_format(kminor_add(kversion_minor(&n->components[i].binary), 1), next);
+                printf("\n%s: %s removes %s of its command line:\n", n->components[i].plugin->name, next,
+                       r->n_findings == 1 ? "this" : "these");
+                for (size_t k = 0; k < r->n_findings; k++)
+                        printf("  %s\n", r->findings[k].message);
+        }
+}
+
 static void print_table(const op_status_result *st) {
         const node *n = st->node;
         const char *why;
@@ -139,6 +175,7 @@ static void print_table(const op_status_result *st) {
         for (size_t i = 0; i < n->n_components; i++)
                 if (!component_is_plannable(&n->components[i], &why))
                         printf("\n%s: %s\n", n->components[i].plugin->name, why);
+        print_removed_next(st);
         if (st->interrupted)
                 print_interrupted(st->interrupted);
 }

@@ -38,6 +38,7 @@ enum {
         OPT_COMPONENTS,
         OPT_NODE_TIMEOUT,
         OPT_MAX_STATUS_AGE,
+        OPT_DROP_REMOVED,
 };
 
 /* Bits for the command options a command accepts. */
@@ -51,6 +52,7 @@ enum {
         TAKES_COMPONENTS = 1 << 6, /* --components */
         TAKES_API = 1 << 7,        /* --kubeconfig, --context, --node-name, --insecure-skip-tls-verify */
         TAKES_CLUSTER = 1 << 8,    /* --node-timeout, --max-status-age */
+        TAKES_DROP = 1 << 9,       /* --drop-removed */
 };
 
 typedef struct command {
@@ -77,16 +79,23 @@ static const command commands[] = {
         {
                 .name = "plan",
                 .run = cmd_plan,
-                .takes = TAKES_TARGET | TAKES_COMPONENTS,
+                .takes = TAKES_TARGET | TAKES_COMPONENTS | TAKES_DROP | TAKES_FORCE,
                 .summary = "show the ordered steps that would move the node to a target version",
                 .help = "Usage: cplet plan --binary-version V [--emulated-version E]\n"
                         "                  [--min-compatibility-version M] [--image-repository R]\n"
-                        "                  [--image C=REF]... [--components C[,C...]] [--json]\n"
+                        "                  [--image C=REF]... [--components C[,C...]]\n"
+                        "                  [--drop-removed NAME[,NAME...]]... [--force] [--json]\n"
                         "\n"
                         "Prints the ordered steps from the node's current state to the target and changes\n"
                         "nothing. Binaries change first (API server, controller-manager, scheduler), each\n"
                         "keeping the emulated version it ran; then the emulated version rises one minor at\n"
                         "a time; then min-compatibility, if asked. Downgrades go in reverse order.\n"
+                        "\n"
+                        "Preflight: each step's flags are checked against what the step's binary accepts\n"
+                        "(cplet's release data, 1.30 to 1.36): a flag, feature gate or admission plugin the\n"
+                        "release removed, a gate locked to the other value or not yet available at the\n"
+                        "emulated version refuses the plan, every one listed. Flags missing from cplet's\n"
+                        "lists and deprecated flags are warnings.\n"
                         "\n"
                         "  --binary-version V             the Kubernetes version of the new binaries (v1.35.0)\n"
                         "  --emulated-version E           target emulated version (default: the binary's minor)\n"
@@ -103,6 +112,12 @@ static const command commands[] = {
                         "                                 one that would have to move first. The target\n"
                         "                                 means the same: give --emulated-version to keep it\n"
                         "                                 pinned while only the binary moves\n"
+                        "  --drop-removed NAME[,NAME...]  remove these refused flags, feature gates or\n"
+                        "                                 admission plugins in each component's first step\n"
+                        "                                 (repeatable; a name nothing refuses is an error)\n"
+                        "  --force                        show the plan upgrade --force would run: refusals\n"
+                        "                                 become warnings, the min-compatibility high-water\n"
+                        "                                 mark is lifted\n"
                         "\n"
                         "Exit status: 0 a plan (possibly empty), 2 invalid input or a plan refused by the\n"
                         "safety rules (the reason is printed).\n",
@@ -110,11 +125,12 @@ static const command commands[] = {
         {
                 .name = "upgrade",
                 .run = cmd_upgrade,
-                .takes = TAKES_TARGET | TAKES_WRITE | TAKES_GATE | TAKES_FORCE | TAKES_COMPONENTS,
+                .takes = TAKES_TARGET | TAKES_WRITE | TAKES_GATE | TAKES_FORCE | TAKES_COMPONENTS | TAKES_DROP,
                 .summary = "execute the plan, step by step, each gated by process, versions and health",
                 .help = "Usage: cplet upgrade --binary-version V [--emulated-version E]\n"
                         "                     [--min-compatibility-version M] [--image-repository R]\n"
                         "                     [--image C=REF]... [--components C[,C...]]\n"
+                        "                     [--drop-removed NAME[,NAME...]]...\n"
                         "                     [--stable-for D] [--step-timeout D]\n"
                         "                     [--on-failure rollback|stop]\n"
                         "                     [--no-wait] [--dry-run] [--force] [--json|--quiet]\n"
@@ -130,12 +146,16 @@ static const command commands[] = {
                         "\n"
                         "  --image C=REF       the exact image of C's binary step (see cplet plan --help)\n"
                         "  --components C,...  move only these components (see cplet plan --help)\n"
+                        "  --drop-removed N,... remove these flags, feature gates or admission plugins that\n"
+                        "                      the new binaries refuse, in each component's first step\n"
+                        "                      (see cplet plan --help; the plan is refused without it)\n"
                         "  --stable-for D      how long health must hold (default 10s; durations: 0s, 30s, 5m, 1m30s)\n"
                         "  --step-timeout D    give up on a step after D (default 5m)\n"
                         "  --on-failure P      rollback (default) or stop\n"
                         "  --no-wait           write every step without waiting (image builders, offline nodes)\n"
                         "  --dry-run           print what would be written (a diff per step) and write nothing\n"
-                        "  --force             allow lowering the min-compatibility version below its high-water mark\n"
+                        "  --force             allow lowering the min-compatibility version below its high-water mark,\n"
+                        "                      and go ahead with flags the preflight refuses (as warnings)\n"
                         "  --json              one JSON object per transition; --quiet: errors only\n"
                         "\n"
                         "Exit status: 0 done, 1 a step failed (restored and unwound as said) or interrupted,\n"
@@ -325,7 +345,7 @@ static int split_flags_command(int argc, char *argv[], char ***ret_argv, int *re
                                                   "--image-repository", "--image", "--component", "--to-revision",
                                                   "--stable-for", "--step-timeout", "--on-failure",
                                                   "--kubeconfig", "--context", "--node-name", "--components",
-                                                  "--node-timeout", "--max-status-age" };
+                                                  "--node-timeout", "--max-status-age", "--drop-removed" };
         static const char *const gate_with_value[] = { "--stable-for", "--step-timeout", "--on-failure" };
         static const char *const own_booleans[] = { "--no-wait", "--dry-run", "--json", "--quiet", "--help", "-h" };
         char **out = calloc(argc + 1, sizeof(char *));
@@ -413,6 +433,7 @@ static const struct option long_options[] = {
         { "components", required_argument, NULL, OPT_COMPONENTS },
         { "node-timeout", required_argument, NULL, OPT_NODE_TIMEOUT },
         { "max-status-age", required_argument, NULL, OPT_MAX_STATUS_AGE },
+        { "drop-removed", required_argument, NULL, OPT_DROP_REMOVED },
         {},
 };
 
@@ -422,7 +443,7 @@ typedef struct parsed {
         char *plugin_dir; /* absolute */
         bool help, version;
         /* The last option given of each TAKES_* group, to say which one does not apply. */
-        char used[9][40];
+        char used[10][40];
 } parsed;
 
 static void parsed_done(parsed *p) {
@@ -462,6 +483,8 @@ static int option_group(int opt) {
         case OPT_NODE_TIMEOUT:
         case OPT_MAX_STATUS_AGE:
                 return 8;
+        case OPT_DROP_REMOVED:
+                return 9;
         default:
                 return -1;
         }
@@ -563,6 +586,8 @@ static int take_option(int opt, const char *arg, cli *c, parsed *p) {
         case OPT_MAX_STATUS_AGE:
                 c->max_status_age = arg;
                 return EXIT_OK;
+        case OPT_DROP_REMOVED:
+                return cli_add_drop_removed_option(c, arg);
         default:
                 return EXIT_INVALID;
         }

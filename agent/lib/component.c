@@ -5,6 +5,7 @@
 #include "component.h"
 #include "macro.h"
 #include "plan.h"
+#include "preflight.h"
 
 const char *container_name(json_t *container) {
         return json_string_value(json_object_get(container, "name")) ?: "";
@@ -215,6 +216,13 @@ int component_apply_step(const component *c, const struct plan_step *step, json_
         r = cmdline_open(container, c->plugin->name, &cl, ret_error);
         if (r < 0)
                 return r;
+        /* --drop-removed: the flags, gates and plugins the new binary would refuse. An entry
+         * that matches nothing here was dropped by an earlier run of the plan (resume). */
+        for (char **d = step->drop; d && *d; d++) {
+                r = preflight_drop(&cl, *d);
+                if (r < 0)
+                        return r;
+        }
 
         kminor_format(step->emulated, e);
         kminor_format(step->min_compat, m);

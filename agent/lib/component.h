@@ -55,8 +55,8 @@ struct plan_step;
 
 /* Returns a new pod tree: the component's manifest with the step applied (image; the
  * compatibility flags written only where they differ from the binary's default; the
- * forward-compatibility flags removed when the step drops them). Everything else in the
- * document stays as it was. The result is re-read and must show exactly the step's
+ * forward-compatibility flags removed when the step drops them; the step's --drop-removed
+ * entries removed). Everything else in the document stays as it was. The result is re-read and must show exactly the step's
  * versions, or -EINVAL. */
 int component_apply_step(const component *c, const struct plan_step *step, json_t **ret, char **ret_error);
 

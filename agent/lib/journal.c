@@ -90,6 +90,7 @@ journal *journal_free(journal *j) {
         }
         free(j->target.images);
         strv_free(j->target.components);
+        strv_free(j->target.drop_removed);
         free(j->message);
         for (size_t i = 0; i < j->n_steps; i++)
                 step_free(j->steps[i]);
@@ -471,9 +472,33 @@ static int parse_components(parser *p, json_t *components, journal_target *ret) 
         return 0;
 }
 
+/* "dropRemoved": ["cloud-provider"]: what the plan's steps drop (preflight_drop entries). */
+static int parse_drop_removed(parser *p, json_t *list, journal_target *ret) {
+        json_t *v;
+        size_t i;
+
+        if (!list || json_is_null(list))
+                return 0;
+        if (!json_is_array(list) || json_array_size(list) == 0 || json_array_size(list) > 64)
+                return invalid(p, "dropRemoved", "expected a list of 1 to 64 names");
+        ret->drop_removed = calloc(json_array_size(list) + 1, sizeof(char *));
+        if (!ret->drop_removed)
+                return -ENOMEM;
+        json_array_foreach(list, i, v) {
+                const char *name = json_string_value(v);
+
+                if (!name || !*name || strlen(name) > 256 || strpbrk(name, " \t\n,="))
+                        return invalid(p, "dropRemoved", "item %zu is not a flag, feature gate or plugin name", i);
+                ret->drop_removed[i] = strdup(name);
+                if (!ret->drop_removed[i])
+                        return -ENOMEM;
+        }
+        return 0;
+}
+
 static int parse_target(parser *p, json_t *t, journal_target *ret) {
         static const char *const known[] = { "binaryVersion", "emulatedVersion", "minCompatibilityVersion",
-                                             "imageRepository", "images", "components", NULL };
+                                             "imageRepository", "images", "components", "dropRemoved", NULL };
         kversion b;
         kminor m;
         int r;
@@ -503,6 +528,8 @@ static int parse_target(parser *p, json_t *t, journal_target *ret) {
                 r = parse_images(p, json_object_get(t, "images"), ret);
         if (r >= 0)
                 r = parse_components(p, json_object_get(t, "components"), ret);
+        if (r >= 0)
+                r = parse_drop_removed(p, json_object_get(t, "dropRemoved"), ret);
         if (r >= 0 && !ret->binary_version && (ret->emulated_version || ret->min_compat_version ||
                                                ret->components))
                 r = invalid(p, "binaryVersion", "missing while other target versions are set");
@@ -657,6 +684,15 @@ json_t *journal_to_json(const journal *j) {
                         return NULL;
                 for (char **c = j->target.components; *c; c++)
                         if (json_array_append_new(components, json_string(*c)) < 0)
+                                return NULL;
+        }
+        if (j->target.drop_removed) {
+                json_t *drop = json_array();
+
+                if (!drop || json_object_set_new(json_object_get(o, "target"), "dropRemoved", drop) < 0)
+                        return NULL;
+                for (char **d = j->target.drop_removed; *d; d++)
+                        if (json_array_append_new(drop, json_string(*d)) < 0)
                                 return NULL;
         }
         steps = json_object_get(o, "steps");

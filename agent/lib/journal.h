@@ -108,6 +108,8 @@ typedef struct journal_target {
         size_t n_images;
         /* The target's components (NULL-terminated; NULL: all): resume moves no other. */
         char **components;
+        /* --drop-removed (NULL-terminated; NULL: none): resume's steps drop them too. */
+        char **drop_removed;
 } journal_target;
 
 typedef struct journal {

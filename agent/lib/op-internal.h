@@ -22,9 +22,32 @@ void op_plan_component(const component *co, plan_component *ret);
 /* Validates a target into the planner's form. */
 int op_parse_target(const op_target *t, plan_target *ret, char **ret_error);
 
+/* How op_compute_plan() plans. */
+enum {
+        /* --force: below the min-compatibility high-water mark allowed; the preflight's
+         * refusals become warnings. */
+        OP_PLAN_FORCE = 1 << 0,
+        /* The same plan again under the lock: its warnings were given already. */
+        OP_PLAN_QUIET = 1 << 1,
+        /* resume: the rest of a plan that began (the floor and the preflight were checked
+         * then, so its refusals are warnings now); a --drop-removed entry an earlier step
+         * dropped already matches nothing, which is fine. */
+        OP_PLAN_RESUME = 1 << 2,
+};
+
 /* Plans from the node to the target: every component plannable, the rules and the
- * min-compatibility high-water mark kept (unless force). */
-int op_compute_plan(op_env *e, const node *n, const op_target *t, bool force, plan **ret, char **ret_error);
+ * min-compatibility high-water mark kept (unless OP_PLAN_FORCE), every step's command line
+ * through the preflight with the target's drop_removed put on each component's first step. */
+int op_compute_plan(op_env *e, const node *n, const op_target *t, unsigned flags, plan **ret, char **ret_error);
+
+/* The preflight of a computed plan (issue 11): each step applied to the component's tree as
+ * the steps before it left it, and its command line checked against the step's binary and
+ * emulated version. The target's drop_removed entries go on each component's first step (only
+ * where they name something refused for it; an entry naming nothing refused is -EINVAL, except
+ * on OP_PLAN_RESUME), then the steps are checked again. Refusals left refuse the plan (-EINVAL,
+ * every one listed) unless OP_PLAN_FORCE or OP_PLAN_RESUME; they and the warnings go to
+ * op_warn() (not with OP_PLAN_QUIET). */
+int op_preflight_plan(op_env *e, const node *n, const op_target *t, unsigned flags, plan *p, char **ret_error);
 
 /* Everything that can refuse a write before the lock is taken: another writer at work, an
  * unfinished or unreadable journal, directories cplet may not use, unreadable revisions, a

@@ -101,7 +101,7 @@ void op_plan_component(const component *co, plan_component *ret) {
         };
 }
 
-int op_compute_plan(op_env *e, const node *n, const op_target *t, bool force, plan **ret, char **ret_error) {
+int op_compute_plan(op_env *e, const node *n, const op_target *t, unsigned flags, plan **ret, char **ret_error) {
         _cleanup_(plan_freep) plan *p = NULL;
         _cleanup_free_ plan_component *pc = NULL;
         _cleanup_free_ char *error = NULL;
@@ -113,7 +113,7 @@ int op_compute_plan(op_env *e, const node *n, const op_target *t, bool force, pl
                 r = op_high_water(e, &target.min_compat_floor, ret_error);
         if (r < 0)
                 return r;
-        target.force = force;
+        target.force = flags & (OP_PLAN_FORCE | OP_PLAN_RESUME);
         if (n->n_components == 0)
                 return set_error(ret_error, -EINVAL, "no control-plane components in %s", n->manifest_dir);
         pc = calloc(n->n_components, sizeof(*pc));
@@ -131,6 +131,9 @@ int op_compute_plan(op_env *e, const node *n, const op_target *t, bool force, pl
         r = plan_compute(pc, n->n_components, &target, &p, &error);
         if (r < 0)
                 return set_error(ret_error, r, "plan refused: %s", error ?: strerror(-r));
+        r = op_preflight_plan(e, n, t, flags, p, ret_error);
+        if (r < 0)
+                return r;
         *ret = TAKE_PTR(p);
         return 0;
 }
@@ -142,7 +145,7 @@ int op_plan(op_env *e, const op_target *t, bool force, op_plan_result *ret, char
 
         r = op_load_node(e, &n, ret_error);
         if (r >= 0)
-                r = op_compute_plan(e, n, t, force, &p, ret_error);
+                r = op_compute_plan(e, n, t, force ? OP_PLAN_FORCE : 0, &p, ret_error);
         if (r < 0)
                 return r;
         *ret = (op_plan_result){ .node = TAKE_PTR(n), .plan = p };

@@ -7,6 +7,32 @@
 
 #include "macro.h"
 #include "op-internal.h"
+#include "preflight.h"
+
+/* Issue 11: what the next minor release removes of each component's command line, so that it
+ * can be dropped before a plan to that release refuses it. */
+static int removed_in_next_minor(const node *n, op_status_result *st) {
+        st->removed_next = calloc(n->n_components + 1, sizeof(preflight_report));
+        st->next_known = calloc(n->n_components + 1, sizeof(bool));
+        if (!st->removed_next || !st->next_known)
+                return -ENOMEM;
+        for (size_t i = 0; i < n->n_components; i++) {
+                const component *co = &n->components[i];
+                kminor next;
+                int r;
+
+                if (!co->binary_known || !co->cmdline_ok)
+                        continue;
+                next = kminor_add(kversion_minor(&co->binary), 1);
+                if (!preflight_release_known(next))
+                        continue;
+                r = preflight_removed_in(co->plugin->name, co->file, next, &co->cmdline, &st->removed_next[i]);
+                if (r < 0)
+                        return r;
+                st->next_known[i] = true;
+        }
+        return 0;
+}
 
 int op_status(op_env *e, op_status_result *ret, char **ret_error) {
         _cleanup_(node_freep) node *n = NULL;
@@ -28,12 +54,20 @@ int op_status(op_env *e, op_status_result *ret, char **ret_error) {
                 if (j && !journal_in_progress(j))
                         j = journal_free(j);
         }
-        *ret = (op_status_result){ .node = TAKE_PTR(n), .interrupted = j ? journal_to_json(j) : NULL,
+        *ret = (op_status_result){ .interrupted = j ? journal_to_json(j) : NULL,
                                    .journal_error = TAKE_PTR(journal_error) };
-        return 0;
+        r = removed_in_next_minor(n, ret);
+        ret->node = TAKE_PTR(n);
+        if (r < 0)
+                op_status_result_done(ret);
+        return r;
 }
 
 void op_status_result_done(op_status_result *r) {
+        for (size_t i = 0; r->removed_next && r->node && i < r->node->n_components; i++)
+                preflight_report_done(&r->removed_next[i]);
+        free(r->removed_next);
+        free(r->next_known);
         node_free(r->node);
         json_decref(r->interrupted);
         free(r->journal_error);

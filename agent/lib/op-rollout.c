@@ -120,6 +120,15 @@ static json_t *target_to_json(const op_target *t) {
                 json_array_append_new(components, json_string(*c));
         if (components)
                 json_object_set_new(j, "components", components);
+        /* ... and drops what the rollout was told to drop, where an unfinished step has not yet. */
+        if (j && t->drop_removed && *t->drop_removed) {
+                json_t *drop = json_array();
+
+                for (const char *const *d = t->drop_removed; drop && *d; d++)
+                        json_array_append_new(drop, json_string(*d));
+                if (drop)
+                        json_object_set_new(j, "dropRemoved", drop);
+        }
         return j;
 }
 
@@ -133,7 +142,7 @@ static int plan_under_lock(op_env *e, const op_target *t, const op_options *o, s
 
         r = op_load_node(e, &n, ret_error);
         if (r >= 0)
-                r = op_compute_plan(e, n, t, o->force, &p, ret_error);
+                r = op_compute_plan(e, n, t, o->force ? OP_PLAN_FORCE : 0, &p, ret_error);
         if (r >= 0)
                 r = op_refuse_ungateable(n, NULL, ret_error);
         if (r >= 0 && p->n_steps > 0)
@@ -145,7 +154,7 @@ static int plan_under_lock(op_env *e, const op_target *t, const op_options *o, s
         p = plan_free(p);
         r = session_lock(e, s, false, ret_error);
         if (r >= 0)
-                r = op_compute_plan(e, s->node, t, o->force, &p, ret_error);
+                r = op_compute_plan(e, s->node, t, (o->force ? OP_PLAN_FORCE : 0) | OP_PLAN_QUIET, &p, ret_error);
         if (r >= 0)
                 r = op_refuse_ungateable(s->node, NULL, ret_error);
         if (r < 0)
@@ -308,6 +317,7 @@ static int run_rest(session *s, char **ret_error) {
                 .images = images,
                 .n_images = t->n_images,
                 .components = (const char *const *) t->components,
+                .drop_removed = (const char *const *) t->drop_removed,
         };
         int r;
 
@@ -318,8 +328,8 @@ static int run_rest(session *s, char **ret_error) {
         /* The strings stay owned by the journal, which outlives the plan. */
         for (size_t i = 0; i < t->n_images; i++)
                 images[i] = (plan_image){ .component = t->images[i].component, .image = t->images[i].image };
-        /* The high-water mark was checked when the rollout began. */
-        r = op_compute_plan(s->env, s->node, &target, true, &p, ret_error);
+        /* The high-water mark and the preflight were checked when the rollout began. */
+        r = op_compute_plan(s->env, s->node, &target, OP_PLAN_RESUME, &p, ret_error);
         if (r < 0)
                 return r;
         return conclude(s, rollout_run(s->rollout, p), JOURNAL_DONE, ret_error);

@@ -399,7 +399,7 @@ int op_write_plan(op_env *e, const op_target *t, const op_options *o, op_result 
 
         r = op_load_node(e, &n, ret_error);
         if (r >= 0)
-                r = op_compute_plan(e, n, t, o->force, &p, ret_error);
+                r = op_compute_plan(e, n, t, o->force ? OP_PLAN_FORCE : 0, &p, ret_error);
         if (r >= 0 && !o->dry_run && p->n_steps > 0)
                 r = op_preflight_write(e, n, false, ret_error);
         if (r < 0)
@@ -415,7 +415,7 @@ int op_write_plan(op_env *e, const op_target *t, const op_options *o, op_result 
                 if (r >= 0)
                         r = op_load_node(e, &n, ret_error);
                 if (r >= 0)
-                        r = op_compute_plan(e, n, t, o->force, &p, ret_error);
+                        r = op_compute_plan(e, n, t, (o->force ? OP_PLAN_FORCE : 0) | OP_PLAN_QUIET, &p, ret_error);
                 if (r < 0)
                         return r;
                 res->n_steps = p->n_steps;

@@ -66,6 +66,12 @@ typedef struct op_target {
          * (see plan_target.components). A name not on the node is refused (-EINVAL). Kept in
          * the journal: resume moves no other component. */
         const char *const *components;
+        /* --drop-removed / the target's `dropRemoved` (NULL-terminated; NULL: none): flags,
+         * feature gates and admission plugins the preflight refuses (preflight.h) that each
+         * component's first step of the plan removes. Only what the preflight refuses for that
+         * component is removed; an entry that names nothing refused on this node is invalid
+         * input. Kept in the journal for resume. */
+        const char *const *drop_removed;
 } op_target;
 
 /* A registry prefix as kubeadm's imageRepository: "registry.k8s.io", "localhost:5000/k8s"; no
@@ -131,11 +137,20 @@ typedef struct op_status_result {
         node *node;
         json_t *interrupted;
         char *journal_error; /* the journal exists but cannot be read: every write is refused */
+        /* Per component (node->components order): what the next minor (binary minor + 1)
+         * removes of its flags, feature gates and admission plugins (preflight_removed_in());
+         * next_known[i] false when the binary is unknown or cplet has no data for that minor. */
+        struct preflight_report *removed_next;
+        bool *next_known;
 } op_status_result;
 int op_status(op_env *e, op_status_result *ret, char **ret_error);
 void op_status_result_done(op_status_result *r);
 
-/* cplet plan: the node and the plan to the target (refused with a reason). */
+/* cplet plan: the node and the plan to the target (refused with a reason). Before anything is
+ * written, every step's command line is checked against what the step's binary accepts
+ * (preflight.h): a refusal refuses the plan (-EINVAL, one finding per line) unless the target's
+ * drop_removed removes it or `force` (then it is a warning, as the preflight's warnings are,
+ * through op_env.warn). */
 typedef struct op_plan_result {
         node *node;
         plan *plan;

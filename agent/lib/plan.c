@@ -58,8 +58,10 @@ static void working_freep(working_array *w) {
 plan *plan_free(plan *p) {
         if (!p)
                 return NULL;
-        for (size_t i = 0; i < p->n_steps; i++)
+        for (size_t i = 0; i < p->n_steps; i++) {
                 free(p->steps[i].image);
+                strv_free(p->steps[i].drop);
+        }
         free(p->steps);
         free(p);
         return NULL;

@@ -93,6 +93,10 @@ typedef struct plan_step {
         bool emulated_flag;   /* write --emulated-version; else remove it */
         bool min_compat_flag; /* write --min-compatibility-version; else remove it */
         bool forward_compat;  /* keep the forward-compatibility flags; else remove them */
+        /* --drop-removed: what this step removes from the command line first (NULL-terminated
+         * entries for preflight_drop(); NULL: nothing). The planner never sets it: the
+         * operation puts the entries on each component's first step after its preflight. */
+        char **drop;
 } plan_step;
 
 typedef struct plan {

@@ -30,6 +30,8 @@ typedef struct preflight_finding {
         char *message;    /* one sentence: file, flag, release, fix; e.g. "kube-apiserver.yaml:
                            * drop --cloud-provider (removed in 1.33; use an external cloud
                            * controller manager)" */
+        kminor removed_in; /* the release that removed the flag, gate or plugin ({0,0}: the
+                            * finding is not a removal) */
 } preflight_finding;
 
 typedef struct preflight_report {
@@ -41,8 +43,8 @@ typedef struct preflight_report {
 /* Checks the flags of one command line as the binary of minor `binary` emulating `emulated`
  * would parse them (pflag: "_" is "-", --flag value and --flag=value; --feature-gates with or
  * without the "kube:" prefix; --enable-admission-plugins/--disable-admission-plugins lists).
- * Appends to r; a finding equal to one already there (component, flag, item) is not added
- * twice. -ENOMEM only. */
+ * Appends to r; a finding equal to one already there (component, flag, item, and whether it
+ * is a warning) is not added twice. -ENOMEM only. */
 int preflight_check(const char *component, const char *file, kminor binary, kminor emulated, const cmdline *c,
                     preflight_report *r);
 
