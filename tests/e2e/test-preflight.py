@@ -22,6 +22,7 @@ CPLET_E2E_ONLY=3,4 runs only those cases.
 """
 
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -353,11 +354,17 @@ def test_refused_then_dropped(t, n):
     rc, out, err = t.run(node, ["plan", "--binary-version", target])
     after = tree_checksum(node.root)
     t.eq(rc, 2, "plan --binary-version %s exit code (stdout %r, stderr %r)" % (target, out[-800:], err[-800:]))
-    text = out + err
-    for c, what, name in s.findings():
-        t.check(name in text, "plan does not name %s %s of %s:\n%s" % (what, name, c, text[-3000:]))
-    for name in ("1.%d" % s.m,):
-        t.check(name in text, "plan does not name the release %s" % name)
+    # one line per finding: "  <file>: drop ... <name> ... (removed in 1.M ...)" or, for a lock,
+    # "(at emulated version 1.M: ...)"; exactly as many as expected
+    findings = s.findings()
+    t.check("(%d findings)" % len(findings) in err, "plan does not count %d findings: %r" % (len(findings), err[-3000:]))
+    lines = [line for line in err.splitlines() if line.startswith("  ") and ".yaml: " in line]
+    t.eq(len(lines), len(findings), "finding lines of the refused plan (%r)" % err[-3000:])
+    for c, what, name in findings:
+        word = re.compile(r"(?<![\w-])%s(?![\w-])" % re.escape(("--" if what == "flag" else "") + name))
+        why = ("at emulated version 1.%d:" if what == "locked" else "removed in 1.%d") % s.m
+        hit = [line for line in lines if line.startswith("  %s.yaml: " % c) and word.search(line) and why in line]
+        t.check(len(hit) == 1, "plan does not name %s %s of %s (%r) once:\n%s" % (what, name, c, why, err[-3000:]))
     t.check(before == after, "files changed by the refused plan:\n%s" % tree_diff(before, after))
 
     # the same upgrade, dropping exactly those: gated, it completes on the vN+1 fakes
