@@ -604,11 +604,16 @@ def go_bool(v):
 def gate_errors(data, binary, emulated, pairs):
     """featureGate.SetFromMap over pairs [(name, bool)] (a later pair of the same name wins) by a
     binary of minor binary emulating emulated: the errors, as unsafeSetFromMap collects them."""
-    if not data or binary.major != 1 or binary.minor not in data["minors"]:
-        return []
     m = {}
     for k, v in pairs:
         m[k] = v
+    if binary.mm() < (1, 31):
+        # no component-globals registry: `kube:Foo` is the name of no gate
+        for k in m:
+            if ":" in k:
+                return ["unrecognized feature gate: %s" % k]
+    if not data or binary.major != 1 or binary.minor not in data["minors"]:
+        return []
     errs = []
     for k, v in m.items():
         g = data["gates"].get(k)

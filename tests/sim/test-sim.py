@@ -362,6 +362,10 @@ def test_release_data():
          "v1.30.14", ["--feature-gates=ExpandedDNSConfig=true"],
          'Error: invalid argument "ExpandedDNSConfig=true" for "--feature-gates" flag: '
          "unrecognized feature gate: ExpandedDNSConfig"),
+        ("1.30 has no kube: prefix (it is part of the name)", "kube-scheduler", "v1.30.14",
+         ["--feature-gates", "kube:AppArmor=true"],
+         'Error: invalid argument "kube:AppArmor=true" for "--feature-gates" flag: '
+         "unrecognized feature gate: kube:AppArmor"),
     ]
     for name, comp, tag, args, want in pflag_cases:
         code, err = run_fake(comp, IMG % (comp, tag), args)
