@@ -741,6 +741,11 @@ bool journal_equal(const journal *a, const journal *b) {
         for (size_t i = 0; a->target.components && (a->target.components[i] || b->target.components[i]); i++)
                 if (!str_eq(a->target.components[i], b->target.components[i]))
                         return false;
+        if (!a->target.drop_removed != !b->target.drop_removed)
+                return false;
+        for (size_t i = 0; a->target.drop_removed && (a->target.drop_removed[i] || b->target.drop_removed[i]); i++)
+                if (!str_eq(a->target.drop_removed[i], b->target.drop_removed[i]))
+                        return false;
         for (size_t i = 0; i < a->n_steps; i++)
                 if (!step_equal(a->steps[i], b->steps[i]))
                         return false;

@@ -568,6 +568,26 @@ add_row("components-image-frozen", "components", "--image for a component --comp
 add_row("components-on-rollback", "components", "--components with rollback (always every component)", nothing,
         ["rollback", "--emulated-version", "1.33", "--components", "kube-apiserver"], 2, ["--components"])
 
+# ---- the preflight (issue 11): flags the new binaries refuse, --drop-removed
+
+# AllowServiceLBStatusOnNonLB: locked to false in 1.32..1.34, gone from the 1.35 binaries
+# (data/releases/feature-gates.yaml).
+def removed_gate(ctx):
+    ctx.edit(API, "    - --secure-port=6443\n",
+             "    - --secure-port=6443\n    - --feature-gates=AllowServiceLBStatusOnNonLB=false\n")
+
+
+add_row("preflight-removed-gate", "preflight", "a feature gate the target's binaries no longer know", removed_gate,
+        UPGRADE, 2, ["kube-apiserver.yaml: drop feature gate AllowServiceLBStatusOnNonLB from --feature-gates "
+                     "(removed in 1.35)", "--drop-removed AllowServiceLBStatusOnNonLB"])
+add_row("drop-removed-unknown", "preflight", "--drop-removed naming something nothing refuses", removed_gate,
+        UPGRADE + ["--drop-removed", "AllowServiceLBStatusOnNonLB,NoSuchGate"], 2,
+        ["--drop-removed NoSuchGate", "AllowServiceLBStatusOnNonLB"])
+add_row("drop-removed-nothing-refused", "preflight", "--drop-removed where the plan refuses nothing", nothing,
+        PLAN + ["--drop-removed", "secure-port"], 2, ["--drop-removed secure-port", "refuse nothing"])
+add_row("drop-removed-empty-item", "preflight", "--drop-removed with an empty item", nothing,
+        UPGRADE + ["--drop-removed", "cloud-provider,,cloud-config"], 2, ["--drop-removed", "cloud-provider,,cloud-config"])
+
 # ---- hostile flag values (cplet flags set)
 
 add_row("flags-newline", "flag value", "a flag value with a newline", nothing,
@@ -814,7 +834,12 @@ def markdown():
     print("|---|---|---|---|---|---|---|")
     for i, r in enumerate(ROWS, 1):
         failures, skip, (rc, err, args) = run_row(r)
-        line = err.strip().splitlines()[0] if err.strip() else ""
+        # The message, not the warnings that may come before it (a plan's preflight warnings).
+        lines = [x for x in err.strip().splitlines() if not x.startswith("warning: ")]
+        line = lines[0] if lines else ""
+        # A list's heading ("plan refused: ... (1 finding):") says little without its first item.
+        if line.endswith(":") and len(lines) > 1:
+            line += " " + lines[1].strip()
         line = line.replace("|", "\\|").replace(os.sep.join(["", "tmp", ""]), "/tmp/")
         shown = " ".join(a if a.isprintable() else repr(a) for a in ["cplet"] + [str(a) for a in args])
         print(f"| {i} | {r.kind} | {r.title} | `{shown}` | {r.code} | {line} | `{r.id}` |")

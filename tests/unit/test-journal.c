@@ -182,6 +182,9 @@ static void test_refuses(void **state) {
                 { "target.components", "[\"Kube\"]", "target.components: item 0 is not a component name" },
                 { "target.components", "[\"kube-apiserver\", 7]", "item 1 is not a component name" },
                 { "target.components", "[\"kube-apiserver\", \"kube-apiserver\"]", "kube-apiserver named twice" },
+                { "target.dropRemoved", "[]", "target.dropRemoved: expected a list of 1 to 64 names" },
+                { "target.dropRemoved", "[\"cloud-provider\", \"\"]", "target.dropRemoved: item 1 is not a flag" },
+                { "target.dropRemoved", "[\"a=b\"]", "target.dropRemoved: item 0 is not a flag" },
         };
 
         for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
@@ -254,6 +257,34 @@ static void test_target_components(void **state) {
         free(TAKE_PTR(err));
         assert_int_equal(parse(text, &again, &err), -EINVAL);
         assert_non_null(strstr(err, "target.binaryVersion: missing while other target versions are set"));
+}
+
+/* The target's dropRemoved (--drop-removed) parses back as written: resume's steps drop them too. */
+static void test_target_drop_removed(void **state) {
+        _cleanup_(journal_freep) journal *j = NULL, *again = NULL, *none = NULL;
+        _cleanup_free_ char *err = NULL, *text = NULL, *text2 = NULL;
+        json_auto_t *o = NULL;
+
+        text = mutated("target.dropRemoved", json_pack("[ss]", "cloud-provider", "InTreePluginvSphereUnregister"));
+        assert_int_equal(parse(text, &j, &err), 0);
+        assert_non_null(j->target.drop_removed);
+        assert_string_equal(j->target.drop_removed[0], "cloud-provider");
+        assert_string_equal(j->target.drop_removed[1], "InTreePluginvSphereUnregister");
+        assert_null(j->target.drop_removed[2]);
+
+        o = journal_to_json(j);
+        assert_non_null(o);
+        text2 = dump(o);
+        assert_int_equal(parse(text2, &again, &err), 0);
+        assert_true(journal_equal(j, again));
+        assert_string_equal(again->target.drop_removed[1], "InTreePluginvSphereUnregister");
+
+        assert_int_equal(parse(base_json, &none, &err), 0);
+        assert_null(none->target.drop_removed);
+        assert_false(journal_equal(j, none));
+        free(again->target.drop_removed[1]);
+        again->target.drop_removed[1] = NULL;
+        assert_false(journal_equal(j, again));
 }
 
 /* A restore or unwind names the step it undoes; a later step cannot be undone yet, even one
@@ -474,6 +505,7 @@ int main(void) {
                 cmocka_unit_test(test_refuses),
                 cmocka_unit_test(test_refuses_undoing_a_later_step),
                 cmocka_unit_test(test_target_components),
+                cmocka_unit_test(test_target_drop_removed),
                 cmocka_unit_test(test_refuses_what_is_not_a_journal),
                 cmocka_unit_test(test_may_close),
                 cmocka_unit_test_setup_teardown(test_load_checks_the_store, setup, teardown),
