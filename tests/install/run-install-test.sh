@@ -110,9 +110,10 @@ fi
 root=$work/root
 mkdir "$root" && tar -xf "$tarball" -C "$root"
 # What the test drives the node with, beside the packages: the simulated node and the fake API
-# server (tests/sim, tests/apiserver, examples/node) and the launcher every fake runs as.
+# server (tests/sim, tests/apiserver, examples/node), the release data the fakes refuse removed
+# flags and gates from (data/releases) and the launcher every fake runs as.
 mkdir -p "$root/opt/cplet-test"
-cp -a "$work/src/tests" "$work/src/examples" "$root/opt/cplet-test/"
+cp -a "$work/src/tests" "$work/src/examples" "$work/src/data" "$root/opt/cplet-test/"
 cp "$work"/cplet_*.deb "$root/opt/cplet-test/"
 cc -O2 -o "$root/opt/cplet-test/cplet-sim-launcher" "$src/tests/sim/launcher.c" || not_ok "the simulated node's launcher builds"
 # A clean clone for the README's commands, taken now (the root has no git).

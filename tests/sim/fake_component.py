@@ -7,8 +7,12 @@ Run through the wrappers in tests/sim/bin/ (their basename is the component name
 
   * binary version = tag of the image in $CPLET_SIM_IMAGE (the kubelet sets it);
   * pflag's flag parsing as the binaries set it up (`--k=v`, `--k v`, bool flags, `_` = `-`,
-    -v/-h shorthands): a flag the binary does not register (REGISTERED, and the compatibility
-    flags only from the versions in FACTS.md) exits with `Error: unknown flag: --NAME`;
+    -v/-h shorthands): a flag the binary does not register (REGISTERED and the release's list
+    in data/releases, the compatibility flags only from the versions in FACTS.md, the flags
+    data/releases/removed-flags.yaml says the release removed) exits with the usage and
+    `Error: unknown flag: --NAME`;
+  * the feature gates and admission plugins the release removed or locks, as
+    data/releases says (RELEASE DATA below);
   * the validation rules and error texts of component-base (cobra prints `Error: ...`,
     exit 1);
   * HTTPS on --secure-port / --bind-address with the cert in $CPLET_SIM_CERT_DIR;
@@ -187,13 +191,19 @@ VALUE_FLAGS = {"emulated-version", "min-compatibility-version", "secure-port", "
                "leader-elect-retry-period", "leader-elect-resource-name",
                "leader-elect-resource-namespace", "leader-elect-resource-lock"}
 # --feature-gates is a map flag: repeated flags and comma-separated pairs accumulate.
-SLICE_FLAGS = {"emulated-version", "min-compatibility-version", "feature-gates"}
+SLICE_FLAGS = {"emulated-version", "min-compatibility-version", "feature-gates",
+               "enable-admission-plugins", "disable-admission-plugins", "admission-control"}
 # klog's -v is the one shorthand (a one-letter Go flag); -h is cobra's help.
 SHORTHANDS = {"v": "v", "h": "help"}
 
 
 class Fatal(Exception):
     """Exit 1 after printing `Error: <message>` (what cobra does with RunE errors)."""
+
+
+class FlagError(Fatal):
+    """A flag parsing error: cobra prints the usage first (the kube commands' FlagErrorFunc turns
+    it back on), then `Error: <message>`."""
 
 
 # --------------------------------------------------------------------------------------
@@ -300,8 +310,8 @@ def parse_bool(name, value):
         return True
     if v in ("0", "f", "F", "FALSE", "false", "False"):
         return False
-    raise Fatal('invalid argument "%s" for "--%s" flag: strconv.ParseBool: parsing "%s": '
-                "invalid syntax" % (value, name, value))
+    raise FlagError('invalid argument "%s" for "--%s" flag: strconv.ParseBool: parsing "%s": '
+                    "invalid syntax" % (value, name, value))
 
 
 def normalize(name):
@@ -309,16 +319,26 @@ def normalize(name):
     return name.replace("_", "-")
 
 
-def known_flag(component, binary, name):
+def known_flag(component, binary, name, data=None):
     if name in COMPAT_FLAGS:
         who, since = COMPAT_FLAGS[name]
         return component in who and binary.mm() >= (1, since)
-    return name in REGISTERED[component]
+    removed = removed_flag_minor(data, component, name)
+    if removed is not None:
+        # registered by every release before the one that removed it (release data)
+        return binary.mm() < (1, removed)
+    if name in REGISTERED[component]:
+        return True
+    # the release's own list (flags-1.3x.yaml); such a flag takes a value (--name=value or
+    # --name value): the lists do not say which flags are bool
+    return bool(data) and binary.major == 1 and name in (
+        ((data.get("registered") or {}).get(component) or {}).get(str(binary.minor)) or ())
 
 
-def parse_flags(component, binary, argv):
+def parse_flags(component, binary, argv, data=None):
     """pflag's parsing as the kube binaries configure it. Returns {name: [values]} for the flags
-    the fake cares about; raises Fatal with pflag's (or cobra's) message otherwise."""
+    the fake cares about; raises FlagError with pflag's message (Fatal with cobra's) otherwise.
+    data: the release data (removed flags; the 1.30 feature gates, checked while parsing)."""
     flags = {}
     positional = []
     i = 0
@@ -335,7 +355,7 @@ def parse_flags(component, binary, argv):
             # shorthand(s): -v=4, -v 4, -h
             short = a[1:2]
             if short not in SHORTHANDS:
-                raise Fatal("unknown shorthand flag: '%s' in %s" % (short, a))
+                raise FlagError("unknown shorthand flag: '%s' in %s" % (short, a))
             name, rest = SHORTHANDS[short], a[2:]
             if name in BOOL_FLAGS:
                 continue
@@ -343,20 +363,20 @@ def parse_flags(component, binary, argv):
                 rest = rest[1:]
             if rest == "":
                 if i >= len(argv):
-                    raise Fatal("flag needs an argument: '%s' in -%s" % (short, short))
+                    raise FlagError("flag needs an argument: '%s' in -%s" % (short, short))
                 i += 1
             continue
         body = a[2:]
         if body.startswith("-") or body.startswith("="):
-            raise Fatal("bad flag syntax: %s" % a)
+            raise FlagError("bad flag syntax: %s" % a)
         if "=" in body:
             raw, value = body.split("=", 1)
             has_value = True
         else:
             raw, value, has_value = body, None, False
         name = normalize(raw)
-        if not known_flag(component, binary, name):
-            raise Fatal("unknown flag: --%s" % raw)
+        if not known_flag(component, binary, name, data):
+            raise FlagError("unknown flag: --%s" % raw)
         if name in BOOL_FLAGS:
             flags.setdefault(name, []).append(parse_bool(raw, value) if has_value else True)
             continue
@@ -364,9 +384,11 @@ def parse_flags(component, binary, argv):
             continue
         if not has_value:
             if i >= len(argv):
-                raise Fatal("flag needs an argument: --%s" % raw)
+                raise FlagError("flag needs an argument: --%s" % raw)
             value = argv[i]  # pflag takes the next word, whatever it looks like
             i += 1
+        if name == "feature-gates" and binary.mm() < (1, 31):
+            check_gates_flag_130(data, binary, value)
         if name in SLICE_FLAGS:
             # StringSlice: comma separated, repeated flags accumulate, "" means none
             flags.setdefault(name, []).extend(x for x in value.split(",") if x != "")
@@ -432,6 +454,270 @@ def aggregate(errors):
         if e not in seen:
             seen.append(e)
     return seen[0] if len(seen) == 1 else "[" + ", ".join(seen) + "]"
+
+
+# --------------------------------------------------------------------------------------
+# RELEASE DATA: what each release removed, as data/releases/ records it (the same files
+# cplet's preflight is built from; $CPLET_RELEASE_DATA names another directory).
+#
+#   * removed-flags.yaml: a flag whose removedIn <= the binary's minor is not registered
+#     (pflag: `Error: unknown flag: --NAME`); before that release it is (even when REGISTERED
+#     lacks it). An admission plugin whose removedIn <= the binary's minor is not registered
+#     either: kube-apiserver's option validation refuses it (`enable-admission-plugins plugin
+#     "X" is unknown`, same for disable-admission-plugins and admission-control).
+#   * flags-1.3x.yaml: a flag of the binary's minor's list is registered (besides REGISTERED).
+#   * feature-gates.yaml, for the binaries of the minors it covers (others are not checked):
+#     a gate the data knows but not in the binary's minor (knownIn) is `unrecognized feature
+#     gate: X` whatever the emulated version; a gate locked (lockToDefault) in the spec in force
+#     at the emulated version refuses the other value (`cannot set feature gate X to V, feature
+#     is locked to D`); from 1.31 a gate whose first spec is newer than the emulated version is
+#     PreAlpha (`... feature is PreAlpha at emulated version E`).
+#   * A flag, gate or plugin the data does not name is accepted: the lists are incomplete
+#     (data/releases/SOURCES.md), and a fake that refused what the real binary takes would make
+#     cplet's tests prove nothing.
+#
+# Where the errors come from (component-base cli/run.go: before logging is set up cobra prints
+# the usage and cli.Run prints `Error: <err>`; after it, klog `"command failed" err=...`; exit 1
+# either way): unknown flags are pflag's; the 1.30 feature gate is a pflag value, its errors are
+# pflag's `invalid argument "<value>" for "--feature-gates" flag: <err>`; from 1.31 the gates are
+# set by the component-globals registry after logging starts, and the admission plugins are
+# checked by the options' Validate() in RunE: klog lines.
+#
+# Parsing the YAML costs more than a simulated restart should (the crash sweep restarts the
+# fakes thousands of times), so the parsed data is kept as JSON in a per-user cache keyed by the
+# files' paths, sizes and modification times.
+# --------------------------------------------------------------------------------------
+
+RELEASE_DATA_FILES = ("removed-flags.yaml", "feature-gates.yaml") + tuple(
+    "flags-1.%d.yaml" % m for m in range(30, 37))
+RELEASE_CACHE_FORMAT = 2
+
+
+def release_data_dir():
+    """($CPLET_RELEASE_DATA or the repository's data/releases, whether it was named)."""
+    named = os.environ.get("CPLET_RELEASE_DATA")
+    if named:
+        return named, True
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
+    return os.path.join(repo, "data", "releases"), False
+
+
+def _minor_of(text):
+    """"1.33" -> 33 (major 1 only; the data has no other)."""
+    major, minor = str(text).split(".")[:2]
+    if int(major) != 1:
+        raise ValueError("major version %s" % major)
+    return int(minor)
+
+
+def parse_release_data(directory):
+    """The YAML files -> the compact form the fake uses (JSON-serialisable)."""
+    import yaml
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    with open(os.path.join(directory, "removed-flags.yaml"), encoding="utf-8") as f:
+        removed = yaml.load(f, Loader=loader) or []
+    with open(os.path.join(directory, "feature-gates.yaml"), encoding="utf-8") as f:
+        gates_doc = yaml.load(f, Loader=loader) or {}
+    flags, plugins = {}, {}
+    for e in removed:
+        minor = _minor_of(e["removedIn"])
+        if e.get("flag"):
+            flags.setdefault(e["component"], {})[normalize(e["flag"])] = minor
+        if e.get("admissionPlugin"):
+            plugins[e["admissionPlugin"]] = minor
+    gates = {}
+    minors = set()
+    for g in gates_doc.get("gates") or []:
+        known = sorted(_minor_of(m) for m in g.get("knownIn") or [])
+        minors.update(known)
+        specs = []
+        for sp in g.get("specs") or []:
+            major, minor = (int(x) for x in str(sp["version"]).split(".")[:2])
+            specs.append([major, minor, bool(sp.get("default")), bool(sp.get("lockToDefault")),
+                          str(sp.get("preRelease") or "")])
+        specs.sort(key=lambda x: (x[0], x[1]))
+        gates[g["name"]] = {"known": known, "specs": specs, "partial": bool(g.get("specsPartial"))}
+    for m in (gates_doc.get("sources") or {}):
+        minors.add(_minor_of(m))
+    registered = {}
+    for m in range(30, 37):
+        with open(os.path.join(directory, "flags-1.%d.yaml" % m), encoding="utf-8") as f:
+            doc = yaml.load(f, Loader=loader) or {}
+        for comp, c in (doc.get("components") or {}).items():
+            registered.setdefault(comp, {})[str(m)] = sorted(normalize(x) for x in c.get("flags") or [])
+    return {"format": RELEASE_CACHE_FORMAT, "flags": flags, "plugins": plugins, "gates": gates,
+            "minors": sorted(minors), "registered": registered}
+
+
+def load_release_data():
+    """The release data (cached), or None (with a warning line) when the default directory is
+    not there; a directory named by $CPLET_RELEASE_DATA that cannot be read is a Fatal."""
+    directory, named = release_data_dir()
+    try:
+        stats = [os.stat(os.path.join(directory, n)) for n in RELEASE_DATA_FILES]
+    except OSError as e:
+        if named:
+            raise Fatal("CPLET_RELEASE_DATA=%s: %s" % (directory, e))
+        sys.stderr.write("W fake: no release data at %s (%s): removed flags, gates and admission "
+                         "plugins are not checked\n" % (directory, e.strerror or e))
+        return None
+    import binascii  # not hashlib: its import (OpenSSL) costs more than the whole cache read
+    ident = json.dumps([RELEASE_CACHE_FORMAT, os.path.realpath(directory)]
+                       + [[st.st_size, st.st_mtime_ns, st.st_ino] for st in stats]).encode()
+    key = "%08x%08x" % (binascii.crc32(ident), binascii.crc32(ident[::-1]))
+    cache_dir = os.path.join(os.environ.get("TMPDIR", "/tmp"), "cplet-sim-release-data-%d" % os.getuid())
+    cache = os.path.join(cache_dir, key + ".json")
+    try:
+        with open(cache, encoding="utf-8") as f:
+            data = json.load(f)
+        if data.get("ident") == ident.decode():
+            return data
+    except (OSError, ValueError):
+        pass
+    try:
+        data = parse_release_data(directory)
+        data["ident"] = ident.decode()
+    except Exception as e:  # noqa: BLE001 - a broken data file must be seen, not skipped
+        raise Fatal("release data %s unreadable: %s" % (directory, e))
+    try:
+        os.makedirs(cache_dir, mode=0o700, exist_ok=True)
+        tmp = "%s.tmp%d" % (cache, os.getpid())
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(data, f)
+        os.rename(tmp, cache)
+    except OSError:
+        pass  # no cache: the next start parses again
+    return data
+
+
+def removed_flag_minor(data, component, name):
+    """The minor that removed this flag of this component, or None."""
+    if not data:
+        return None
+    return (data["flags"].get(component) or {}).get(name)
+
+
+def go_bool(v):
+    return "true" if v else "false"
+
+
+def gate_errors(data, binary, emulated, pairs):
+    """featureGate.SetFromMap over pairs [(name, bool)] (a later pair of the same name wins) by a
+    binary of minor binary emulating emulated: the errors, as unsafeSetFromMap collects them."""
+    m = {}
+    for k, v in pairs:
+        m[k] = v
+    if binary.mm() < (1, 31):
+        # no component-globals registry: `kube:Foo` is the name of no gate
+        for k in m:
+            if ":" in k:
+                return ["unrecognized feature gate: %s" % k]
+    if not data or binary.major != 1 or binary.minor not in data["minors"]:
+        return []
+    errs = []
+    for k, v in m.items():
+        g = data["gates"].get(k)
+        if g is None:
+            continue  # not in the (incomplete) data: accepted
+        if binary.minor not in g["known"]:
+            errs.append("unrecognized feature gate: %s" % k)
+            return errs  # early return, as the binary does
+        em = emulated.mm()
+        spec = None
+        for sp in g["specs"]:
+            if (sp[0], sp[1]) <= em:
+                spec = sp
+        if spec is None:
+            if g["specs"] and not g["partial"] and binary.mm() >= (1, 31):
+                errs.append("cannot set feature gate %s to %s, feature is PreAlpha at emulated "
+                            "version %s" % (k, go_bool(v), emulated))
+            continue
+        if spec[3] and spec[2] != v:
+            errs.append("cannot set feature gate %s to %s, feature is locked to %s"
+                        % (k, go_bool(v), go_bool(spec[2])))
+    return errs
+
+
+def parse_gate_map(value):
+    """featureGate.Set's parsing of `k=v,k2=v2` -> [(k, bool)]; raises Fatal with its texts."""
+    out = []
+    for s in value.split(","):
+        if not s:
+            continue
+        arr = s.split("=", 1)
+        k = arr[0].strip()
+        if len(arr) != 2:
+            raise Fatal("missing bool value for %s" % k)
+        v = arr[1].strip()
+        try:
+            out.append((k, parse_bool(k, v)))
+        except Fatal:
+            raise Fatal('invalid value of %s=%s, err: strconv.ParseBool: parsing "%s": invalid syntax'
+                        % (k, v, v))
+    return out
+
+
+def check_gates_flag_130(data, binary, value):
+    """1.30: --feature-gates is the feature gate itself (pflag value); an error is pflag's."""
+    try:
+        errs = gate_errors(data, binary, binary.major_minor(), parse_gate_map(value))
+        if errs:
+            raise Fatal(aggregate(errs))
+    except Fatal as e:
+        raise FlagError('invalid argument "%s" for "--feature-gates" flag: %s' % (value, e))
+
+
+def check_gates_registry(data, binary, emulated, entries):
+    """1.31+: the component-globals registry's Set(): `kube:` prefix or none, never both; the
+    kube gates set at the emulated version. entries: the comma-split --feature-gates values.
+    Returns the error text or None."""
+    by_comp = {}
+    for pair in entries:
+        kv = pair.split(":", 1)
+        if len(kv) == 1:
+            comp, v = "", kv[0].strip()
+        else:
+            comp, v = kv[0].strip(), kv[1].strip()
+        by_comp.setdefault(comp, []).append(v)
+    for comp, values in by_comp.items():
+        if comp == "":
+            if "kube" in by_comp:
+                return ("set kube feature gates with default empty prefix or kube: prefix "
+                        "consistently, do not mix use")
+        elif comp != "kube":
+            return "component not registered: %s" % comp
+        try:
+            errs = gate_errors(data, binary, emulated, parse_gate_map(",".join(values)))
+        except Fatal as e:
+            return str(e)
+        if errs:
+            return aggregate(errs)
+    return None
+
+
+def admission_errors(data, binary, flags):
+    """kube-apiserver's AdmissionOptions.Validate(): the plugins the data says this binary no
+    longer registers, --admission-control with the other two, a plugin both enabled and
+    disabled (the real texts, pkg/kubeapiserver/options/admission.go and apiserver's
+    pkg/server/options/admission.go)."""
+    def gone(name):
+        minor = data["plugins"].get(name) if data else None
+        return data is not None and minor is not None and binary.mm() >= (1, minor)
+    errs = []
+    if "admission-control" in flags and ("enable-admission-plugins" in flags
+                                         or "disable-admission-plugins" in flags):
+        errs.append("admission-control and enable-admission-plugins/disable-admission-plugins "
+                    "flags are mutually exclusive")
+    for flag in ("admission-control", "enable-admission-plugins", "disable-admission-plugins"):
+        for name in flags.get(flag, []):
+            if gone(name):
+                errs.append('%s plugin "%s" is unknown' % (flag, name))
+    both = sorted(set(flags.get("enable-admission-plugins", []))
+                  & set(flags.get("disable-admission-plugins", [])))
+    if both:
+        errs.append("[%s] in enable-admission-plugins and disable-admission-plugins overlapped"
+                    % " ".join(both))
+    return errs
 
 
 # --------------------------------------------------------------------------------------
@@ -792,6 +1078,18 @@ def handle_connection(comp, ctx, conn):
             pass
 
 
+def usage(component, binary, data):
+    """What cobra prints on a flag error (cliflag's usage func: the flags this binary has)."""
+    names = set(REGISTERED[component]) | set(COMPAT_FLAGS)
+    if data:
+        names |= set((data["flags"].get(component) or {}))
+        if binary.major == 1:
+            names |= set(((data.get("registered") or {}).get(component) or {}).get(str(binary.minor)) or ())
+    names = sorted(n for n in names if known_flag(component, binary, n, data))
+    return ("Usage:\n  %s [flags]\n\nFlags:\n" % component
+            + "".join("      --%s\n" % n for n in names) + "\n")
+
+
 def set_comm(name):
     try:
         with open("/proc/self/comm", "w") as f:
@@ -811,12 +1109,15 @@ def main(component=None, argv=None):
         return 1
     set_comm(component)
     image = os.environ.get("CPLET_SIM_IMAGE", "")
+    binary = None
+    data = None
     try:
         if not image:
             raise Fatal("CPLET_SIM_IMAGE is not set: the fake takes its binary version from "
                         "the image tag")
         binary, git_version = binary_version_from_image(image)
-        flags = parse_flags(component, binary, argv)
+        data = load_release_data()
+        flags = parse_flags(component, binary, argv, data)
         emulated, min_compat, errors = effective_versions(component, binary, flags)
         if errors:
             raise Fatal(aggregate(errors))
@@ -829,9 +1130,22 @@ def main(component=None, argv=None):
             raise Fatal('invalid argument "%s" for "--secure-port" flag: strconv.ParseInt: '
                         'parsing "%s": invalid syntax' % (port_text, port_text))
     except Fatal as e:
+        if isinstance(e, FlagError) and binary is not None:
+            sys.stderr.write(usage(component, binary, data))
         sys.stderr.write("Error: %s\n" % e)
         sys.stderr.flush()
         return 1
+
+    # After logging is set up: the component-globals registry sets the feature gates (1.31 on),
+    # then RunE validates the options (the admission plugins).
+    if binary.mm() >= (1, 31):
+        err = check_gates_registry(data, binary, emulated, flags.get("feature-gates", []))
+        if err:
+            die(err)
+    if component == "kube-apiserver":
+        errs = admission_errors(data, binary, flags)
+        if errs:
+            die(aggregate(errs))
 
     knobs = load_knobs(component, git_version, binary)
     comp = Component(component, binary, git_version, emulated, min_compat, knobs)

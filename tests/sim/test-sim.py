@@ -336,6 +336,172 @@ def test_validation():
             check("accepted: %s %s %s" % (comp, tag, " ".join(args)), ok, err)
 
 
+# --------------------------------------------------------------------------------------
+# what each release removed (data/releases/, read by the fakes at start)
+# --------------------------------------------------------------------------------------
+
+def klog_err(text):
+    """How the fake (like klog's ErrorS) quotes an error after logging started."""
+    return '"command failed" err="%s"' % text.replace('"', '\\"')
+
+
+def test_release_data():
+    pflag_cases = [
+        # (what, component, tag, args, the error line)
+        ("kube-apiserver 1.33 no longer has --cloud-provider (removed in 1.33)", "kube-apiserver",
+         "v1.33.1", ["--cloud-provider=external"], "Error: unknown flag: --cloud-provider"),
+        ("... nor --cloud_config, spelled with _, --flag value form", "kube-apiserver", "v1.36.0",
+         ["--cloud_config", "/etc/kubernetes/cloud.conf"], "Error: unknown flag: --cloud_config"),
+        ("kube-apiserver 1.31 no longer has --cloud-provider-gce-lb-src-cidrs", "kube-apiserver",
+         "v1.31.4", ["--cloud-provider-gce-lb-src-cidrs=130.211.0.0/22"],
+         "Error: unknown flag: --cloud-provider-gce-lb-src-cidrs"),
+        ("kube-controller-manager 1.31 no longer has --horizontal-pod-autoscaler-upscale-delay",
+         "kube-controller-manager", "v1.31.0", ["--horizontal-pod-autoscaler-upscale-delay", "3m0s"],
+         "Error: unknown flag: --horizontal-pod-autoscaler-upscale-delay"),
+        ("1.30: a removed gate is pflag's error (the gate is the flag's value)", "kube-apiserver",
+         "v1.30.14", ["--feature-gates=ExpandedDNSConfig=true"],
+         'Error: invalid argument "ExpandedDNSConfig=true" for "--feature-gates" flag: '
+         "unrecognized feature gate: ExpandedDNSConfig"),
+        ("1.30 has no kube: prefix (it is part of the name)", "kube-scheduler", "v1.30.14",
+         ["--feature-gates", "kube:AppArmor=true"],
+         'Error: invalid argument "kube:AppArmor=true" for "--feature-gates" flag: '
+         "unrecognized feature gate: kube:AppArmor"),
+    ]
+    for name, comp, tag, args, want in pflag_cases:
+        code, err = run_fake(comp, IMG % (comp, tag), args)
+        lines = err.rstrip("\n").split("\n")
+        check("release data: %s -> exit 1, usage then %r" % (name, want), code == 1
+              and lines[-1] == want and "Usage:\n  %s [flags]" % comp in err
+              and err.index("Usage:") < err.index(want), "exit %s stderr %r" % (code, err[-600:]))
+    code, err = run_fake("kube-apiserver", IMG % ("kube-apiserver", "v1.33.1"), ["--cloud-provider=x"])
+    check("release data: the usage lists the flags of this binary (no --cloud-provider in 1.33)",
+          "      --etcd-servers\n" in err and "      --cloud-provider\n" not in err, err[:300])
+
+    klog_cases = [
+        ("1.31 does not know InTreePluginvSphereUnregister (removed in 1.31)", "kube-apiserver",
+         "v1.31.4", ["--feature-gates=InTreePluginvSphereUnregister=true"],
+         "unrecognized feature gate: InTreePluginvSphereUnregister"),
+        ("a removed gate with the kube: prefix", "kube-scheduler", "v1.33.1",
+         ["--feature-gates", "kube:AppArmor=true"], "unrecognized feature gate: AppArmor"),
+        ("a removed gate, whatever the emulated version", "kube-controller-manager", "v1.34.2",
+         ["--emulated-version=1.31", "--feature-gates=DevicePluginCDIDevices=true"],
+         "unrecognized feature gate: DevicePluginCDIDevices"),
+        ("a locked gate set to the other value", "kube-controller-manager", "v1.32.3",
+         ["--feature-gates=APIListChunking=false"],
+         "cannot set feature gate APIListChunking to false, feature is locked to true"),
+        ("the lock at the emulated version: 1.36 at 1.36", "kube-apiserver", "v1.36.0",
+         ["--feature-gates=ImageMaximumGCAge=false"],
+         "cannot set feature gate ImageMaximumGCAge to false, feature is locked to true"),
+        ("a gate newer than the emulated version is PreAlpha", "kube-apiserver", "v1.35.0",
+         ["--emulated-version=1.34", "--feature-gates=UserNamespacesHostNetworkSupport=true"],
+         "cannot set feature gate UserNamespacesHostNetworkSupport to true, feature is PreAlpha "
+         "at emulated version 1.34"),
+        ("kube: prefix mixed with bare names", "kube-apiserver", "v1.34.2",
+         ["--feature-gates=kube:Foo=true", "--feature-gates=Bar=false"],
+         "set kube feature gates with default empty prefix or kube: prefix consistently, do not mix use"),
+        ("kube-apiserver 1.30 refuses admission plugin SecurityContextDeny (removed in 1.30)",
+         "kube-apiserver", "v1.30.14", ["--enable-admission-plugins=NodeRestriction,SecurityContextDeny"],
+         'enable-admission-plugins plugin "SecurityContextDeny" is unknown'),
+        ("kube-apiserver 1.31: PersistentVolumeLabel, enabled and disabled", "kube-apiserver", "v1.31.4",
+         ["--enable-admission-plugins", "PersistentVolumeLabel", "--disable-admission-plugins=PersistentVolumeLabel"],
+         '[enable-admission-plugins plugin "PersistentVolumeLabel" is unknown, '
+         'disable-admission-plugins plugin "PersistentVolumeLabel" is unknown, '
+         '[PersistentVolumeLabel] in enable-admission-plugins and disable-admission-plugins overlapped]'),
+        ("... and in --admission-control", "kube-apiserver", "v1.35.0",
+         ["--admission-control=NamespaceLifecycle,PersistentVolumeLabel"],
+         'admission-control plugin "PersistentVolumeLabel" is unknown'),
+    ]
+    for name, comp, tag, args, want in klog_cases:
+        code, err = run_fake(comp, IMG % (comp, tag), args)
+        check("release data: %s -> exit 1, %r" % (name, want[:70]), code == 1 and klog_err(want) in err
+              and "Usage:" not in err, "exit %s stderr %r" % (code, err[-600:]))
+
+    # What the release before still has, and what the data does not name, starts.
+    started = [
+        ("kube-apiserver", "v1.32.3", ["--cloud-provider=external", "--cloud_config=/etc/kubernetes/cloud.conf"]),
+        ("kube-controller-manager", "v1.30.14", ["--horizontal-pod-autoscaler-upscale-delay=3m0s",
+                                                 "--volume-host-allow-local-loopback=false"]),
+        ("kube-apiserver", "v1.30.14", ["--feature-gates=InTreePluginvSphereUnregister=true,APIListChunking=true",
+                                        "--enable-admission-plugins=NodeRestriction,PersistentVolumeLabel"]),
+        ("kube-scheduler", "v1.32.3", ["--feature-gates=kube:AppArmor=true,kube:APIListChunking=true"]),
+        ("kube-apiserver", "v1.36.0", ["--emulated-version=1.34", "--feature-gates=ImageMaximumGCAge=false"]),
+        ("kube-apiserver", "v1.35.0", ["--feature-gates=NotAGateTheDataNames=true",
+                                       "--enable-admission-plugins=NotAPluginTheDataNames"]),
+        # a flag of the release's list (flags-1.3x.yaml) that the fake's own table lacks
+        ("kube-controller-manager", "v1.33.1", ["--concurrent-statefulset-syncs=5"]),
+    ]
+    for comp, tag, args in started:
+        with Fake(comp, IMG % (comp, tag), args) as f:
+            ok = f.wait_code("/healthz", 200) is not None
+            err = f.close()
+            check("release data: starts: %s %s %s" % (comp, tag, " ".join(args)), ok, err[-600:])
+
+    # The data is read from $CPLET_RELEASE_DATA: a copy that removes a flag changes the fake.
+    import shutil
+    data = os.path.join(TMP, "release-data")
+    shutil.copytree(os.path.join(simnode.REPO, "data", "releases"), data)
+    with open(os.path.join(data, "removed-flags.yaml"), "a") as f:
+        f.write('\n- {component: kube-scheduler, flag: pod-max-in-unschedulable-pods-duration, '
+                'removedIn: "1.34", fix: "test", source: "test"}\n')
+    env = dict(fake_env(IMG % ("kube-scheduler", "v1.34.2")), CPLET_RELEASE_DATA=data)
+    p = subprocess.run([os.path.join(BIN, "kube-scheduler"), "--pod-max-in-unschedulable-pods-duration=5m"],
+                       env=env, stdin=subprocess.DEVNULL, capture_output=True, timeout=20)
+    check("release data: read from $CPLET_RELEASE_DATA (a flag removed there is refused)",
+          p.returncode == 1 and p.stderr.decode().endswith(
+              "Error: unknown flag: --pod-max-in-unschedulable-pods-duration\n"), p.stderr[-300:])
+    env["CPLET_RELEASE_DATA"] = os.path.join(TMP, "no-such-dir")
+    p = subprocess.run([os.path.join(BIN, "kube-scheduler")], env=env, stdin=subprocess.DEVNULL,
+                       capture_output=True, timeout=20)
+    check("release data: a $CPLET_RELEASE_DATA that is not there is an error, not a silent pass",
+          p.returncode == 1 and b"CPLET_RELEASE_DATA=" in p.stderr, p.stderr[-300:])
+
+    # On the simulated node: the kubelet runs the manifests, the containers exit 1, and their
+    # logs under /var/log/pods carry the texts.
+    root = os.path.join(TMP, "node-removed")
+    node = SimNode(root, "v1.33.1", backoff=0.3, backoff_max=1.0, flags={
+        "kube-apiserver": {"cloud-provider": "external"},
+        "kube-controller-manager": {"feature-gates": "AppArmor=true"},
+        "kube-scheduler": {"feature-gates": "SidecarContainers=false"},
+    })
+    want = {
+        "kube-apiserver": "Error: unknown flag: --cloud-provider",
+        "kube-controller-manager": klog_err("unrecognized feature gate: AppArmor"),
+        "kube-scheduler": klog_err("cannot set feature gate SidecarContainers to false, feature is locked to true"),
+    }
+    try:
+        t0 = time.time()
+        node.up(wait=False)
+        got = {}
+        for comp in simnode.COMPONENTS:
+            ev = node.wait_event(lambda e, c=comp: e["event"] == "exit" and e["file"] == c + ".yaml",
+                                 20, since=t0)
+            logs = ""
+            pods = os.path.join(root, "var", "log", "pods")
+            for d in os.listdir(pods) if os.path.isdir(pods) else []:
+                if d.startswith("kube-system_%s-" % comp):
+                    cdir = os.path.join(pods, d, comp)
+                    for n in sorted(os.listdir(cdir)):
+                        with open(os.path.join(cdir, n)) as f:
+                            logs += f.read()
+            got[comp] = (ev and ev["code"], logs)
+            check("sim node v1.33.1: %s exits 1, its /var/log/pods log (CRI format, stderr) has %r"
+                  % (comp, want[comp]),
+                  ev is not None and ev["code"] == 1
+                  and any(l.split(" ", 3)[1:3] == ["stderr", "F"] and l.endswith(want[comp])
+                          for l in logs.splitlines()),
+                  "event %s log %r" % (ev, logs[-800:]))
+        # without them the same node starts
+        for comp, flag in (("kube-apiserver", "--cloud-provider"), ("kube-controller-manager", "--feature-gates"),
+                           ("kube-scheduler", "--feature-gates")):
+            text = "".join(l for l in node.read_manifest(comp).splitlines(keepends=True)
+                           if not l.strip().startswith("- " + flag + "="))
+            node.write_manifest(comp, text)
+        check("sim node v1.33.1: the manifests without them start, all three healthy",
+              node.wait_healthy(30), node.health())
+    finally:
+        node.down()
+
+
 def test_knobs():
     # 3 s: on a loaded machine the interpreter alone may take over a second to open its port
     knobs = {"kube-apiserver": {"startupDelay": 3.0}}
@@ -847,8 +1013,11 @@ def test_expansion():
 
 def main():
     t = time.monotonic()
+    only = os.environ.get("CPLET_SIM_TESTS")  # e.g. "test_release_data" while developing
     for fn in (test_expansion, test_version_endpoint, test_validation, test_knobs, test_authentication,
-               test_kubelet, test_cli_and_parallel):
+               test_release_data, test_kubelet, test_cli_and_parallel):
+        if only and fn.__name__ not in only.split(","):
+            continue
         try:
             fn()
         except Exception:  # noqa: BLE001
@@ -857,7 +1026,7 @@ def main():
     for n in _notes:
         print("# " + n)
     print("# total %.1f s" % (time.monotonic() - t))
-    for r in ("node1", "cli0", "cli1"):
+    for r in ("node1", "cli0", "cli1", "node-removed"):
         path = os.path.join(TMP, r)
         if os.path.isdir(path):
             SimNode(path).down()
