@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: Apache-2.0
-"""cplet daemon pulls a target's images before its first write (issue 11, image pre-pull),
-printing TAP. A fake crictl (tests/sim/fake_crictl.py) is the daemon's only program in PATH and
+"""cplet daemon runs issue 11's checks before a target's first write, printing TAP: it pulls the
+target's images, and it refuses a target the preflight refuses unless `dropRemoved` says what
+to drop. A fake crictl (tests/sim/fake_crictl.py) is the daemon's only program in PATH and
 a unix socket under the node root stands where containerd's would listen.
 
 - the status says which image the node waits for while it is pulled ("pulling IMAGE (i/n)"),
@@ -9,7 +10,10 @@ a unix socket under the node root stands where containerd's would listen.
 - an image that cannot be pulled: Failed (not RolledBack: nothing was written), the image named,
   the manifests byte-identical and no journal;
 - SIGTERM during a pull: exit 0, no record that the target was handled, and the next start runs
-  the same target from the beginning.
+  the same target from the beginning;
+- a node whose kube-apiserver sets a gate 1.35 removed (AllowServiceLBStatusOnNonLB, locked to
+  false since 1.32, gone in 1.35): the target to v1.35.0 is Refused naming it, nothing written;
+  a new generation with dropRemoved runs, and the gate is gone from the manifest.
 
 Environment (tests/meson.build): CPLET_BINARY, CPLET_PLUGIN_BUILD_DIR, CPLET_EXAMPLES_DIR,
 CPLET_SIM_LAUNCHER, CPLET_APISERVER_DIR.
@@ -36,7 +40,7 @@ from daemon_util import Cluster, Daemon, StatusLog, TARGET  # noqa: E402
 from simnode import SimNode  # noqa: E402
 
 FAKE_CRICTL = os.path.join(TESTS, "sim", "fake_crictl.py")
-NODES = ("p1", "p2", "p3")
+NODES = ("p1", "p2", "p3", "p4")
 OLD, NEW = "v1.34.2", "v1.35.0"
 TERMINAL = ("Succeeded", "Failed", "RolledBack", "Refused")
 MANIFESTS = os.path.join("etc", "kubernetes", "manifests")
@@ -47,10 +51,10 @@ class World:
         self.cluster = Cluster(NODES, git_version=OLD)
         self.dirs, self.sims, self.daemons, self.logs, self.sockets = [], [], [], [], []
 
-    def node(self, name):
+    def node(self, name, flags=None):
         root = os.path.realpath(tempfile.mkdtemp(prefix="cplet-dpull-%s-" % name))
         self.dirs.append(root)
-        n = SimNode(root, OLD, backoff=0.1, backoff_max=1.0, grace=2.0)
+        n = SimNode(root, OLD, backoff=0.1, backoff_max=1.0, grace=2.0, flags=flags)
         self.sims.append(n)
         n.up(timeout=30)
         sock = os.path.join(root, "run", "containerd", "containerd.sock")
@@ -129,9 +133,9 @@ def snapshot(root):
     return {f: open(os.path.join(d, f), "rb").read() for f in sorted(os.listdir(d))}
 
 
-def target(id_, generation=1):
-    return json.dumps({"id": id_, "generation": generation, "binaryVersion": NEW, "stableFor": "0s",
-                       "stepTimeout": "60s"}, separators=(",", ":"))
+def target(id_, generation=1, **more):
+    return json.dumps(dict({"id": id_, "generation": generation, "binaryVersion": NEW, "stableFor": "0s",
+                            "stepTimeout": "60s"}, **more), separators=(",", ":"))
 
 
 class Case:
@@ -215,11 +219,39 @@ def test_sigterm_during_pull(t, w):
     t.check(pulled_images(fast) == NEW_IMAGES, "the restart pulled every image: %r" % pulled_images(fast))
 
 
+def test_preflight_refuses_target(t, w):
+    gate = "AllowServiceLBStatusOnNonLB"
+    node = w.node("p4", flags={"kube-apiserver": {"feature-gates": gate + "=false"}})
+    env = w.crictl_env()
+    log = w.log("p4")
+    d = w.daemon(node, "p4", env)
+    before = snapshot(node.root)
+    mark = log.mark()
+    w.cluster.annotate("p4", TARGET, target("pf-1"))
+    end = log.wait(lambda s: s.get("phase") in TERMINAL, 60, mark, d)
+    t.need(end is not None, "the target did not end: %s" % d.describe())
+    msg = end[2].get("message") or ""
+    t.check(end[2]["phase"] == "Refused", "phase %r, not Refused: %r" % (end[2]["phase"], msg))
+    t.check(gate in msg and "1.35" in msg, "the refusal names the gate and the release: %r" % msg)
+    t.check(snapshot(node.root) == before, "the manifests are byte-identical after the refusal")
+    t.check(calls(env) == [], "nothing pulled for a refused target: %r" % calls(env))
+    mark = log.mark()
+    w.cluster.annotate("p4", TARGET, target("pf-1", generation=2, dropRemoved=[gate]))
+    end = log.wait(lambda s: s.get("phase") in TERMINAL and s.get("generation") == 2, 120, mark, d)
+    t.need(end is not None, "generation 2 did not end: %s" % d.describe())
+    t.check(end[2]["phase"] == "Succeeded", "with dropRemoved: phase %r (%r)" % (end[2]["phase"], end[2].get("message")))
+    live = open(os.path.join(node.root, MANIFESTS, "kube-apiserver.yaml")).read()
+    t.check(gate not in live, "the gate is gone from kube-apiserver.yaml")
+    t.check("v1.35.0" in live, "kube-apiserver.yaml runs v1.35.0")
+
+
 CASES = [
     ("while a target's images are pulled the status is Pending and names the image (i/n); then Succeeded",
      test_status_while_pulling),
     ("an image that cannot be pulled: Failed naming it, nothing written, no journal", test_pull_fails),
     ("SIGTERM during the pull: exit 0, the target not recorded as handled; the next start runs it", test_sigterm_during_pull),
+    ("a target the preflight refuses (a gate 1.35 removed) is Refused naming it, nothing written; with dropRemoved "
+     "it runs and the gate is gone", test_preflight_refuses_target),
 ]
 
 
