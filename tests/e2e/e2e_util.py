@@ -50,6 +50,32 @@ ANNOTATION = "cplet.io/revision"
 HEALTHZ = "/healthz"
 
 
+def crictl_env(dirs, with_crictl=True, **knobs):
+    """The environment for cplet with the fake crictl (tests/sim/fake_crictl.py) as the only
+    program in PATH (with_crictl=False: no crictl at all, whatever the host has), its call log
+    (CRICTL_FAKE_LOG) and knobs (CRICTL_FAKE_<NAME>). The temporary directory is appended to
+    `dirs` for the caller to remove."""
+    import tempfile
+    d = os.path.realpath(tempfile.mkdtemp(prefix="cplet-crictl-"))
+    dirs.append(d)
+    bindir = os.path.join(d, "bin")
+    os.mkdir(bindir)
+    if with_crictl:
+        # This Python by its path: PATH holds nothing else.
+        with open(os.path.join(os.path.dirname(HERE), "sim", "fake_crictl.py")) as f:
+            text = f.read().split("\n", 1)[1]
+        with open(os.path.join(bindir, "crictl"), "w") as f:
+            f.write("#!%s\n%s" % (os.path.realpath(sys.executable), text))
+        os.chmod(os.path.join(bindir, "crictl"), 0o755)
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("CONTAINER_RUNTIME_ENDPOINT", "IMAGE_SERVICE_ENDPOINT", "CRI_CONFIG_FILE")}
+    env["PATH"] = bindir
+    env["CRICTL_FAKE_LOG"] = os.path.join(d, "calls.jsonl")
+    for k, v in knobs.items():
+        env["CRICTL_FAKE_" + k.upper()] = str(v)
+    return env
+
+
 def shell_quote(cmd):
     return " ".join(shlex.quote(str(c)) for c in cmd)
 

@@ -26,7 +26,6 @@ import signal
 import socket
 import sys
 import tempfile
-import time
 import traceback
 
 HERE = os.path.dirname(os.path.realpath(__file__))
@@ -37,9 +36,9 @@ sys.path.insert(0, HERE)
 sys.dont_write_bytecode = True
 
 from daemon_util import Cluster, Daemon, StatusLog, TARGET  # noqa: E402
+from e2e_util import crictl_env  # noqa: E402
 from simnode import SimNode  # noqa: E402
 
-FAKE_CRICTL = os.path.join(TESTS, "sim", "fake_crictl.py")
 NODES = ("p1", "p2", "p3", "p4")
 OLD, NEW = "v1.34.2", "v1.35.0"
 TERMINAL = ("Succeeded", "Failed", "RolledBack", "Refused")
@@ -66,22 +65,7 @@ class World:
         return n
 
     def crictl_env(self, **knobs):
-        d = os.path.realpath(tempfile.mkdtemp(prefix="cplet-dpull-crictl-"))
-        self.dirs.append(d)
-        bindir = os.path.join(d, "bin")
-        os.mkdir(bindir)
-        with open(FAKE_CRICTL) as f:
-            text = f.read().split("\n", 1)[1]
-        with open(os.path.join(bindir, "crictl"), "w") as f:
-            f.write("#!%s\n%s" % (os.path.realpath(sys.executable), text))
-        os.chmod(os.path.join(bindir, "crictl"), 0o755)
-        env = {k: v for k, v in os.environ.items()
-               if k not in ("CONTAINER_RUNTIME_ENDPOINT", "IMAGE_SERVICE_ENDPOINT", "CRI_CONFIG_FILE")}
-        env["PATH"] = bindir
-        env["CRICTL_FAKE_LOG"] = os.path.join(d, "calls.jsonl")
-        for k, v in knobs.items():
-            env["CRICTL_FAKE_" + k.upper()] = str(v)
-        return env
+        return crictl_env(self.dirs, **knobs)
 
     def daemon(self, node, name, env):
         d = Daemon(node.root, self.cluster.kubelet_conf(name), node_name=name, env=env)

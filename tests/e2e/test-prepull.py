@@ -28,10 +28,10 @@ sys.path.insert(0, os.path.dirname(os.path.realpath(__file__)))
 from e2e_util import (  # noqa: E402
     COMPONENTS, MANIFEST_DIR, STATE_DIR, SimNode, cplet_cmd, image_tag, journal, load_yaml, mpath,
     parse_json_lines, pid_alive, read_bytes, run_tap, shell_quote, tree_checksum, tree_diff, container,
+    crictl_env,
 )
 
 HERE = os.path.dirname(os.path.realpath(__file__))
-FAKE_CRICTL = os.path.join(os.path.dirname(HERE), "sim", "fake_crictl.py")
 OLD = "v1.34.2"
 NEW = "v1.35.0"
 TIMEOUT = 90
@@ -84,27 +84,8 @@ class Case:
 
     def crictl_env(self, with_crictl=True, **knobs):
         """The environment of cplet: a PATH whose first directory holds the fake crictl (or
-        none of it), its call log, knobs."""
-        d = os.path.realpath(tempfile.mkdtemp(prefix="cplet-crictl-"))
-        self.dirs.append(d)
-        bindir = os.path.join(d, "bin")
-        os.mkdir(bindir)
-        if with_crictl:
-            # This Python by its path: PATH holds nothing else.
-            with open(FAKE_CRICTL) as f:
-                text = f.read().split("\n", 1)[1]
-            with open(os.path.join(bindir, "crictl"), "w") as f:
-                f.write("#!%s\n%s" % (os.path.realpath(sys.executable), text))
-            os.chmod(os.path.join(bindir, "crictl"), 0o755)
-        env = {k: v for k, v in os.environ.items()
-               if k not in ("CONTAINER_RUNTIME_ENDPOINT", "IMAGE_SERVICE_ENDPOINT", "CRI_CONFIG_FILE")}
-        # Only that directory: without the fake, no crictl is found whatever the host has
-        # installed (cplet runs no other program).
-        env["PATH"] = bindir
-        env["CRICTL_FAKE_LOG"] = os.path.join(d, "calls.jsonl")
-        for k, v in knobs.items():
-            env["CRICTL_FAKE_" + k.upper()] = str(v)
-        return env
+        none of it), its call log, knobs (e2e_util.crictl_env)."""
+        return crictl_env(self.dirs, with_crictl, **knobs)
 
     def calls(self, env):
         """The fake crictl's records: [(start record, end record or None)] in start order."""
