@@ -74,16 +74,17 @@ static size_t strv_size(char *const *l) {
         return n;
 }
 
-/* Moves the images just pulled into s->pulled. */
-static int remember(op_pulls *s, char **todo, size_t n) {
-        size_t k = strv_size(s->pulled);
+/* Moves every image of `pulled_now` (left empty) to the end of s->pulled, so that the plan made
+ * again under the lock pulls only what is new. */
+static int remember(op_pulls *s, char **pulled_now) {
+        size_t k = strv_size(s->pulled), n = strv_size(pulled_now);
         char **m = realloc(s->pulled, (k + n + 1) * sizeof(char *));
 
         if (!m)
                 return -ENOMEM;
         s->pulled = m;
         for (size_t i = 0; i < n; i++)
-                m[k++] = TAKE_PTR(todo[i]);
+                m[k++] = TAKE_PTR(pulled_now[i]);
         m[k] = NULL;
         return 0;
 }
@@ -123,6 +124,6 @@ int op_prepull(op_env *e, const op_options *o, const plan *p, op_pulls *s, char 
         r = prepull_images(client, args, images, &po, ret_error);
         if (r < 0)
                 return r;
-        r = remember(s, images, n);
+        r = remember(s, images);
         return r < 0 ? set_error(ret_error, r, "out of memory") : 0;
 }
